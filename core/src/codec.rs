@@ -1,0 +1,1090 @@
+//! Decoding of Bybit v5 public WebSocket frames.
+//!
+//! A frame is decoded completely (and so validated completely) before anything is applied, into
+//! scratch buffers the [`Decoder`] reuses: after warm-up a frame costs no allocation at all.
+//! Key order is never relied on: `data` is parsed in place when the topic came first (as it does
+//! in every capture we hold) and otherwise re-read once the topic is known.
+
+use crate::decimal::Dec;
+use crate::error::{DecodeError, NumberWhy};
+use crate::json::{JStr, JsonError, Scanner};
+use crate::topic::{Channel, Interval, Topic};
+
+/// Default bound on one frame's length.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Most price levels one side of one frame may carry: a full-depth snapshot's worth.
+pub const LEVELS_PER_SIDE_MAX: usize = crate::topic::FULL_BOOK_LEVELS_MAX;
+/// Most candles one kline frame may carry (Bybit sends one or two).
+pub const CANDLES_PER_FRAME_MAX: usize = 16;
+/// "a single message may have up to 1024 trades" (Bybit v5 docs, publicTrade).
+pub const TRADES_PER_FRAME_MAX: usize = 1024;
+/// Most topics one acknowledgement may list.
+pub const ACK_TOPICS_MAX: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Level {
+    pub px: Dec,
+    pub qty: Dec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    Snapshot,
+    Delta,
+}
+
+#[derive(Debug)]
+pub struct BookFrame<'a> {
+    pub topic: &'a str,
+    pub symbol: &'a str,
+    /// The topic's depth; [`crate::topic::FULL_DEPTH`] for `orderbook.full`.
+    pub depth: u16,
+    pub kind: UpdateKind,
+    pub ts: u64,
+    pub u: u64,
+    pub seq: Option<u64>,
+    pub cts: Option<u64>,
+    pub bids: &'a [Level],
+    pub asks: &'a [Level],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KlineData {
+    pub start: u64,
+    pub end: Option<u64>,
+    pub open: Dec,
+    pub high: Dec,
+    pub low: Dec,
+    pub close: Dec,
+    pub volume: Dec,
+    pub turnover: Dec,
+    pub confirm: bool,
+    pub timestamp: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct KlineFrame<'a> {
+    pub topic: &'a str,
+    pub symbol: &'a str,
+    pub interval: Interval,
+    pub ts: u64,
+    pub candles: &'a [KlineData],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickDirection {
+    PlusTick,
+    ZeroPlusTick,
+    MinusTick,
+    ZeroMinusTick,
+}
+
+impl TickDirection {
+    fn parse(s: &str) -> Option<TickDirection> {
+        Some(match s {
+            "PlusTick" => TickDirection::PlusTick,
+            "ZeroPlusTick" => TickDirection::ZeroPlusTick,
+            "MinusTick" => TickDirection::MinusTick,
+            "ZeroMinusTick" => TickDirection::ZeroMinusTick,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeData {
+    pub time_ms: u64,
+    pub side: Side,
+    pub qty: Dec,
+    pub px: Dec,
+    pub tick: Option<TickDirection>,
+    pub block_trade: bool,
+    pub rpi: bool,
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct TradeFrame<'a> {
+    pub topic: &'a str,
+    pub symbol: &'a str,
+    pub ts: u64,
+    pub trades: &'a [TradeData],
+}
+
+/// Numeric ticker fields we keep. Unknown fields are validated and skipped, so a new field on
+/// the venue is not a bad frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TickerField {
+    LastPrice,
+    PrevPrice24h,
+    Price24hPcnt,
+    HighPrice24h,
+    LowPrice24h,
+    PrevPrice1h,
+    MarkPrice,
+    IndexPrice,
+    OpenInterest,
+    OpenInterestValue,
+    Turnover24h,
+    Volume24h,
+    FundingRate,
+    NextFundingTime,
+    FundingIntervalHour,
+    FundingCap,
+    Bid1Price,
+    Bid1Size,
+    Ask1Price,
+    Ask1Size,
+    UsdIndexPrice,
+    Basis,
+    BasisRate,
+    PredictedDeliveryPrice,
+}
+
+impl TickerField {
+    pub const COUNT: usize = 24;
+
+    pub fn parse(key: &str) -> Option<TickerField> {
+        use TickerField::*;
+        Some(match key {
+            "lastPrice" => LastPrice,
+            "prevPrice24h" => PrevPrice24h,
+            "price24hPcnt" => Price24hPcnt,
+            "highPrice24h" => HighPrice24h,
+            "lowPrice24h" => LowPrice24h,
+            "prevPrice1h" => PrevPrice1h,
+            "markPrice" => MarkPrice,
+            "indexPrice" => IndexPrice,
+            "openInterest" => OpenInterest,
+            "openInterestValue" => OpenInterestValue,
+            "turnover24h" => Turnover24h,
+            "volume24h" => Volume24h,
+            "fundingRate" => FundingRate,
+            "nextFundingTime" => NextFundingTime,
+            "fundingIntervalHour" => FundingIntervalHour,
+            "fundingCap" => FundingCap,
+            "bid1Price" | "bidPrice" => Bid1Price,
+            "bid1Size" | "bidSize" => Bid1Size,
+            "ask1Price" | "askPrice" => Ask1Price,
+            "ask1Size" | "askSize" => Ask1Size,
+            "usdIndexPrice" => UsdIndexPrice,
+            "basis" => Basis,
+            "basisRate" => BasisRate,
+            "predictedDeliveryPrice" => PredictedDeliveryPrice,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use TickerField::*;
+        match self {
+            LastPrice => "lastPrice",
+            PrevPrice24h => "prevPrice24h",
+            Price24hPcnt => "price24hPcnt",
+            HighPrice24h => "highPrice24h",
+            LowPrice24h => "lowPrice24h",
+            PrevPrice1h => "prevPrice1h",
+            MarkPrice => "markPrice",
+            IndexPrice => "indexPrice",
+            OpenInterest => "openInterest",
+            OpenInterestValue => "openInterestValue",
+            Turnover24h => "turnover24h",
+            Volume24h => "volume24h",
+            FundingRate => "fundingRate",
+            NextFundingTime => "nextFundingTime",
+            FundingIntervalHour => "fundingIntervalHour",
+            FundingCap => "fundingCap",
+            Bid1Price => "bid1Price",
+            Bid1Size => "bid1Size",
+            Ask1Price => "ask1Price",
+            Ask1Size => "ask1Size",
+            UsdIndexPrice => "usdIndexPrice",
+            Basis => "basis",
+            BasisRate => "basisRate",
+            PredictedDeliveryPrice => "predictedDeliveryPrice",
+        }
+    }
+}
+
+/// One field of a ticker frame; `None` is the empty string, which Bybit uses for "not set".
+pub type TickerUpdate = (TickerField, Option<Dec>);
+
+#[derive(Debug)]
+pub struct TickerFrame<'a> {
+    pub topic: &'a str,
+    pub symbol: &'a str,
+    pub kind: UpdateKind,
+    pub ts: u64,
+    pub cs: Option<u64>,
+    pub tick: Option<TickDirection>,
+    pub fields: &'a [TickerUpdate],
+}
+
+/// Control frames: subscription answers and pongs. Rare, so they own their strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    Pong {
+        req_id: Option<String>,
+    },
+    Ack(Ack),
+    /// A client's request (subscribe, unsubscribe, ping): what a venue reads, and what capture
+    /// files of the client side hold.
+    Request(Request),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub op: String,
+    pub req_id: Option<String>,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub op: String,
+    pub success: bool,
+    pub ret_msg: String,
+    pub req_id: Option<String>,
+    pub conn_id: Option<String>,
+    /// Topics the venue named as failed (options' `failTopics`, or the `topic:` of `ret_msg`).
+    pub failed_topics: Vec<String>,
+}
+
+impl Ack {
+    /// The typed failure of a subscription answer, naming the topic when the venue did.
+    pub fn result(&self) -> Result<(), SubscribeError> {
+        if self.success && self.failed_topics.is_empty() {
+            return Ok(());
+        }
+        Err(SubscribeError {
+            topics: self.failed_topics.clone(),
+            message: self.ret_msg.clone(),
+            req_id: self.req_id.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeError {
+    pub topics: Vec<String>,
+    pub message: String,
+    pub req_id: Option<String>,
+}
+
+impl std::fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.topics.is_empty() {
+            write!(f, "subscription refused: {}", self.message)
+        } else {
+            write!(
+                f,
+                "subscription to {} refused: {}",
+                self.topics.join(","),
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {}
+
+#[derive(Debug)]
+pub enum Frame<'a> {
+    Book(BookFrame<'a>),
+    Kline(KlineFrame<'a>),
+    Ticker(TickerFrame<'a>),
+    Trade(TradeFrame<'a>),
+    Control(Control),
+}
+
+/// Reusable decoder; its buffers keep their capacity from frame to frame.
+#[derive(Debug)]
+pub struct Decoder {
+    frame_bytes_max: usize,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+    candles: Vec<KlineData>,
+    trades: Vec<TradeData>,
+    ticker: Vec<TickerUpdate>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(FRAME_BYTES_MAX_DEFAULT)
+    }
+}
+
+type R<T> = Result<T, DecodeError>;
+
+fn json(e: JsonError) -> DecodeError {
+    DecodeError::Json(e)
+}
+
+/// A type mismatch inside a known field names the field; a syntax error stays a JSON error.
+fn typed(field: &'static str) -> impl Fn(JsonError) -> DecodeError {
+    move |e| match e {
+        JsonError::Type { .. } => DecodeError::BadValue { field },
+        other => DecodeError::Json(other),
+    }
+}
+
+fn int(field: &'static str) -> impl Fn(JsonError) -> DecodeError {
+    move |e| match e {
+        JsonError::Type { .. } => DecodeError::BadNumber {
+            field,
+            why: NumberWhy::NotAnInteger,
+        },
+        other => DecodeError::Json(other),
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, v: T, field: &'static str) -> R<()> {
+    if slot.replace(v).is_some() {
+        return Err(DecodeError::DuplicateField(field));
+    }
+    Ok(())
+}
+
+fn need<T>(v: Option<T>, field: &'static str) -> R<T> {
+    v.ok_or(DecodeError::MissingField(field))
+}
+
+fn plain<'a>(s: JStr<'a>, field: &'static str) -> R<&'a str> {
+    s.plain().ok_or(DecodeError::BadValue { field })
+}
+
+#[inline]
+fn dec(sc: &mut Scanner<'_>, field: &'static str) -> R<Dec> {
+    sc.quoted_dec()
+        .map_err(typed(field))?
+        .map_err(|e| DecodeError::BadNumber {
+            field,
+            why: NumberWhy::Decimal(e),
+        })
+}
+
+fn kind(s: &str) -> R<UpdateKind> {
+    match s {
+        "snapshot" => Ok(UpdateKind::Snapshot),
+        "delta" => Ok(UpdateKind::Delta),
+        _ => Err(DecodeError::BadValue { field: "type" }),
+    }
+}
+
+/// What the top-level object held, gathered in whatever order its keys came.
+#[derive(Default)]
+struct Top<'a> {
+    topic: Option<(&'a str, Topic<'a>)>,
+    kind: Option<&'a str>,
+    ts: Option<u64>,
+    cs: Option<u64>,
+    cts: Option<u64>,
+    data_parsed: Option<Parsed<'a>>,
+    data_at: Option<usize>,
+    success: Option<bool>,
+    ret_msg: Option<String>,
+    op: Option<String>,
+    req_id: Option<String>,
+    conn_id: Option<String>,
+    args: Option<Vec<String>>,
+}
+
+/// What the `data` member held, before the top-level fields are attached.
+enum Parsed<'a> {
+    Book {
+        symbol: &'a str,
+        u: u64,
+        seq: Option<u64>,
+    },
+    Kline,
+    Ticker {
+        symbol: &'a str,
+        tick: Option<TickDirection>,
+    },
+    Trade,
+}
+
+impl Decoder {
+    pub fn new(frame_bytes_max: usize) -> Self {
+        Decoder {
+            frame_bytes_max,
+            bids: Vec::new(),
+            asks: Vec::new(),
+            candles: Vec::new(),
+            trades: Vec::new(),
+            ticker: Vec::new(),
+        }
+    }
+
+    pub fn frame_bytes_max(&self) -> usize {
+        self.frame_bytes_max
+    }
+
+    /// Decodes raw bytes (a line of a capture file); refuses non-UTF-8 before anything else.
+    pub fn decode_bytes<'a>(&'a mut self, bytes: &'a [u8]) -> R<Frame<'a>> {
+        if bytes.len() > self.frame_bytes_max {
+            return Err(DecodeError::Oversize {
+                len: bytes.len(),
+                max: self.frame_bytes_max,
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+        self.decode(text)
+    }
+
+    pub fn decode<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {
+        if text.len() > self.frame_bytes_max {
+            return Err(DecodeError::Oversize {
+                len: text.len(),
+                max: self.frame_bytes_max,
+            });
+        }
+        let mut sc = Scanner::new(text);
+        sc.begin_object().map_err(|e| match e {
+            // Valid JSON of another shape is "unrecognized"; anything else is not JSON at all.
+            JsonError::Type { .. } => {
+                let mut whole = Scanner::new(text);
+                match whole.skip().and_then(|()| whole.finish()) {
+                    Ok(()) => DecodeError::Unrecognized,
+                    Err(e) => DecodeError::Json(e),
+                }
+            }
+            other => DecodeError::Json(other),
+        })?;
+        let mut top = Top::default();
+        let mut first = true;
+        while let Some(key) = sc.next_key(&mut first).map_err(json)? {
+            self.top_field(&mut sc, &mut top, key)?;
+        }
+        sc.finish().map_err(json)?;
+
+        if let Some((topic_str, topic)) = top.topic {
+            let parsed = match top.data_parsed.take() {
+                Some(p) => p,
+                None => {
+                    let at = need(top.data_at, "data")?;
+                    let mut sc = Scanner::new(&text[at..]);
+                    self.data(&mut sc, topic)?
+                }
+            };
+            return self.assemble(topic_str, topic, top, parsed);
+        }
+        self.control(text, top)
+    }
+
+    fn top_field<'a>(&mut self, sc: &mut Scanner<'a>, top: &mut Top<'a>, key: JStr<'a>) -> R<()> {
+        match key.plain().unwrap_or("") {
+            "topic" => {
+                let s = plain(sc.string().map_err(typed("topic"))?, "topic")?;
+                let t = Topic::parse(s).map_err(DecodeError::UnknownTopic)?;
+                set(&mut top.topic, (s, t), "topic")?;
+            }
+            "type" => {
+                let s = plain(sc.string().map_err(typed("type"))?, "type")?;
+                set(&mut top.kind, s, "type")?;
+            }
+            "ts" => set(&mut top.ts, sc.u64().map_err(int("ts"))?, "ts")?,
+            "cs" => set(&mut top.cs, sc.u64().map_err(int("cs"))?, "cs")?,
+            "cts" => set(&mut top.cts, sc.u64().map_err(int("cts"))?, "cts")?,
+            "data" => {
+                if top.data_parsed.is_some() || top.data_at.is_some() {
+                    return Err(DecodeError::DuplicateField("data"));
+                }
+                match top.topic {
+                    Some((_, t)) => top.data_parsed = Some(self.data(sc, t)?),
+                    None => {
+                        top.data_at = Some(sc.pos());
+                        sc.skip().map_err(json)?;
+                    }
+                }
+            }
+            "success" => set(
+                &mut top.success,
+                sc.bool().map_err(typed("success"))?,
+                "success",
+            )?,
+            "ret_msg" => set(&mut top.ret_msg, owned(sc, "ret_msg")?, "ret_msg")?,
+            "op" => set(&mut top.op, owned(sc, "op")?, "op")?,
+            "req_id" => set(&mut top.req_id, owned(sc, "req_id")?, "req_id")?,
+            "conn_id" => set(&mut top.conn_id, owned(sc, "conn_id")?, "conn_id")?,
+            "args" => {
+                // Requests list topics here; option pongs echo the client's timestamp.
+                sc.begin_array().map_err(typed("args"))?;
+                let mut args = Vec::new();
+                let mut first = true;
+                while sc.next_elem(&mut first).map_err(json)? {
+                    if args.len() == ACK_TOPICS_MAX {
+                        return Err(DecodeError::TooMany {
+                            field: "args",
+                            max: ACK_TOPICS_MAX,
+                        });
+                    }
+                    args.push(sc.string().map_err(typed("args"))?.get().into_owned());
+                }
+                set(&mut top.args, args, "args")?;
+            }
+            _ => sc.skip().map_err(json)?,
+        }
+        Ok(())
+    }
+
+    fn data<'a>(&mut self, sc: &mut Scanner<'a>, topic: Topic<'a>) -> R<Parsed<'a>> {
+        match topic.channel {
+            Channel::OrderBook { .. } => self.book_data(sc),
+            Channel::Kline { .. } => self.kline_data(sc),
+            Channel::Ticker => self.ticker_data(sc),
+            Channel::Trade => self.trade_data(sc),
+        }
+    }
+
+    fn assemble<'a>(
+        &'a self,
+        topic_str: &'a str,
+        topic: Topic<'a>,
+        top: Top<'a>,
+        parsed: Parsed<'a>,
+    ) -> R<Frame<'a>> {
+        let ts = need(top.ts, "ts")?;
+        let kind_str = need(top.kind, "type")?;
+        Ok(match (topic.channel, parsed) {
+            (Channel::OrderBook { depth }, Parsed::Book { symbol, u, seq }) => {
+                if symbol != topic.symbol {
+                    return Err(DecodeError::BadValue { field: "s" });
+                }
+                Frame::Book(BookFrame {
+                    topic: topic_str,
+                    symbol: topic.symbol,
+                    depth,
+                    kind: kind(kind_str)?,
+                    ts,
+                    u,
+                    seq,
+                    cts: top.cts,
+                    bids: &self.bids,
+                    asks: &self.asks,
+                })
+            }
+            (Channel::Kline { interval }, Parsed::Kline) => {
+                if kind_str != "snapshot" {
+                    return Err(DecodeError::BadValue { field: "type" });
+                }
+                Frame::Kline(KlineFrame {
+                    topic: topic_str,
+                    symbol: topic.symbol,
+                    interval,
+                    ts,
+                    candles: &self.candles,
+                })
+            }
+            (Channel::Ticker, Parsed::Ticker { symbol, tick }) => {
+                if symbol != topic.symbol {
+                    return Err(DecodeError::BadValue { field: "symbol" });
+                }
+                Frame::Ticker(TickerFrame {
+                    topic: topic_str,
+                    symbol: topic.symbol,
+                    kind: kind(kind_str)?,
+                    ts,
+                    cs: top.cs,
+                    tick,
+                    fields: &self.ticker,
+                })
+            }
+            (Channel::Trade, Parsed::Trade) => {
+                if kind_str != "snapshot" {
+                    return Err(DecodeError::BadValue { field: "type" });
+                }
+                Frame::Trade(TradeFrame {
+                    topic: topic_str,
+                    symbol: topic.symbol,
+                    ts,
+                    trades: &self.trades,
+                })
+            }
+            _ => return Err(DecodeError::BadValue { field: "data" }),
+        })
+    }
+
+    fn control<'a>(&mut self, text: &'a str, top: Top<'a>) -> R<Frame<'a>> {
+        let op = top.op.as_deref();
+        if op == Some("pong") {
+            let echoed = top.args.and_then(|a| a.into_iter().next());
+            return Ok(Frame::Control(Control::Pong {
+                req_id: top.req_id.or(echoed),
+            }));
+        }
+        if op == Some("ping") && top.ret_msg.as_deref() == Some("pong") {
+            return Ok(Frame::Control(Control::Pong { req_id: top.req_id }));
+        }
+        if top.kind == Some("COMMAND_RESP") {
+            let at = need(top.data_at, "data")?;
+            let failed = command_resp_failures(&text[at..])?;
+            return Ok(Frame::Control(Control::Ack(Ack {
+                op: "subscribe".into(),
+                success: need(top.success, "success")? && failed.is_empty(),
+                ret_msg: top.ret_msg.unwrap_or_default(),
+                req_id: top.req_id,
+                conn_id: top.conn_id,
+                failed_topics: failed,
+            })));
+        }
+        let (op, success) = match (top.op, top.success) {
+            (Some(op), Some(success)) => (op, success),
+            (Some(op), None) if top.ret_msg.is_none() => {
+                return Ok(Frame::Control(Control::Request(Request {
+                    op,
+                    req_id: top.req_id,
+                    args: top.args.unwrap_or_default(),
+                })));
+            }
+            _ => return Err(DecodeError::Unrecognized),
+        };
+        let ret_msg = top.ret_msg.unwrap_or_default();
+        let failed_topics = if success {
+            Vec::new()
+        } else {
+            // Observed: "error:handler not found,topic:getOrderBook.1.BTCUSDT".
+            ret_msg
+                .split_once("topic:")
+                .map(|(_, t)| vec![t.trim().to_string()])
+                .unwrap_or_default()
+        };
+        Ok(Frame::Control(Control::Ack(Ack {
+            op,
+            success,
+            ret_msg,
+            req_id: top.req_id,
+            conn_id: top.conn_id,
+            failed_topics,
+        })))
+    }
+
+    fn book_data<'a>(&mut self, sc: &mut Scanner<'a>) -> R<Parsed<'a>> {
+        sc.begin_object().map_err(typed("data"))?;
+        let (mut symbol, mut u, mut seq) = (None, None, None);
+        let (mut have_b, mut have_a) = (false, false);
+        let mut first = true;
+        while let Some(key) = sc.next_key(&mut first).map_err(json)? {
+            match key.plain().unwrap_or("") {
+                "s" => set(
+                    &mut symbol,
+                    plain(sc.string().map_err(typed("s"))?, "s")?,
+                    "s",
+                )?,
+                "u" => set(&mut u, sc.u64().map_err(int("u"))?, "u")?,
+                "seq" => set(&mut seq, sc.u64().map_err(int("seq"))?, "seq")?,
+                "b" => {
+                    if std::mem::replace(&mut have_b, true) {
+                        return Err(DecodeError::DuplicateField("b"));
+                    }
+                    levels(sc, &mut self.bids, "b")?;
+                }
+                "a" => {
+                    if std::mem::replace(&mut have_a, true) {
+                        return Err(DecodeError::DuplicateField("a"));
+                    }
+                    levels(sc, &mut self.asks, "a")?;
+                }
+                _ => sc.skip().map_err(json)?,
+            }
+        }
+        if !have_b {
+            return Err(DecodeError::MissingField("b"));
+        }
+        if !have_a {
+            return Err(DecodeError::MissingField("a"));
+        }
+        Ok(Parsed::Book {
+            symbol: need(symbol, "s")?,
+            u: need(u, "u")?,
+            seq,
+        })
+    }
+
+    fn kline_data<'a>(&mut self, sc: &mut Scanner<'a>) -> R<Parsed<'a>> {
+        self.candles.clear();
+        sc.begin_array().map_err(typed("data"))?;
+        let mut first = true;
+        while sc.next_elem(&mut first).map_err(json)? {
+            if self.candles.len() == CANDLES_PER_FRAME_MAX {
+                return Err(DecodeError::TooMany {
+                    field: "data",
+                    max: CANDLES_PER_FRAME_MAX,
+                });
+            }
+            let c = candle(sc)?;
+            self.candles.push(c);
+        }
+        if self.candles.is_empty() {
+            return Err(DecodeError::MissingField("data"));
+        }
+        Ok(Parsed::Kline)
+    }
+
+    fn ticker_data<'a>(&mut self, sc: &mut Scanner<'a>) -> R<Parsed<'a>> {
+        self.ticker.clear();
+        sc.begin_object().map_err(typed("data"))?;
+        let (mut symbol, mut tick) = (None, None);
+        let mut first = true;
+        while let Some(key) = sc.next_key(&mut first).map_err(json)? {
+            let k = key.plain().unwrap_or("");
+            if let Some(field) = TickerField::parse(k) {
+                let s = sc.string().map_err(typed(field.as_str()))?;
+                let text = plain(s, field.as_str())?;
+                let v = if text.is_empty() {
+                    None
+                } else {
+                    Some(Dec::parse(text).map_err(|e| DecodeError::BadNumber {
+                        field: field.as_str(),
+                        why: NumberWhy::Decimal(e),
+                    })?)
+                };
+                if self.ticker.iter().any(|(f, _)| *f == field) {
+                    return Err(DecodeError::DuplicateField(field.as_str()));
+                }
+                self.ticker.push((field, v));
+                continue;
+            }
+            match k {
+                "symbol" => set(
+                    &mut symbol,
+                    plain(sc.string().map_err(typed("symbol"))?, "symbol")?,
+                    "symbol",
+                )?,
+                "tickDirection" => {
+                    let s = plain(
+                        sc.string().map_err(typed("tickDirection"))?,
+                        "tickDirection",
+                    )?;
+                    let t = TickDirection::parse(s).ok_or(DecodeError::BadValue {
+                        field: "tickDirection",
+                    })?;
+                    set(&mut tick, t, "tickDirection")?;
+                }
+                _ => sc.skip().map_err(json)?,
+            }
+        }
+        Ok(Parsed::Ticker {
+            symbol: need(symbol, "symbol")?,
+            tick,
+        })
+    }
+
+    fn trade_data<'a>(&mut self, sc: &mut Scanner<'a>) -> R<Parsed<'a>> {
+        self.trades.clear();
+        sc.begin_array().map_err(typed("data"))?;
+        let mut first = true;
+        while sc.next_elem(&mut first).map_err(json)? {
+            if self.trades.len() == TRADES_PER_FRAME_MAX {
+                return Err(DecodeError::TooMany {
+                    field: "data",
+                    max: TRADES_PER_FRAME_MAX,
+                });
+            }
+            let t = trade(sc)?;
+            self.trades.push(t);
+        }
+        Ok(Parsed::Trade)
+    }
+}
+
+fn owned(sc: &mut Scanner<'_>, field: &'static str) -> R<String> {
+    if sc.null() {
+        return Ok(String::new());
+    }
+    Ok(sc.string().map_err(typed(field))?.get().into_owned())
+}
+
+#[inline]
+fn levels(sc: &mut Scanner<'_>, out: &mut Vec<Level>, field: &'static str) -> R<()> {
+    out.clear();
+    sc.begin_array().map_err(typed(field))?;
+    let mut first = true;
+    while sc.next_elem(&mut first).map_err(json)? {
+        if out.len() == LEVELS_PER_SIDE_MAX {
+            return Err(DecodeError::TooMany {
+                field,
+                max: LEVELS_PER_SIDE_MAX,
+            });
+        }
+        let (px, qty) = match sc.compact_dec_pair() {
+            Some(pair) => pair,
+            None => level_slow(sc, field)?,
+        };
+        if px <= Dec::ZERO || qty.is_negative() {
+            return Err(DecodeError::BadValue { field });
+        }
+        out.push(Level { px, qty });
+    }
+    Ok(())
+}
+
+/// A level written any other way than the compact form (white space, escapes), or a bad one.
+#[cold]
+fn level_slow(sc: &mut Scanner<'_>, field: &'static str) -> R<(Dec, Dec)> {
+    sc.begin_array().map_err(typed(field))?;
+    let mut f2 = true;
+    if !sc.next_elem(&mut f2).map_err(json)? {
+        return Err(DecodeError::BadValue { field });
+    }
+    let px = dec(sc, field)?;
+    if !sc.next_elem(&mut f2).map_err(json)? {
+        return Err(DecodeError::BadValue { field });
+    }
+    let qty = dec(sc, field)?;
+    if sc.next_elem(&mut f2).map_err(json)? {
+        return Err(DecodeError::BadValue { field });
+    }
+    Ok((px, qty))
+}
+
+fn candle(sc: &mut Scanner<'_>) -> R<KlineData> {
+    sc.begin_object().map_err(typed("data"))?;
+    let (mut start, mut end, mut timestamp, mut confirm) = (None, None, None, None);
+    let (mut open, mut high, mut low, mut close, mut volume, mut turnover) =
+        (None, None, None, None, None, None);
+    let mut first = true;
+    while let Some(key) = sc.next_key(&mut first).map_err(json)? {
+        match key.plain().unwrap_or("") {
+            "start" => set(&mut start, sc.u64().map_err(int("start"))?, "start")?,
+            "end" => set(&mut end, sc.u64().map_err(int("end"))?, "end")?,
+            "timestamp" => set(
+                &mut timestamp,
+                sc.u64().map_err(int("timestamp"))?,
+                "timestamp",
+            )?,
+            "confirm" => set(
+                &mut confirm,
+                sc.bool().map_err(typed("confirm"))?,
+                "confirm",
+            )?,
+            "open" => set(&mut open, dec(sc, "open")?, "open")?,
+            "high" => set(&mut high, dec(sc, "high")?, "high")?,
+            "low" => set(&mut low, dec(sc, "low")?, "low")?,
+            "close" => set(&mut close, dec(sc, "close")?, "close")?,
+            "volume" => set(&mut volume, dec(sc, "volume")?, "volume")?,
+            "turnover" => set(&mut turnover, dec(sc, "turnover")?, "turnover")?,
+            _ => sc.skip().map_err(json)?,
+        }
+    }
+    let c = KlineData {
+        start: need(start, "start")?,
+        end,
+        open: need(open, "open")?,
+        high: need(high, "high")?,
+        low: need(low, "low")?,
+        close: need(close, "close")?,
+        volume: need(volume, "volume")?,
+        turnover: need(turnover, "turnover")?,
+        confirm: need(confirm, "confirm")?,
+        timestamp,
+    };
+    if c.high < c.low || c.volume.is_negative() {
+        return Err(DecodeError::BadValue { field: "data" });
+    }
+    Ok(c)
+}
+
+fn trade(sc: &mut Scanner<'_>) -> R<TradeData> {
+    sc.begin_object().map_err(typed("data"))?;
+    let (mut time_ms, mut side, mut qty, mut px) = (None, None, None, None);
+    let (mut tick, mut bt, mut rpi, mut seq, mut id) = (None, None, None, None, None);
+    let mut first = true;
+    while let Some(key) = sc.next_key(&mut first).map_err(json)? {
+        match key.plain().unwrap_or("") {
+            "T" => set(&mut time_ms, sc.u64().map_err(int("T"))?, "T")?,
+            "S" => {
+                let s = match plain(sc.string().map_err(typed("S"))?, "S")? {
+                    "Buy" => Side::Buy,
+                    "Sell" => Side::Sell,
+                    _ => return Err(DecodeError::BadValue { field: "S" }),
+                };
+                set(&mut side, s, "S")?;
+            }
+            "v" => set(&mut qty, dec(sc, "v")?, "v")?,
+            "p" => set(&mut px, dec(sc, "p")?, "p")?,
+            "L" => {
+                let s = plain(sc.string().map_err(typed("L"))?, "L")?;
+                let t = TickDirection::parse(s).ok_or(DecodeError::BadValue { field: "L" })?;
+                set(&mut tick, t, "L")?;
+            }
+            "BT" => set(&mut bt, sc.bool().map_err(typed("BT"))?, "BT")?,
+            "RPI" => set(&mut rpi, sc.bool().map_err(typed("RPI"))?, "RPI")?,
+            "seq" => set(&mut seq, sc.u64().map_err(int("seq"))?, "seq")?,
+            "i" => set(&mut id, sc.string().map_err(typed("i"))?, "i")?,
+            _ => sc.skip().map_err(json)?,
+        }
+    }
+    need(id, "i")?;
+    Ok(TradeData {
+        time_ms: need(time_ms, "T")?,
+        side: need(side, "S")?,
+        qty: need(qty, "v")?,
+        px: need(px, "p")?,
+        tick,
+        block_trade: bt.unwrap_or(false),
+        rpi: rpi.unwrap_or(false),
+        seq,
+    })
+}
+
+fn command_resp_failures(text: &str) -> R<Vec<String>> {
+    let mut sc = Scanner::new(text);
+    sc.begin_object().map_err(typed("data"))?;
+    let mut failed = Vec::new();
+    let mut first = true;
+    while let Some(key) = sc.next_key(&mut first).map_err(json)? {
+        if key.is("failTopics") {
+            sc.begin_array().map_err(typed("failTopics"))?;
+            let mut f = true;
+            while sc.next_elem(&mut f).map_err(json)? {
+                if failed.len() == ACK_TOPICS_MAX {
+                    return Err(DecodeError::TooMany {
+                        field: "failTopics",
+                        max: ACK_TOPICS_MAX,
+                    });
+                }
+                failed.push(sc.string().map_err(typed("failTopics"))?.get().into_owned());
+            }
+        } else {
+            sc.skip().map_err(json)?;
+        }
+    }
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Dec {
+        Dec::parse(s).unwrap()
+    }
+
+    #[test]
+    fn orderbook_delta_decodes_whatever_the_key_order() {
+        let mut dec = Decoder::default();
+        let a = r#"{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTCUSDT","b":[["30247.20","30.028"]],"a":[],"u":7,"seq":9},"cts":2}"#;
+        let b = r#"{"data":{"seq":9,"u":7,"a":[],"b":[["30247.2","30.0280"]],"s":"BTCUSDT"},"cts":2,"ts":1,"type":"delta","topic":"orderbook.50.BTCUSDT"}"#;
+        for text in [a, b] {
+            let Frame::Book(f) = dec.decode(text).unwrap() else {
+                panic!("not a book frame")
+            };
+            assert_eq!(f.topic, "orderbook.50.BTCUSDT");
+            assert_eq!(f.depth, 50);
+            assert_eq!(f.kind, UpdateKind::Delta);
+            assert_eq!((f.u, f.seq, f.ts, f.cts), (7, Some(9), 1, Some(2)));
+            assert_eq!(
+                f.bids,
+                &[Level {
+                    px: d("30247.2"),
+                    qty: d("30.028")
+                }]
+            );
+            assert!(f.asks.is_empty());
+        }
+    }
+
+    #[test]
+    fn kline_frame_with_two_candles_keeps_both() {
+        let mut dec = Decoder::default();
+        let text = r#"{"topic":"kline.1.DOGEUSDT","data":[{"start":1786310760000,"end":1786310819999,"interval":"1","open":"0.07055","close":"0.07053","high":"0.07055","low":"0.07052","volume":"690173","turnover":"48679.57044","confirm":true,"timestamp":1786310820696},{"start":1786310820000,"end":1786310879999,"interval":"1","open":"0.07053","close":"0.07053","high":"0.07053","low":"0.07053","volume":"0","turnover":"0","confirm":false,"timestamp":1786310820696}],"ts":1786310820696,"type":"snapshot"}"#;
+        let Frame::Kline(k) = dec.decode(text).unwrap() else {
+            panic!("not a kline frame")
+        };
+        assert_eq!(k.interval, Interval::Min1);
+        assert_eq!(k.candles.len(), 2);
+        assert!(k.candles[0].confirm && !k.candles[1].confirm);
+        assert_eq!(k.candles[1].start, 1786310820000);
+    }
+
+    #[test]
+    fn ticker_delta_carries_only_changed_fields() {
+        let mut dec = Decoder::default();
+        let text = r#"{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","bid1Price":"65114.20","bid1Size":"6.054","preOpenPrice":"","newField":{"x":[1]}},"cs":753843907770,"ts":1786310817883}"#;
+        let Frame::Ticker(t) = dec.decode(text).unwrap() else {
+            panic!("not a ticker frame")
+        };
+        assert_eq!(t.kind, UpdateKind::Delta);
+        assert_eq!(
+            t.fields,
+            &[
+                (TickerField::Bid1Price, Some(d("65114.2"))),
+                (TickerField::Bid1Size, Some(d("6.054")))
+            ]
+        );
+    }
+
+    #[test]
+    fn rejected_subscription_names_its_topic() {
+        let mut dec = Decoder::default();
+        let text = r#"{"success":false,"ret_msg":"error:handler not found,topic:getOrderBook.1.BTCUSDT","conn_id":"958a","req_id":"2XX","op":"subscribe"}"#;
+        let Frame::Control(Control::Ack(ack)) = dec.decode(text).unwrap() else {
+            panic!("not an ack")
+        };
+        let err = ack.result().unwrap_err();
+        assert_eq!(err.topics, vec!["getOrderBook.1.BTCUSDT".to_string()]);
+        assert!(err.to_string().contains("getOrderBook.1.BTCUSDT"));
+    }
+
+    #[test]
+    fn pongs_of_every_market_are_recognised() {
+        let mut dec = Decoder::default();
+        for text in [
+            r#"{"success":true,"ret_msg":"pong","conn_id":"0970","op":"ping"}"#,
+            r#"{"success":true,"ret_msg":"pong","conn_id":"4657","req_id":"","op":"ping"}"#,
+            r#"{"args":["1672916271846"],"op":"pong"}"#,
+            r#"{"req_id":"test","op":"pong","args":["1675418560633"],"conn_id":"cfcb"}"#,
+        ] {
+            assert!(
+                matches!(dec.decode(text), Ok(Frame::Control(Control::Pong { .. }))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_frames_get_typed_errors() {
+        let mut dec = Decoder::new(200);
+        let cases: [(&str, DecodeError); 8] = [
+            ("not json", DecodeError::Json(JsonError::Syntax { at: 0 })),
+            (
+                r#"{"topic":"orderbook.50.X","type":"delta","ts":1,"data":{"s":"X","b":[["abc","1"]],"a":[],"u":1}}"#,
+                DecodeError::BadNumber {
+                    field: "b",
+                    why: NumberWhy::Decimal(crate::decimal::DecError::Syntax),
+                },
+            ),
+            (
+                r#"{"topic":"orderbook.50.X","type":"delta","ts":1,"data":{"s":"X","b":[],"a":[]}}"#,
+                DecodeError::MissingField("u"),
+            ),
+            (
+                r#"{"topic":"candles.1.X","type":"snapshot","ts":1,"data":[]}"#,
+                DecodeError::UnknownTopic(crate::topic::TopicError::UnknownChannel),
+            ),
+            (
+                &"x".repeat(201),
+                DecodeError::Oversize { len: 201, max: 200 },
+            ),
+            (r#"[1,2]"#, DecodeError::Unrecognized),
+            (
+                r#"{"topic":"orderbook.50.X","type":"delta","ts":1,"ts":2,"data":{"s":"X","b":[],"a":[],"u":1}}"#,
+                DecodeError::DuplicateField("ts"),
+            ),
+            (
+                r#"{"topic":"orderbook.50.X","type":"delta","ts":1,"data":{"s":"Y","b":[],"a":[],"u":1}}"#,
+                DecodeError::BadValue { field: "s" },
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(dec.decode(text).unwrap_err(), want, "{text}");
+        }
+    }
+}

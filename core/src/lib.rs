@@ -1,0 +1,24 @@
+//! keel-core: the sans-IO heart of keel.
+//!
+//! No sockets, files, threads, clocks or OS randomness live here: time comes in as a parameter
+//! ([`time::Time`]) and every byte comes in as an argument. That is what lets the same code run
+//! in production, in a replay and inside a deterministic simulation.
+
+pub mod book;
+pub mod codec;
+pub mod decimal;
+pub mod error;
+pub mod json;
+pub mod kline;
+pub mod market;
+pub mod rest;
+pub mod ticker;
+pub mod time;
+pub mod topic;
+
+pub use book::{Applied, BookState, OrderBook};
+pub use codec::{Decoder, Frame, Level};
+pub use decimal::Dec;
+pub use error::{BadReason, DecodeError};
+pub use market::{Market, MarketConfig, MarketEvent};
+pub use time::Time;

@@ -1,0 +1,514 @@
+//! Market state for every topic of one venue: books, kline series, tickers and last trades.
+//!
+//! Frames go in through [`Market::handle_frame`]; what other machines must react to comes out
+//! of [`Market::poll_event`], which the caller drains after every call.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::book::{Applied, OrderBook, ResyncReason};
+use crate::codec::{Ack, Control, Decoder, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
+use crate::error::{BadCounts, DecodeError};
+use crate::kline::{CLOSED_CANDLES_MAX_DEFAULT, ClosedCandle, Gap, KlineSeries, LiveOutcome};
+use crate::ticker::{Ticker, TickerOutcome};
+use crate::time::Time;
+use crate::topic::{Interval, book_levels_max};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketConfig {
+    pub frame_bytes_max: usize,
+    pub closed_candles_max: usize,
+    /// Most distinct topics tracked; frames for more are refused rather than grown into.
+    pub topics_max: usize,
+    /// Most events held between drains.
+    pub events_max: usize,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            closed_candles_max: CLOSED_CANDLES_MAX_DEFAULT,
+            topics_max: 4096,
+            events_max: 65_536,
+        }
+    }
+}
+
+/// Index of a book in this market, stable for the market's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BookId(u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketEvent {
+    /// A book went out of sync; it must be repaired by a snapshot (REST or resubscribe).
+    ResyncNeeded {
+        book: BookId,
+        reason: ResyncReason,
+    },
+    CandleClosed {
+        series: SeriesId,
+        candle: ClosedCandle,
+    },
+    KlineGap {
+        series: SeriesId,
+        gap: Gap,
+    },
+    /// A subscription answer or a pong, for the link that owns the connection.
+    Control(Control),
+}
+
+/// What one accepted frame was and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Book { book: BookId, applied: Applied },
+    Kline { series: SeriesId },
+    Ticker { outcome: TickerOutcome },
+    Trades { count: usize },
+    Control,
+}
+
+/// Why a frame that decoded could still not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketError {
+    Decode(DecodeError),
+    /// More distinct topics than `topics_max`.
+    TooManyTopics {
+        max: usize,
+    },
+}
+
+impl std::fmt::Display for MarketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MarketError::Decode(e) => e.fmt(f),
+            MarketError::TooManyTopics { max } => write!(f, "more than {max} topics"),
+        }
+    }
+}
+
+impl std::error::Error for MarketError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastTrade {
+    pub trade: TradeData,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarketCounters {
+    pub frames: u64,
+    pub bad: BadCounts,
+    pub too_many_topics: u64,
+    pub events_dropped: u64,
+    pub subscribe_failures: u64,
+}
+
+struct Named<T> {
+    topic: Box<str>,
+    symbol: Box<str>,
+    value: T,
+    last_frame_at: Option<Time>,
+}
+
+pub struct Market {
+    config: MarketConfig,
+    decoder: Decoder,
+    book_ids: HashMap<Box<str>, BookId>,
+    books: Vec<Named<OrderBook>>,
+    series_ids: HashMap<Box<str>, SeriesId>,
+    series: Vec<Named<KlineSeries>>,
+    tickers: HashMap<Box<str>, Ticker>,
+    trades: HashMap<Box<str>, LastTrade>,
+    events: VecDeque<MarketEvent>,
+    counters: MarketCounters,
+}
+
+impl Market {
+    pub fn new(config: MarketConfig) -> Self {
+        Market {
+            decoder: Decoder::new(config.frame_bytes_max),
+            config,
+            book_ids: HashMap::new(),
+            books: Vec::new(),
+            series_ids: HashMap::new(),
+            series: Vec::new(),
+            tickers: HashMap::new(),
+            trades: HashMap::new(),
+            events: VecDeque::new(),
+            counters: MarketCounters::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    pub fn counters(&self) -> &MarketCounters {
+        &self.counters
+    }
+
+    pub fn book_id(&self, topic: &str) -> Option<BookId> {
+        self.book_ids.get(topic).copied()
+    }
+
+    pub fn book(&self, id: BookId) -> &OrderBook {
+        &self.books[id.0 as usize].value
+    }
+
+    pub fn book_topic(&self, id: BookId) -> &str {
+        &self.books[id.0 as usize].topic
+    }
+
+    pub fn book_symbol(&self, id: BookId) -> &str {
+        &self.books[id.0 as usize].symbol
+    }
+
+    pub fn book_last_frame_at(&self, id: BookId) -> Option<Time> {
+        self.books[id.0 as usize].last_frame_at
+    }
+
+    pub fn book_ids(&self) -> impl Iterator<Item = BookId> + '_ {
+        (0..self.books.len() as u32).map(BookId)
+    }
+
+    pub fn series_id(&self, topic: &str) -> Option<SeriesId> {
+        self.series_ids.get(topic).copied()
+    }
+
+    pub fn series(&self, id: SeriesId) -> &KlineSeries {
+        &self.series[id.0 as usize].value
+    }
+
+    pub fn series_topic(&self, id: SeriesId) -> &str {
+        &self.series[id.0 as usize].topic
+    }
+
+    pub fn series_symbol(&self, id: SeriesId) -> &str {
+        &self.series[id.0 as usize].symbol
+    }
+
+    pub fn series_ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        (0..self.series.len() as u32).map(SeriesId)
+    }
+
+    pub fn ticker(&self, symbol: &str) -> Option<&Ticker> {
+        self.tickers.get(symbol)
+    }
+
+    pub fn last_trade(&self, symbol: &str) -> Option<&LastTrade> {
+        self.trades.get(symbol)
+    }
+
+    // ----- inputs -----
+
+    /// As [`Market::handle_frame`], for raw bytes such as a line of a capture file: the length
+    /// limit is checked before anything else, then UTF-8.
+    pub fn handle_frame_bytes(&mut self, now: Time, bytes: &[u8]) -> Result<Handled, MarketError> {
+        let checked = if bytes.len() > self.config.frame_bytes_max {
+            Err(DecodeError::Oversize {
+                len: bytes.len(),
+                max: self.config.frame_bytes_max,
+            })
+        } else {
+            std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)
+        };
+        match checked {
+            Ok(text) => self.handle_frame(now, text),
+            Err(e) => {
+                self.counters.bad.add(e.reason());
+                Err(MarketError::Decode(e))
+            }
+        }
+    }
+
+    /// Decodes and applies one WebSocket text frame. A refused frame is counted by reason and
+    /// changes nothing else.
+    pub fn handle_frame(&mut self, now: Time, text: &str) -> Result<Handled, MarketError> {
+        let frame = match self.decoder.decode(text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.counters.bad.add(e.reason());
+                return Err(MarketError::Decode(e));
+            }
+        };
+        let topics = self.books.len() + self.series.len() + self.tickers.len() + self.trades.len();
+        let full = topics >= self.config.topics_max;
+        let out = match frame {
+            Frame::Book(f) => {
+                let id = match self.book_ids.get(f.topic) {
+                    Some(id) => *id,
+                    None if full => return Err(self.too_many_topics()),
+                    None => {
+                        let id = BookId(self.books.len() as u32);
+                        self.books.push(Named {
+                            topic: f.topic.into(),
+                            symbol: f.symbol.into(),
+                            value: OrderBook::new(book_levels_max(f.depth)),
+                            last_frame_at: None,
+                        });
+                        self.book_ids.insert(f.topic.into(), id);
+                        id
+                    }
+                };
+                let named = &mut self.books[id.0 as usize];
+                named.last_frame_at = Some(now);
+                let applied = named.value.apply(&f);
+                if let Applied::Desynced(reason) = applied {
+                    push_event(
+                        &mut self.events,
+                        &mut self.counters,
+                        self.config.events_max,
+                        MarketEvent::ResyncNeeded { book: id, reason },
+                    );
+                }
+                Handled::Book { book: id, applied }
+            }
+            Frame::Kline(f) => {
+                let id = match self.series_ids.get(f.topic) {
+                    Some(id) => *id,
+                    None if full => return Err(self.too_many_topics()),
+                    None => {
+                        let id = SeriesId(self.series.len() as u32);
+                        self.series.push(Named {
+                            topic: f.topic.into(),
+                            symbol: f.symbol.into(),
+                            value: KlineSeries::new(f.interval, self.config.closed_candles_max),
+                            last_frame_at: None,
+                        });
+                        self.series_ids.insert(f.topic.into(), id);
+                        id
+                    }
+                };
+                let named = &mut self.series[id.0 as usize];
+                named.last_frame_at = Some(now);
+                for k in f.candles {
+                    if let LiveOutcome::Closed { candle, gap } = named.value.apply_live(k) {
+                        if let Some(gap) = gap {
+                            push_event(
+                                &mut self.events,
+                                &mut self.counters,
+                                self.config.events_max,
+                                MarketEvent::KlineGap { series: id, gap },
+                            );
+                        }
+                        push_event(
+                            &mut self.events,
+                            &mut self.counters,
+                            self.config.events_max,
+                            MarketEvent::CandleClosed { series: id, candle },
+                        );
+                    }
+                }
+                Handled::Kline { series: id }
+            }
+            Frame::Ticker(f) => {
+                let t = match self.tickers.get_mut(f.symbol) {
+                    Some(t) => t,
+                    None if full => return Err(self.too_many_topics()),
+                    None => self.tickers.entry(f.symbol.into()).or_default(),
+                };
+                Handled::Ticker {
+                    outcome: t.apply(&f),
+                }
+            }
+            Frame::Trade(f) => {
+                if let Some(last) = f.trades.last() {
+                    match self.trades.get_mut(f.symbol) {
+                        Some(t) => {
+                            t.trade = *last;
+                            t.count += f.trades.len() as u64;
+                        }
+                        None if full => return Err(self.too_many_topics()),
+                        None => {
+                            self.trades.insert(
+                                f.symbol.into(),
+                                LastTrade {
+                                    trade: *last,
+                                    count: f.trades.len() as u64,
+                                },
+                            );
+                        }
+                    }
+                }
+                Handled::Trades {
+                    count: f.trades.len(),
+                }
+            }
+            Frame::Control(c) => {
+                if let Control::Ack(Ack { success: false, .. }) = &c {
+                    self.counters.subscribe_failures += 1;
+                }
+                push_event(
+                    &mut self.events,
+                    &mut self.counters,
+                    self.config.events_max,
+                    MarketEvent::Control(c),
+                );
+                Handled::Control
+            }
+        };
+        self.counters.frames += 1;
+        Ok(out)
+    }
+
+    /// Marks every book out of sync: after a reconnect no book may be read until its new
+    /// snapshot arrives.
+    pub fn invalidate_books(&mut self) {
+        for b in &mut self.books {
+            b.value.invalidate();
+        }
+    }
+
+    /// Mutable access for repairs from REST snapshots and history merges.
+    pub fn book_mut(&mut self, id: BookId) -> &mut OrderBook {
+        &mut self.books[id.0 as usize].value
+    }
+
+    /// The series of `symbol` at `interval`, created on first use (for REST history that
+    /// arrives before the live stream).
+    pub fn series_for(&mut self, symbol: &str, interval: Interval) -> Option<SeriesId> {
+        let topic = format!("kline.{}.{symbol}", interval.as_str());
+        if let Some(id) = self.series_ids.get(topic.as_str()) {
+            return Some(*id);
+        }
+        let topics = self.books.len() + self.series.len() + self.tickers.len() + self.trades.len();
+        if topics >= self.config.topics_max {
+            return None;
+        }
+        let id = SeriesId(self.series.len() as u32);
+        self.series.push(Named {
+            topic: topic.as_str().into(),
+            symbol: symbol.into(),
+            value: KlineSeries::new(interval, self.config.closed_candles_max),
+            last_frame_at: None,
+        });
+        self.series_ids.insert(topic.into(), id);
+        Some(id)
+    }
+
+    pub fn series_mut(&mut self, id: SeriesId) -> &mut KlineSeries {
+        &mut self.series[id.0 as usize].value
+    }
+
+    // ----- outputs -----
+
+    /// The next event; call until `None` after every `handle_*`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<MarketEvent> {
+        self.events.pop_front()
+    }
+
+    fn too_many_topics(&mut self) -> MarketError {
+        self.counters.too_many_topics += 1;
+        MarketError::TooManyTopics {
+            max: self.config.topics_max,
+        }
+    }
+}
+
+fn push_event(
+    events: &mut VecDeque<MarketEvent>,
+    counters: &mut MarketCounters,
+    max: usize,
+    e: MarketEvent,
+) {
+    if events.len() >= max {
+        counters.events_dropped += 1;
+    } else {
+        events.push_back(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::BookState;
+    use crate::error::BadReason;
+
+    const SNAP: &str = r#"{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","1"]],"u":10,"seq":1}}"#;
+
+    fn delta(u: u64, bid: &str) -> String {
+        format!(
+            r#"{{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":2,"data":{{"s":"BTCUSDT","b":[["{bid}","2"]],"a":[],"u":{u},"seq":2}}}}"#
+        )
+    }
+
+    #[test]
+    fn delta_after_gap_marks_book_resyncing_and_asks_for_a_resync() {
+        let mut m = Market::new(MarketConfig::default());
+        m.handle_frame(Time::ZERO, SNAP).unwrap();
+        let id = m.book_id("orderbook.50.BTCUSDT").unwrap();
+        m.handle_frame(Time::ZERO, &delta(12, "99")).unwrap();
+        assert_eq!(m.book(id).state(), BookState::Resyncing);
+        assert_eq!(
+            m.poll_event(),
+            Some(MarketEvent::ResyncNeeded {
+                book: id,
+                reason: ResyncReason::Gap {
+                    expected: 11,
+                    got: 12
+                }
+            })
+        );
+        assert_eq!(m.poll_event(), None);
+    }
+
+    #[test]
+    fn bad_frame_is_counted_and_changes_no_state() {
+        let mut m = Market::new(MarketConfig::default());
+        m.handle_frame(Time::ZERO, SNAP).unwrap();
+        let id = m.book_id("orderbook.50.BTCUSDT").unwrap();
+        let before: Vec<_> = m.book(id).raw_bids().collect();
+        // Valid until the last level, whose size is not a number.
+        let bad = r#"{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":2,"data":{"s":"BTCUSDT","b":[["99","2"],["98","x"]],"a":[],"u":11}}"#;
+        assert!(m.handle_frame(Time::ZERO, bad).is_err());
+        assert_eq!(m.book(id).raw_bids().collect::<Vec<_>>(), before);
+        assert_eq!(m.book(id).last_u(), Some(10));
+        assert_eq!(m.counters().bad.get(BadReason::BadNumber), 1);
+        assert_eq!(m.counters().frames, 1);
+        m.handle_frame(Time::ZERO, &delta(11, "99")).unwrap();
+        assert_eq!(m.book(id).last_u(), Some(11));
+    }
+
+    #[test]
+    fn topics_beyond_the_limit_are_refused() {
+        let mut m = Market::new(MarketConfig {
+            topics_max: 1,
+            ..MarketConfig::default()
+        });
+        m.handle_frame(Time::ZERO, SNAP).unwrap();
+        let other = SNAP.replace("BTCUSDT", "ETHUSDT");
+        assert_eq!(
+            m.handle_frame(Time::ZERO, &other),
+            Err(MarketError::TooManyTopics { max: 1 })
+        );
+        assert_eq!(m.counters().too_many_topics, 1);
+    }
+
+    #[test]
+    fn failed_subscription_reaches_the_event_queue() {
+        let mut m = Market::new(MarketConfig::default());
+        let text = r#"{"success":false,"ret_msg":"error:handler not found,topic:orderbook.500.BTCUSDT","conn_id":"c","req_id":"r","op":"subscribe"}"#;
+        assert_eq!(m.handle_frame(Time::ZERO, text), Ok(Handled::Control));
+        let Some(MarketEvent::Control(Control::Ack(ack))) = m.poll_event() else {
+            panic!("no ack event")
+        };
+        assert_eq!(
+            ack.result().unwrap_err().topics,
+            vec!["orderbook.500.BTCUSDT"]
+        );
+        assert_eq!(m.counters().subscribe_failures, 1);
+    }
+
+    #[test]
+    fn invalidated_books_refuse_reads_until_their_next_snapshot() {
+        let mut m = Market::new(MarketConfig::default());
+        m.handle_frame(Time::ZERO, SNAP).unwrap();
+        let id = m.book_id("orderbook.50.BTCUSDT").unwrap();
+        m.invalidate_books();
+        assert!(m.book(id).best_bid().is_err());
+        m.handle_frame(Time::ZERO, SNAP).unwrap();
+        assert!(m.book(id).best_bid().is_ok());
+    }
+}

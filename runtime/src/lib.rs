@@ -1,0 +1,3 @@
+//! keel-runtime: the thin adapter between keel-core and the outside world.
+
+pub mod replay;

@@ -1,0 +1,75 @@
+//! The `keel` binary's command line, run as a user would.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn keel() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/bybit")
+        .join(rel)
+}
+
+#[test]
+fn replay_each_prints_one_line_per_book_frame_then_the_final_books() {
+    let out = keel()
+        .args(["replay", "--each", "--levels", "1"])
+        .arg(fixture("ws/linear/orderbook.1.BTCUSDT.small.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5 + 1, "{stdout}");
+    assert_eq!(
+        lines[0],
+        r#"{"topic":"orderbook.1.BTCUSDT","u":42452159,"state":"synced","bid":["27646.8","5.317"],"ask":["27646.9","18.74"]}"#
+    );
+    assert_eq!(
+        lines[5],
+        r#"{"topic":"orderbook.1.BTCUSDT","u":42452163,"seq":88215706515,"state":"synced","bids":[["27646.8","4.743"]],"asks":[["27646.9","19.615"]]}"#
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("lines=5 frames=5 bad=0"), "{stderr}");
+    assert!(stderr.contains("ns_per_frame="), "{stderr}");
+}
+
+#[test]
+fn replay_counts_bad_lines_by_reason_and_prints_nothing_for_them() {
+    let dir = std::env::temp_dir().join(format!("keel-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.jsonl");
+    std::fs::write(
+        &f,
+        "not json\n{\"topic\":\"nope.1.X\",\"type\":\"snapshot\",\"ts\":1,\"data\":{}}\n\
+         {\"topic\":\"orderbook.50.X\",\"type\":\"delta\",\"ts\":1,\"data\":{\"s\":\"X\",\"b\":[[\"1x\",\"1\"]],\"a\":[],\"u\":2}}\n",
+    )
+    .unwrap();
+    let out = keel().args(["replay", "--each"]).arg(&f).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("bad=3 not_json=1 bad_number=1 unknown_topic=1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn replay_of_a_missing_file_fails_with_its_name() {
+    let out = keel()
+        .args(["replay", "/nonexistent/keel.jsonl"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("/nonexistent/keel.jsonl"), "{stderr}");
+}

@@ -1,0 +1,103 @@
+//! keel-core stays sans-IO: no forbidden crate in its dependency graph, no clock, thread,
+//! socket, file or OS randomness in its sources.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const FORBIDDEN_CRATES: [&str; 10] = [
+    "tokio",
+    "mio",
+    "hyper",
+    "reqwest",
+    "tungstenite",
+    "tokio-tungstenite",
+    "turmoil",
+    "async-std",
+    "rand",
+    "getrandom",
+];
+
+const FORBIDDEN_CALLS: [&str; 12] = [
+    "Instant::now",
+    "SystemTime",
+    "thread::spawn",
+    "thread::sleep",
+    "std::net",
+    "std::fs",
+    "std::process",
+    "std::env",
+    "thread_rng",
+    "OsRng",
+    "tokio::",
+    "File::",
+];
+
+fn core_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("core")
+}
+
+#[test]
+fn core_dependency_graph_has_no_io_crates() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            "keel-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        names.contains(&"keel-core"),
+        "unexpected cargo tree output: {tree}"
+    );
+    for bad in FORBIDDEN_CRATES {
+        assert!(!names.contains(&bad), "keel-core depends on {bad}:\n{tree}");
+    }
+}
+
+#[test]
+fn core_sources_make_no_io_calls() {
+    let mut stack = vec![core_dir().join("src")];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for bad in FORBIDDEN_CALLS {
+                    assert!(
+                        !code.contains(bad),
+                        "{}:{}: `{bad}` in keel-core",
+                        p.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+    assert!(files > 5);
+}

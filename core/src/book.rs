@@ -74,6 +74,19 @@ impl std::fmt::Display for BookReadError {
 
 impl std::error::Error for BookReadError {}
 
+/// A delta held while the book waits for a REST snapshot, to be replayed on top of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeldDelta {
+    u: u64,
+    seq: Option<u64>,
+    ts: u64,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+}
+
+/// Default bound on deltas held during a REST repair (200 s of a 1000-level book).
+pub const HELD_DELTAS_MAX_DEFAULT: usize = 1_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BookCounters {
     pub snapshots: u64,
@@ -85,6 +98,8 @@ pub struct BookCounters {
     pub crossed: u64,
     /// Levels dropped to keep a side within the book's depth.
     pub levels_truncated: u64,
+    /// Deltas dropped because the hold buffer was full (the repair then starts over).
+    pub held_overflow: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +126,9 @@ pub struct OrderBook {
     last_u: Option<u64>,
     last_seq: Option<u64>,
     last_ts: Option<u64>,
+    /// `Some` while a REST repair is under way: deltas are kept instead of ignored.
+    held: Option<Vec<HeldDelta>>,
+    held_max: usize,
     counters: BookCounters,
 }
 
@@ -128,8 +146,21 @@ impl OrderBook {
             last_u: None,
             last_seq: None,
             last_ts: None,
+            held: None,
+            held_max: HELD_DELTAS_MAX_DEFAULT,
             counters: BookCounters::default(),
         }
+    }
+
+    /// Starts holding deltas (up to `max`) until the next snapshot, for a repair from a REST
+    /// snapshot whose `u` continues this stream's sequence.
+    pub fn hold_deltas(&mut self, max: usize) {
+        self.held = Some(Vec::new());
+        self.held_max = max;
+    }
+
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
     }
 
     // ----- getters -----
@@ -230,7 +261,23 @@ impl OrderBook {
         self.last_seq = seq;
         self.last_ts = Some(ts);
         self.state = BookState::Synced;
-        self.check_crossed(Applied::Snapshot)
+        let applied = self.check_crossed(Applied::Snapshot);
+        match self.held.take() {
+            Some(held) if applied == Applied::Snapshot => self.replay_held(held),
+            _ => applied,
+        }
+    }
+
+    /// Applies held deltas newer than the snapshot just loaded, in order.
+    fn replay_held(&mut self, held: Vec<HeldDelta>) -> Applied {
+        for d in held {
+            match self.apply_delta(&d.bids, &d.asks, d.u, d.seq, d.ts) {
+                Applied::Desynced(r) => return Applied::Desynced(r),
+                Applied::Delta | Applied::Stale => {}
+                other => return other,
+            }
+        }
+        Applied::Snapshot
     }
 
     pub fn apply_delta(
@@ -242,6 +289,21 @@ impl OrderBook {
         ts: u64,
     ) -> Applied {
         if self.state != BookState::Synced {
+            if let Some(held) = self.held.as_mut() {
+                if held.len() < self.held_max {
+                    held.push(HeldDelta {
+                        u,
+                        seq,
+                        ts,
+                        bids: bids.to_vec(),
+                        asks: asks.to_vec(),
+                    });
+                } else {
+                    // The repair fell too far behind; it will be retried from scratch.
+                    self.counters.held_overflow += 1;
+                    self.held = Some(Vec::new());
+                }
+            }
             self.counters.ignored += 1;
             return Applied::Ignored;
         }
@@ -487,6 +549,45 @@ mod tests {
         b.apply_delta(&[l("2.5", "1")], &[], 2, None, 0);
         assert_eq!(bids(&b), vec![l("3", "1"), l("2.5", "1")]);
         assert_eq!(b.counters().levels_truncated, 2);
+    }
+
+    #[test]
+    fn rest_repair_replays_the_deltas_held_since_the_gap() {
+        let mut b = synced_book();
+        b.apply_delta(&[l("100", "5")], &[], 12, None, 0); // gap: 11 is missing
+        b.hold_deltas(10);
+        b.apply_delta(&[l("99", "7")], &[], 13, None, 0);
+        b.apply_delta(&[l("97", "1")], &[], 14, None, 0);
+        // The REST snapshot is at u = 13: delta 13 is already in it, delta 14 is not.
+        let got = b.apply_snapshot(
+            &[l("100", "5"), l("99", "7")],
+            &[l("101", "1")],
+            13,
+            None,
+            0,
+        );
+        assert_eq!(got, Applied::Snapshot);
+        assert_eq!(b.state(), BookState::Synced);
+        assert_eq!(b.last_u(), Some(14));
+        assert_eq!(bids(&b), vec![l("100", "5"), l("99", "7"), l("97", "1")]);
+        assert!(!b.is_holding());
+    }
+
+    #[test]
+    fn rest_snapshot_older_than_the_held_deltas_leaves_the_book_resyncing() {
+        let mut b = synced_book();
+        b.apply_delta(&[], &[], 12, None, 0);
+        b.hold_deltas(10);
+        b.apply_delta(&[l("99", "7")], &[], 20, None, 0);
+        let got = b.apply_snapshot(&[l("100", "5")], &[l("101", "1")], 13, None, 0);
+        assert!(matches!(
+            got,
+            Applied::Desynced(ResyncReason::Gap {
+                expected: 14,
+                got: 20
+            })
+        ));
+        assert_eq!(b.state(), BookState::Resyncing);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 
 pub mod book;
 pub mod codec;
+pub mod compute;
 pub mod decimal;
+pub mod engine;
 pub mod error;
 pub mod json;
 pub mod kline;
 pub mod market;
 pub mod rest;
+pub mod rng;
 pub mod ticker;
 pub mod time;
 pub mod topic;
@@ -19,6 +22,7 @@ pub mod topic;
 pub use book::{Applied, BookState, OrderBook};
 pub use codec::{Decoder, Frame, Level};
 pub use decimal::Dec;
+pub use engine::{Engine, EngineConfig, Input, Output};
 pub use error::{BadReason, DecodeError};
 pub use market::{Market, MarketConfig, MarketEvent};
 pub use time::Time;

@@ -1,3 +1,9 @@
 //! keel-runtime: the thin adapter between keel-core and the outside world.
 
+pub mod config;
+pub mod driver;
+pub mod metrics;
+pub mod ops;
 pub mod replay;
+pub mod run;
+pub mod transport;

@@ -1,7 +1,12 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use keel_runtime::config::{self, LogFormat, Overrides};
+use keel_runtime::driver::Exit;
+use keel_sim::{Fault, VenueConfig};
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +21,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the bot. With no venue it starts the embedded simulated venue on loopback.
+    Run {
+        /// TOML configuration file.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// REST base of the venue; WebSocket is ws(s)://same-host/v5/public/{linear,spot}.
+        #[arg(long, value_name = "URL")]
+        venue_url: Option<String>,
+        /// "embedded" (default) or "bybit" (the real public endpoints).
+        #[arg(long, value_name = "NAME")]
+        venue: Option<String>,
+        /// Comma-separated symbols.
+        #[arg(long, value_name = "A,B")]
+        symbols: Option<String>,
+        /// Stop after this many seconds (exit 0).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+        #[arg(long, value_name = "HOST:PORT")]
+        ops_addr: Option<String>,
+        /// "text" or "json".
+        #[arg(long, value_name = "FORMAT")]
+        log_format: Option<String>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Make the log consumer take this long per event (to see slow consumers handled).
+        #[arg(long, value_name = "MS", hide = true)]
+        consumer_delay_ms: Option<u64>,
+    },
+    /// Run the simulated Bybit venue alone: REST, WebSocket and /admin on one address.
+    Venue {
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9797")]
+        addr: String,
+        #[arg(long, value_name = "A,B", default_value = "BTCUSDT,ETHUSDT,SOLUSDT")]
+        symbols: String,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// A fault to inject later, as SECS:JSON, e.g. '10:{"kind":"stall","secs":40}'.
+        #[arg(long, value_name = "SECS:JSON")]
+        fault: Vec<String>,
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+    },
     /// Replay capture files (one raw WebSocket frame per line) and print the market state.
     Replay {
         /// Print the top of the book after every orderbook frame.
@@ -29,9 +76,39 @@ enum Cmd {
     },
 }
 
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.with_ansi(false).init(),
+    }
+}
+
+fn duration(secs: Option<f64>) -> Result<Option<Duration>, String> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(format!(
+            "--duration {s} must be a positive number of seconds"
+        )),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
+    let result = match cli.cmd {
         Cmd::Replay {
             each,
             levels,
@@ -44,13 +121,120 @@ fn main() -> ExitCode {
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            match keel_runtime::replay::run(&args, &mut out, &mut std::io::stderr()) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("keel replay: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            keel_runtime::replay::run(&args, &mut out, &mut std::io::stderr())
+                .map(|_| ())
+                .map_err(|e| format!("keel replay: {e}"))
+        }
+        Cmd::Run {
+            config: path,
+            venue_url,
+            venue,
+            symbols,
+            duration: secs,
+            ops_addr,
+            log_format,
+            seed,
+            consumer_delay_ms,
+        } => run_cmd(
+            path,
+            Overrides {
+                venue,
+                venue_url,
+                symbols,
+                ops_addr,
+                seed,
+                log_format,
+                consumer_delay_ms,
+            },
+            secs,
+        ),
+        Cmd::Venue {
+            addr,
+            symbols,
+            seed,
+            fault,
+            duration: secs,
+        } => venue_cmd(addr, symbols, seed, fault, secs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
+}
+
+fn run_cmd(path: Option<PathBuf>, overrides: Overrides, secs: Option<f64>) -> Result<(), String> {
+    let mut file = match &path {
+        Some(p) => config::load_file(p).map_err(|e| e.to_string())?,
+        None => config::FileConfig::default(),
+    };
+    config::apply_env(&mut file, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let cfg = config::resolve(file, overrides).map_err(|e| e.to_string())?;
+    let duration = duration(secs)?;
+    init_logs(cfg.log_format);
+    let rt = runtime()?;
+    let report = rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        keel_runtime::run::spawn_shutdown(tx, duration);
+        keel_runtime::run::run(cfg, rx).await
+    })?;
+    // Leftover tasks (a slow venue socket) must not hold the exit up.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    match report.exit {
+        Exit::Clean => {
+            tracing::info!(
+                frames = report.engine.counters().frames,
+                "keel stopped cleanly"
+            );
+            Ok(())
+        }
+        Exit::Fatal(msg) => Err(msg),
+    }
+}
+
+fn venue_cmd(
+    addr: String,
+    symbols: String,
+    seed: u64,
+    faults: Vec<String>,
+    secs: Option<f64>,
+) -> Result<(), String> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("--addr {addr:?} is not HOST:PORT"))?;
+    let symbols: Vec<String> = symbols
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for s in &symbols {
+        if !keel_core::topic::valid_symbol(s) {
+            return Err(format!("--symbols: {s:?} is not a symbol"));
+        }
+    }
+    let mut scheduled = Vec::new();
+    for f in faults {
+        let (at, json) = f
+            .split_once(':')
+            .ok_or_else(|| format!("--fault {f:?} must be SECS:JSON"))?;
+        let at: f64 = at
+            .parse()
+            .map_err(|_| format!("--fault {f:?}: {at:?} is not seconds"))?;
+        let fault: Fault = serde_json::from_str(json).map_err(|e| format!("--fault {f:?}: {e}"))?;
+        scheduled.push((Duration::from_secs_f64(at.max(0.0)), fault));
+    }
+    let duration = duration(secs)?;
+    init_logs(LogFormat::Text);
+    let mut vc = VenueConfig::new(symbols);
+    vc.seed = seed;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        keel_runtime::run::spawn_shutdown(tx, duration);
+        keel_runtime::run::venue_main(addr, vc, scheduled, rx).await
+    })?;
+    rt.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
 }

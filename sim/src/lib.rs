@@ -1,1 +1,7 @@
+//! keel-sim: a Bybit-v5-compatible venue. `keel run` starts it in-process by default, `keel venue`
+//! runs it alone, and the fault-injection suites drive it through `/admin/fault`.
 
+pub mod market;
+pub mod venue;
+
+pub use venue::{Fault, Venue, VenueConfig, serve};

@@ -1,0 +1,529 @@
+//! Configuration: built-in defaults, then a TOML file, then `KEEL_*` environment variables,
+//! then command-line flags. Unknown keys, bad URLs, bad symbols and out-of-range numbers are
+//! refused with a message that names the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use keel_core::engine::{Category, EngineConfig};
+use keel_core::topic::{Interval, valid_symbol};
+use serde::Deserialize;
+
+pub const DEFAULT_SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
+pub const DEFAULT_OPS_ADDR: &str = "127.0.0.1:9898";
+pub const BYBIT_REST: &str = "https://api.bybit.com";
+pub const BYBIT_WS: &str = "wss://stream.bybit.com";
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// The file format; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub venue: Option<String>,
+    pub venue_url: Option<String>,
+    pub symbols: Option<Vec<String>>,
+    pub category: Option<String>,
+    pub ops_addr: Option<String>,
+    pub seed: Option<u64>,
+    pub log_format: Option<String>,
+    /// Seconds between heartbeat log lines (also HEALTH_CHECK_INTERVAL).
+    pub health_check_interval: Option<u64>,
+    pub book_depth: Option<u16>,
+    pub kline_interval: Option<String>,
+    pub consumer_delay_ms: Option<u64>,
+    #[serde(default)]
+    pub link: LinkFile,
+    #[serde(default)]
+    pub rest: RestFile,
+    #[serde(default)]
+    pub jobs: JobsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFile {
+    pub ping_interval_ms: Option<u64>,
+    pub pong_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub reconnect_delay_ms_base: Option<u64>,
+    pub reconnect_delay_ms_max: Option<u64>,
+    pub connects_per_window_max: Option<usize>,
+    pub write_queue_frames_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestFile {
+    pub requests_per_window: Option<u32>,
+    pub window_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub retries_max: Option<u32>,
+    pub in_flight_max: Option<usize>,
+    pub penalty_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsFile {
+    pub signal_every_ms: Option<u64>,
+    pub signal_deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VenueChoice {
+    /// Start the simulated venue in-process on a free loopback port.
+    Embedded,
+    /// REST base (http/https); WebSocket is derived from it.
+    Url(String),
+    Bybit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `keel run` needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub venue: VenueChoice,
+    pub engine: EngineConfig,
+    pub ops_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub consumer_delay_ms: u64,
+    pub write_queue_frames_max: usize,
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub venue: Option<String>,
+    pub venue_url: Option<String>,
+    pub symbols: Option<String>,
+    pub ops_addr: Option<String>,
+    pub seed: Option<u64>,
+    pub log_format: Option<String>,
+    pub consumer_delay_ms: Option<u64>,
+}
+
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+/// Applies `KEEL_*` variables (and HEALTH_CHECK_INTERVAL) from `env` onto the file config.
+pub fn apply_env(
+    file: &mut FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    fn num<T: std::str::FromStr>(key: &str, v: String) -> Result<T, ConfigError> {
+        v.trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{key}={v:?} is not a number")))
+    }
+    if let Some(v) = env("KEEL_VENUE") {
+        file.venue = Some(v);
+    }
+    if let Some(v) = env("KEEL_VENUE_URL") {
+        file.venue_url = Some(v);
+    }
+    if let Some(v) = env("KEEL_SYMBOLS") {
+        file.symbols = Some(split_symbols(&v));
+    }
+    if let Some(v) = env("KEEL_OPS_ADDR") {
+        file.ops_addr = Some(v);
+    }
+    if let Some(v) = env("KEEL_SEED") {
+        file.seed = Some(num("KEEL_SEED", v)?);
+    }
+    if let Some(v) = env("KEEL_LOG_FORMAT") {
+        file.log_format = Some(v);
+    }
+    if let Some(v) = env("HEALTH_CHECK_INTERVAL") {
+        file.health_check_interval = Some(num("HEALTH_CHECK_INTERVAL", v)?);
+    }
+    Ok(())
+}
+
+fn split_symbols(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+/// Resolves the layers into a checked configuration.
+pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigError> {
+    if let Some(v) = o.venue {
+        file.venue = Some(v);
+    }
+    if let Some(v) = o.venue_url {
+        file.venue_url = Some(v);
+    }
+    if let Some(v) = o.symbols {
+        file.symbols = Some(split_symbols(&v));
+    }
+    if let Some(v) = o.ops_addr {
+        file.ops_addr = Some(v);
+    }
+    if let Some(v) = o.seed {
+        file.seed = Some(v);
+    }
+    if let Some(v) = o.log_format {
+        file.log_format = Some(v);
+    }
+    if let Some(v) = o.consumer_delay_ms {
+        file.consumer_delay_ms = Some(v);
+    }
+
+    let venue = match (file.venue.as_deref(), file.venue_url.as_deref()) {
+        (Some(_), Some(_)) => return err("give either venue or venue_url, not both"),
+        (None | Some("embedded"), None) => VenueChoice::Embedded,
+        (Some("bybit"), None) => VenueChoice::Bybit,
+        (Some(other), None) => {
+            return err(format!(
+                "venue must be \"embedded\" or \"bybit\", not {other:?}"
+            ));
+        }
+        (None, Some(url)) => VenueChoice::Url(check_http_url(url)?),
+    };
+    let symbols = file
+        .symbols
+        .unwrap_or_else(|| DEFAULT_SYMBOLS.iter().map(|s| s.to_string()).collect());
+    if symbols.is_empty() {
+        return err("symbols: at least one symbol is needed");
+    }
+    for s in &symbols {
+        if !valid_symbol(s) {
+            return err(format!(
+                "symbols: {s:?} is not a symbol (upper-case letters, digits and '-')"
+            ));
+        }
+    }
+    let category = match file.category.as_deref() {
+        None | Some("linear") => Category::Linear,
+        Some("spot") => Category::Spot,
+        Some(c) => {
+            return err(format!(
+                "category must be \"linear\" or \"spot\", not {c:?}"
+            ));
+        }
+    };
+    let ops_addr: SocketAddr = file
+        .ops_addr
+        .as_deref()
+        .unwrap_or(DEFAULT_OPS_ADDR)
+        .parse()
+        .map_err(|_| {
+            ConfigError(format!(
+                "ops_addr {:?} is not HOST:PORT",
+                file.ops_addr.unwrap_or_default()
+            ))
+        })?;
+    let log_format = match file.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(f) => {
+            return err(format!(
+                "log_format must be \"text\" or \"json\", not {f:?}"
+            ));
+        }
+    };
+
+    let mut e = EngineConfig::new(ws_url(&venue, category)?, symbols);
+    e.category = category;
+    if category == Category::Spot {
+        e.link.args_per_request_max = 10;
+    }
+    if let Some(seed) = file.seed {
+        e.seed = seed;
+    }
+    if let Some(d) = file.book_depth {
+        if ![1, 50, 200, 1000].contains(&d) {
+            return err(format!("book_depth must be 1, 50, 200 or 1000, not {d}"));
+        }
+        e.book_depth = d;
+    }
+    if let Some(i) = file.kline_interval.as_deref() {
+        e.kline_interval =
+            Some(Interval::parse(i).ok_or_else(|| {
+                ConfigError(format!("kline_interval {i:?} is not a Bybit interval"))
+            })?);
+    }
+    if let Some(s) = file.health_check_interval {
+        if s == 0 {
+            return err("health_check_interval must be at least 1 second");
+        }
+        e.heartbeat_interval_ms = s.saturating_mul(1000);
+    }
+    let l = &file.link;
+    set(
+        &mut e.link.ping_interval_ms,
+        l.ping_interval_ms,
+        "link.ping_interval_ms",
+        100,
+        600_000,
+    )?;
+    set(
+        &mut e.link.pong_timeout_ms,
+        l.pong_timeout_ms,
+        "link.pong_timeout_ms",
+        100,
+        600_000,
+    )?;
+    set(
+        &mut e.link.idle_timeout_ms,
+        l.idle_timeout_ms,
+        "link.idle_timeout_ms",
+        100,
+        3_600_000,
+    )?;
+    set(
+        &mut e.link.connect_timeout_ms,
+        l.connect_timeout_ms,
+        "link.connect_timeout_ms",
+        100,
+        600_000,
+    )?;
+    set(
+        &mut e.link.backoff.delay_ms_base,
+        l.reconnect_delay_ms_base,
+        "link.reconnect_delay_ms_base",
+        1,
+        600_000,
+    )?;
+    set(
+        &mut e.link.backoff.delay_ms_max,
+        l.reconnect_delay_ms_max,
+        "link.reconnect_delay_ms_max",
+        1,
+        3_600_000,
+    )?;
+    if e.link.backoff.delay_ms_max < e.link.backoff.delay_ms_base {
+        return err("link.reconnect_delay_ms_max is below link.reconnect_delay_ms_base");
+    }
+    if let Some(n) = l.connects_per_window_max {
+        if n == 0 {
+            return err("link.connects_per_window_max must be at least 1");
+        }
+        e.budget.window_connects_max = n;
+    }
+    let r = &file.rest;
+    if let Some(n) = r.requests_per_window {
+        if !(1..=600).contains(&n) {
+            return err("rest.requests_per_window must be 1..=600 (Bybit allows 600 per 5 s)");
+        }
+        e.rest.requests_per_window = n;
+    }
+    set(
+        &mut e.rest.window_ms,
+        r.window_ms,
+        "rest.window_ms",
+        100,
+        600_000,
+    )?;
+    set(
+        &mut e.rest.timeout_ms,
+        r.timeout_ms,
+        "rest.timeout_ms",
+        100,
+        600_000,
+    )?;
+    set(
+        &mut e.rest.penalty_ms,
+        r.penalty_ms,
+        "rest.penalty_ms",
+        0,
+        86_400_000,
+    )?;
+    if let Some(n) = r.retries_max {
+        if n > 100 {
+            return err("rest.retries_max must be at most 100");
+        }
+        e.rest.retries_max = n;
+    }
+    if let Some(n) = r.in_flight_max {
+        if !(1..=256).contains(&n) {
+            return err("rest.in_flight_max must be 1..=256");
+        }
+        e.rest.in_flight_max = n;
+    }
+    set(
+        &mut e.signal_job.every_ms,
+        file.jobs.signal_every_ms,
+        "jobs.signal_every_ms",
+        10,
+        86_400_000,
+    )?;
+    set(
+        &mut e.signal_job.deadline_ms,
+        file.jobs.signal_deadline_ms,
+        "jobs.signal_deadline_ms",
+        10,
+        86_400_000,
+    )?;
+    e.validate().map_err(|x| ConfigError(x.0))?;
+    let write_queue_frames_max = l.write_queue_frames_max.unwrap_or(256);
+    if !(1..=65_536).contains(&write_queue_frames_max) {
+        return err("link.write_queue_frames_max must be 1..=65536");
+    }
+    Ok(RunConfig {
+        venue,
+        engine: e,
+        ops_addr,
+        log_format,
+        consumer_delay_ms: file.consumer_delay_ms.unwrap_or(0),
+        write_queue_frames_max,
+    })
+}
+
+fn set(slot: &mut u64, v: Option<u64>, key: &str, min: u64, max: u64) -> Result<(), ConfigError> {
+    if let Some(v) = v {
+        if !(min..=max).contains(&v) {
+            return err(format!("{key} must be in {min}..={max}, not {v}"));
+        }
+        *slot = v;
+    }
+    Ok(())
+}
+
+pub fn check_http_url(url: &str) -> Result<String, ConfigError> {
+    let u = reqwest::Url::parse(url).map_err(|e| ConfigError(format!("venue_url {url:?}: {e}")))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return err(format!(
+            "venue_url {url:?} must be http://HOST[:PORT] or https://HOST[:PORT]"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The REST base of a venue choice (the embedded venue is resolved once it has a port).
+pub fn rest_base(venue: &VenueChoice) -> Option<String> {
+    match venue {
+        VenueChoice::Embedded => None,
+        VenueChoice::Url(u) => Some(u.clone()),
+        VenueChoice::Bybit => Some(BYBIT_REST.to_string()),
+    }
+}
+
+/// The WebSocket URL for a category: the same host as REST, ws for http and wss for https.
+pub fn ws_url(venue: &VenueChoice, category: Category) -> Result<String, ConfigError> {
+    let base = match venue {
+        VenueChoice::Embedded => "ws://127.0.0.1:0".to_string(),
+        VenueChoice::Bybit => BYBIT_WS.to_string(),
+        VenueChoice::Url(u) => {
+            if let Some(rest) = u.strip_prefix("https://") {
+                format!("wss://{rest}")
+            } else if let Some(rest) = u.strip_prefix("http://") {
+                format!("ws://{rest}")
+            } else {
+                return err(format!(
+                    "venue_url {u:?} must start with http:// or https://"
+                ));
+            }
+        }
+    };
+    Ok(format!("{base}/v5/public/{}", category.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_toml(text: &str) -> Result<RunConfig, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        resolve(file, Overrides::default())
+    }
+
+    #[test]
+    fn defaults_need_no_config_at_all() {
+        let c = resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.venue, VenueChoice::Embedded);
+        assert_eq!(c.engine.symbols, DEFAULT_SYMBOLS);
+        assert_eq!(c.ops_addr.to_string(), DEFAULT_OPS_ADDR);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = resolve_toml("symbolz = [\"BTCUSDT\"]").unwrap_err();
+        assert!(e.0.contains("symbolz"), "{e}");
+        let e = resolve_toml("[link]\nping_every = 5").unwrap_err();
+        assert!(e.0.contains("ping_every"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        for (text, key) in [
+            ("venue_url = \"ftp://x\"", "venue_url"),
+            ("venue_url = \"not a url\"", "venue_url"),
+            ("symbols = [\"btc usdt\"]", "symbols"),
+            ("symbols = []", "symbols"),
+            ("ops_addr = \"nowhere\"", "ops_addr"),
+            ("book_depth = 7", "book_depth"),
+            ("kline_interval = \"2\"", "kline_interval"),
+            ("[link]\nping_interval_ms = 0", "link.ping_interval_ms"),
+            (
+                "[rest]\nrequests_per_window = 601",
+                "rest.requests_per_window",
+            ),
+            ("venue = \"binance\"", "venue"),
+            ("log_format = \"xml\"", "log_format"),
+        ] {
+            let e = resolve_toml(text).unwrap_err();
+            assert!(e.0.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn flags_beat_env_beats_file() {
+        let mut file: FileConfig = toml::from_str("symbols = [\"AAA\"]\nseed = 1").unwrap();
+        apply_env(&mut file, &|k| (k == "KEEL_SEED").then(|| "2".to_string())).unwrap();
+        let c = resolve(
+            file,
+            Overrides {
+                symbols: Some("BBB,CCC".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.engine.seed, 2);
+        assert_eq!(c.engine.symbols, vec!["BBB", "CCC"]);
+        let mut file = FileConfig::default();
+        let e = apply_env(&mut file, &|k| {
+            (k == "HEALTH_CHECK_INTERVAL").then(|| "soon".to_string())
+        })
+        .unwrap_err();
+        assert!(e.0.contains("HEALTH_CHECK_INTERVAL"));
+    }
+
+    #[test]
+    fn one_base_url_serves_both_protocols() {
+        let v = VenueChoice::Url("http://127.0.0.1:8080".into());
+        assert_eq!(
+            ws_url(&v, Category::Linear).unwrap(),
+            "ws://127.0.0.1:8080/v5/public/linear"
+        );
+        let v = VenueChoice::Url("https://api.example".into());
+        assert_eq!(
+            ws_url(&v, Category::Spot).unwrap(),
+            "wss://api.example/v5/public/spot"
+        );
+    }
+}

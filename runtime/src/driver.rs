@@ -1,0 +1,497 @@
+//! The driver loop: the only place the engine is touched.
+//!
+//! Each turn drains every engine output (dispatching never awaits: bounded queues and spawned
+//! tasks only), resets one timer to the engine's earliest deadline, and waits with a `biased;`
+//! select on shutdown, the timer, the inbox and a lag ticker. Connection readers, HTTP tasks and
+//! compute jobs talk back through the one bounded inbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use keel_core::compute::WorkResult;
+use keel_core::engine::link::LinkId;
+use keel_core::engine::scheduler::{HttpError, RequestId};
+use keel_core::engine::{Event, Input, JobId, Output, Severity};
+use keel_core::{Engine, Time};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::metrics::Metrics;
+use crate::ops::HealthView;
+use crate::transport::Transports;
+
+/// Messages queued for the engine; the bound is what makes a flood of frames slow the readers
+/// down instead of growing memory.
+pub const INBOX_MESSAGES_MAX: usize = 4_096;
+/// How often the driver samples its own lateness.
+pub const LAG_TICK_MS: u64 = 50;
+/// How often health and metrics are published to the ops server.
+pub const PUBLISH_MS: u64 = 250;
+/// Largest WebSocket message accepted from the venue.
+pub const WS_MESSAGE_BYTES_MAX: usize = keel_core::codec::FRAME_BYTES_MAX_DEFAULT;
+
+pub enum Msg {
+    WsConnected {
+        link: LinkId,
+        conn: u64,
+    },
+    WsConnectFailed {
+        link: LinkId,
+        conn: u64,
+        error: String,
+    },
+    WsFrame {
+        link: LinkId,
+        conn: u64,
+        text: Utf8Bytes,
+    },
+    WsClosed {
+        link: LinkId,
+        conn: u64,
+        reason: String,
+    },
+    Http {
+        id: RequestId,
+        result: Result<(u16, String), HttpError>,
+        wall_ms: u64,
+    },
+    Compute {
+        job: JobId,
+        run: u64,
+        result: Result<WorkResult, String>,
+    },
+}
+
+/// A consumer of engine events, fed through a bounded channel it drains on its own thread.
+pub struct ConsumerTx {
+    pub name: String,
+    pub tx: mpsc::Sender<Arc<Event>>,
+}
+
+struct Conn {
+    conn: u64,
+    tx: mpsc::Sender<String>,
+    task: tokio::task::AbortHandle,
+}
+
+pub struct DriverConfig {
+    pub rest_base: String,
+    pub write_queue_frames_max: usize,
+}
+
+pub struct Driver {
+    engine: Engine,
+    origin: Instant,
+    config: DriverConfig,
+    transports: Transports,
+    inbox_tx: mpsc::Sender<Msg>,
+    inbox_rx: mpsc::Receiver<Msg>,
+    conns: HashMap<LinkId, Conn>,
+    consumers: Vec<ConsumerTx>,
+    dropped_unreported: u64,
+    metrics: Arc<Metrics>,
+    health_tx: watch::Sender<Arc<HealthView>>,
+    local: Vec<Input<'static>>,
+    fatal: Option<String>,
+    stopped: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Shut down on request: exit 0.
+    Clean,
+    /// The engine could not run: exit non-zero with this message.
+    Fatal(String),
+}
+
+impl Driver {
+    pub fn new(
+        engine: Engine,
+        origin: Instant,
+        config: DriverConfig,
+        transports: Transports,
+        consumers: Vec<ConsumerTx>,
+        metrics: Arc<Metrics>,
+        health_tx: watch::Sender<Arc<HealthView>>,
+    ) -> Driver {
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MESSAGES_MAX);
+        Driver {
+            engine,
+            origin,
+            config,
+            transports,
+            inbox_tx,
+            inbox_rx,
+            conns: HashMap::new(),
+            consumers,
+            dropped_unreported: 0,
+            metrics,
+            health_tx,
+            local: Vec::new(),
+            fatal: None,
+            stopped: false,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The engine's clock: virtual under a simulation, since `into_std` keeps tokio's view.
+    fn now(&self) -> Time {
+        Time::from_nanos(Instant::now().duration_since(self.origin).as_nanos() as u64)
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.origin + Duration::from_nanos(t.as_nanos())
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> (Exit, Engine) {
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut lag_tick = tokio::time::interval(Duration::from_millis(LAG_TICK_MS));
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut publish = tokio::time::interval(Duration::from_millis(PUBLISH_MS));
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutting_down = false;
+        loop {
+            self.drain();
+            if let Some(msg) = self.fatal.take() {
+                self.publish();
+                self.close_all();
+                return (Exit::Fatal(msg), self.engine);
+            }
+            if self.stopped {
+                self.publish();
+                return (Exit::Clean, self.engine);
+            }
+            let deadline = self.engine.poll_timeout().map(|t| self.instant(t));
+            timer
+                .as_mut()
+                .reset(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            tokio::select! {
+                biased;
+                _ = shutdown.changed(), if !shutting_down => {
+                    if *shutdown.borrow() {
+                        shutting_down = true;
+                        let now = self.now();
+                        self.engine.handle_input(now, Input::Shutdown);
+                    }
+                }
+                _ = &mut timer, if deadline.is_some() => {
+                    let now = self.now();
+                    self.engine.handle_timeout(now);
+                }
+                scheduled = lag_tick.tick() => {
+                    let lag = Instant::now().saturating_duration_since(scheduled);
+                    self.metrics.loop_lag.observe(lag.as_secs_f64());
+                    self.metrics.tick_progress();
+                    let now = self.now();
+                    self.engine.handle_input(now, Input::LoopLag { lag });
+                }
+                _ = publish.tick() => self.publish(),
+                Some(msg) = self.inbox_rx.recv() => self.on_msg(msg),
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        let now = self.now();
+        match msg {
+            Msg::WsConnected { link, conn } => self
+                .engine
+                .handle_input(now, Input::WsConnected { link, conn }),
+            Msg::WsConnectFailed { link, conn, error } => {
+                self.drop_conn(link, conn);
+                self.engine
+                    .handle_input(now, Input::WsConnectFailed { link, conn, error })
+            }
+            Msg::WsFrame { link, conn, text } => self.engine.handle_input(
+                now,
+                Input::WsFrame {
+                    link,
+                    conn,
+                    text: text.as_str(),
+                },
+            ),
+            Msg::WsClosed { link, conn, reason } => {
+                self.drop_conn(link, conn);
+                self.engine
+                    .handle_input(now, Input::WsClosed { link, conn, reason })
+            }
+            Msg::Http {
+                id,
+                result,
+                wall_ms,
+            } => match result {
+                Ok((status, body)) => self.engine.handle_input(
+                    now,
+                    Input::HttpResponse {
+                        id,
+                        status,
+                        body,
+                        wall_ms,
+                    },
+                ),
+                Err(error) => self
+                    .engine
+                    .handle_input(now, Input::HttpError { id, error }),
+            },
+            Msg::Compute { job, run, result } => self
+                .engine
+                .handle_input(now, Input::ComputeDone { job, run, result }),
+        }
+    }
+
+    /// Drains every output; feeds back what dispatching learned (a full write queue, consumer
+    /// drops) and drains again, until the engine is quiet.
+    fn drain(&mut self) {
+        loop {
+            while let Some(o) = self.engine.poll_output() {
+                self.dispatch(o);
+            }
+            if self.dropped_unreported > 0 {
+                let dropped = std::mem::take(&mut self.dropped_unreported);
+                self.metrics.consumer_drops.inc_by(dropped);
+                self.local.push(Input::ConsumerLag { dropped });
+            }
+            if self.local.is_empty() {
+                return;
+            }
+            let now = self.now();
+            for input in std::mem::take(&mut self.local) {
+                self.engine.handle_input(now, input);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, o: Output) {
+        match o {
+            Output::Connect { link, conn, url } => self.connect(link, conn, url),
+            Output::Send { link, conn, text } => {
+                let queued = match self.conns.get(&link) {
+                    Some(c) if c.conn == conn => c.tx.try_send(text).is_ok(),
+                    // A connection already given up: nothing to write to.
+                    _ => true,
+                };
+                if !queued {
+                    self.local.push(Input::WsWriteOverflow { link, conn });
+                }
+            }
+            Output::Close { link, conn } => self.drop_conn(link, conn),
+            Output::Http { id, path, timeout } => {
+                let url = format!("{}{}", self.config.rest_base, path);
+                let http = self.transports.http.clone();
+                let tx = self.inbox_tx.clone();
+                tokio::spawn(async move {
+                    let result = http.get(url, timeout).await;
+                    let wall_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    let _ = tx
+                        .send(Msg::Http {
+                            id,
+                            result,
+                            wall_ms,
+                        })
+                        .await;
+                });
+            }
+            Output::Compute { job, run, work } => {
+                let tx = self.inbox_tx.clone();
+                self.transports.compute.execute(
+                    work,
+                    Box::new(move |result| {
+                        // From a pool thread: waiting here for room in the inbox blocks that
+                        // thread only, never the event loop.
+                        if tokio::runtime::Handle::try_current().is_ok() {
+                            let _ = tx.try_send(Msg::Compute { job, run, result });
+                        } else {
+                            let _ = tx.blocking_send(Msg::Compute { job, run, result });
+                        }
+                    }),
+                );
+            }
+            Output::Event(e) => {
+                let e = Arc::new(e);
+                for c in &self.consumers {
+                    if c.tx.try_send(e.clone()).is_err() {
+                        self.dropped_unreported += 1;
+                    }
+                }
+            }
+            Output::Notice(n) => match n.level {
+                Severity::Info => tracing::info!("{}", n.text),
+                Severity::Warn => tracing::warn!("{}", n.text),
+                Severity::Error => tracing::error!("{}", n.text),
+            },
+            Output::Heartbeat(h) => tracing::info!(
+                uptime_s = h.uptime.as_secs(),
+                status = h.status.as_str(),
+                symbols = h.symbols,
+                synced_books = h.synced_books,
+                frames_per_s = format!("{:.1}", h.frames_per_s),
+                reconnects = h.reconnects,
+                loop_lag_max_ms = format!("{:.2}", h.loop_lag_max.as_secs_f64() * 1e3),
+                "heartbeat"
+            ),
+            Output::Fatal(msg) => self.fatal = Some(msg),
+            Output::Stopped => {
+                self.close_all();
+                self.stopped = true;
+            }
+        }
+    }
+
+    fn connect(&mut self, link: LinkId, conn: u64, url: String) {
+        self.drop_conn_any(link);
+        let (tx, rx) = mpsc::channel::<String>(self.config.write_queue_frames_max);
+        let inbox = self.inbox_tx.clone();
+        let connector = self.transports.connector.clone();
+        let task = tokio::spawn(connection(link, conn, url, connector, rx, inbox));
+        self.conns.insert(
+            link,
+            Conn {
+                conn,
+                tx,
+                task: task.abort_handle(),
+            },
+        );
+    }
+
+    fn drop_conn(&mut self, link: LinkId, conn: u64) {
+        if self.conns.get(&link).is_some_and(|c| c.conn == conn) {
+            self.drop_conn_any(link);
+        }
+    }
+
+    fn drop_conn_any(&mut self, link: LinkId) {
+        if let Some(c) = self.conns.remove(&link) {
+            // Dropping the sender lets the writer send a close frame; the abort is the backstop.
+            drop(c.tx);
+            let task = c.task;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                task.abort();
+            });
+        }
+    }
+
+    fn close_all(&mut self) {
+        let links: Vec<LinkId> = self.conns.keys().copied().collect();
+        for l in links {
+            self.drop_conn_any(l);
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = self.now();
+        self.metrics.sync_from(&self.engine);
+        let view = HealthView::from_engine(&self.engine, now);
+        self.health_tx.send_replace(Arc::new(view));
+    }
+}
+
+/// One WebSocket connection: connect, then read into the inbox and write from the queue.
+async fn connection(
+    link: LinkId,
+    conn: u64,
+    url: String,
+    connector: Arc<dyn crate::transport::Connector>,
+    mut writes: mpsc::Receiver<String>,
+    inbox: mpsc::Sender<Msg>,
+) {
+    let ws = match open(&url, connector).await {
+        Ok(ws) => ws,
+        Err(error) => {
+            let _ = inbox.send(Msg::WsConnectFailed { link, conn, error }).await;
+            return;
+        }
+    };
+    if inbox.send(Msg::WsConnected { link, conn }).await.is_err() {
+        return;
+    }
+    let (mut sink, mut stream) = ws.split();
+    let reason = loop {
+        tokio::select! {
+            biased;
+            w = writes.recv() => match w {
+                Some(text) => {
+                    if let Err(e) = sink.send(Message::Text(text.into())).await {
+                        break format!("write failed: {e}");
+                    }
+                }
+                None => {
+                    // The engine closed this connection.
+                    let _ = sink.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            m = stream.next() => match m {
+                Some(Ok(Message::Text(text))) => {
+                    // Waiting for room here slows this reader down, never the event loop.
+                    if inbox.send(Msg::WsFrame { link, conn, text }).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Ping(p))) => {
+                    let _ = sink.send(Message::Pong(p)).await;
+                }
+                Some(Ok(Message::Close(f))) => break format!("closed by venue: {f:?}"),
+                Some(Ok(Message::Binary(b))) => {
+                    let _ = b;
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break format!("read failed: {e}"),
+                None => break "stream ended".to_string(),
+            },
+        }
+    };
+    let _ = inbox.send(Msg::WsClosed { link, conn, reason }).await;
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<Box<dyn crate::transport::Io>>,
+>;
+
+async fn open(url: &str, connector: Arc<dyn crate::transport::Connector>) -> Result<Ws, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| format!("no host in {url}"))?
+        .to_string();
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| format!("no port for {url}"))?;
+    let io = connector
+        .connect(host, port)
+        .await
+        .map_err(|e| format!("connect to {url}: {e}"))?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(WS_MESSAGE_BYTES_MAX))
+        .max_frame_size(Some(WS_MESSAGE_BYTES_MAX));
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(url, io, Some(config), None)
+        .await
+        .map_err(|e| format!("handshake with {url}: {e}"))?;
+    Ok(ws)
+}
+
+/// Counts events a consumer thread took, for tests and the log.
+#[derive(Default)]
+pub struct ConsumerStats {
+    pub taken: AtomicU64,
+}
+
+impl ConsumerStats {
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,198 @@
+//! Prometheus metrics. Counters the engine keeps are mirrored by adding what changed since the
+//! last publication; what only the runtime sees (loop lag, watchdog stalls, consumer drops) is
+//! recorded where it happens.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keel_core::Engine;
+use keel_core::book::BookState;
+use keel_core::error::BadReason;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub frames: Counter,
+    pub bad_frames: Family<ReasonLabel, Counter>,
+    pub reconnects: Counter,
+    pub connect_attempts: Counter,
+    pub rest_requests: Counter,
+    pub loop_lag: Histogram,
+    pub watchdog_stalls: Counter,
+    pub job_restarts: Counter,
+    pub consumer_drops: Counter,
+    /// 0 empty, 1 synced, 2 resyncing.
+    pub book_state: Family<TopicLabel, Gauge>,
+    pub up: Gauge,
+    seen: Mutex<Seen>,
+    /// Bumped by the driver on every turn; the watchdog reads it.
+    pub progress: AtomicU64,
+}
+
+#[derive(Default)]
+struct Seen {
+    frames: u64,
+    bad: [u64; BadReason::ALL.len()],
+    reconnects: u64,
+    connect_attempts: u64,
+    rest: u64,
+    restarts: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let frames = Counter::default();
+        let bad_frames = Family::<ReasonLabel, Counter>::default();
+        let reconnects = Counter::default();
+        let connect_attempts = Counter::default();
+        let rest_requests = Counter::default();
+        // 50 us .. ~3 s
+        let loop_lag = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.00005, 2.0, 17,
+        ));
+        let watchdog_stalls = Counter::default();
+        let job_restarts = Counter::default();
+        let consumer_drops = Counter::default();
+        let book_state = Family::<TopicLabel, Gauge>::default();
+        let up = Gauge::default();
+        registry.register("keel_frames", "WebSocket frames handled", frames.clone());
+        registry.register(
+            "keel_bad_frames",
+            "Frames refused, by reason",
+            bad_frames.clone(),
+        );
+        registry.register(
+            "keel_reconnects",
+            "Connections lost and replaced",
+            reconnects.clone(),
+        );
+        registry.register(
+            "keel_connect_attempts",
+            "WebSocket connects started",
+            connect_attempts.clone(),
+        );
+        registry.register(
+            "keel_rest_requests",
+            "REST requests sent",
+            rest_requests.clone(),
+        );
+        registry.register(
+            "keel_loop_lag_seconds",
+            "How late the event loop ran its timers",
+            loop_lag.clone(),
+        );
+        registry.register(
+            "keel_watchdog_stalls",
+            "Times the event loop made no progress for 250 ms",
+            watchdog_stalls.clone(),
+        );
+        registry.register(
+            "keel_job_restarts",
+            "Periodic job runs restarted after a failure",
+            job_restarts.clone(),
+        );
+        registry.register(
+            "keel_consumer_drops",
+            "Events a slow consumer could not take",
+            consumer_drops.clone(),
+        );
+        registry.register(
+            "keel_book_state",
+            "Order book state: 0 empty, 1 synced, 2 resyncing",
+            book_state.clone(),
+        );
+        registry.register("keel_up", "1 while the engine runs", up.clone());
+        Metrics {
+            registry,
+            frames,
+            bad_frames,
+            reconnects,
+            connect_attempts,
+            rest_requests,
+            loop_lag,
+            watchdog_stalls,
+            job_restarts,
+            consumer_drops,
+            book_state,
+            up,
+            seen: Mutex::new(Seen::default()),
+            progress: AtomicU64::new(0),
+        }
+    }
+
+    /// Brings the mirrored counters and gauges up to date with the engine.
+    pub fn sync_from(&self, engine: &Engine) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let market = engine.market();
+        let add = |c: &Counter, seen: &mut u64, now: u64| {
+            c.inc_by(now.saturating_sub(*seen));
+            *seen = now.max(*seen);
+        };
+        add(&self.frames, &mut seen.frames, engine.counters().frames);
+        for r in BadReason::ALL {
+            let now = market.counters().bad.get(r);
+            let c = self.bad_frames.get_or_create(&ReasonLabel {
+                reason: r.as_str().to_string(),
+            });
+            add(&c, &mut seen.bad[r.index()], now);
+        }
+        add(&self.reconnects, &mut seen.reconnects, engine.reconnects());
+        add(
+            &self.connect_attempts,
+            &mut seen.connect_attempts,
+            engine.connect_attempts(),
+        );
+        add(&self.rest_requests, &mut seen.rest, engine.rest().sent);
+        add(
+            &self.job_restarts,
+            &mut seen.restarts,
+            engine.signal_job().counters().restarts,
+        );
+        for id in market.book_ids() {
+            let v = match market.book(id).state() {
+                BookState::Empty => 0,
+                BookState::Synced => 1,
+                BookState::Resyncing => 2,
+            };
+            self.book_state
+                .get_or_create(&TopicLabel {
+                    topic: market.book_topic(id).to_string(),
+                })
+                .set(v);
+        }
+        self.up.set(if engine.is_running() { 1 } else { 0 });
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn tick_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+}

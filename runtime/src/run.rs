@@ -1,0 +1,310 @@
+//! `keel run` and `keel venue`: wiring the engine, the driver, the ops server, the watchdog,
+//! the consumers and (by default) the embedded venue together, and taking them down again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use keel_core::engine::Event;
+use keel_core::{Engine, Time};
+use keel_sim::{Fault, Venue, VenueConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::{RunConfig, VenueChoice, rest_base, ws_url};
+use crate::driver::{ConsumerStats, ConsumerTx, Driver, DriverConfig, Exit};
+use crate::metrics::Metrics;
+use crate::ops::{self, HealthView};
+use crate::transport::{RayonPool, ReqwestTransport, TcpConnector, Transports};
+
+/// Events each consumer may have waiting before new ones are dropped (and counted).
+pub const CONSUMER_EVENTS_MAX: usize = 1_024;
+/// The event loop making no progress for this long is a stall.
+pub const WATCHDOG_STALL_MS: u64 = 250;
+
+pub fn install_crypto() {
+    // Several callers may race here; only the first install counts and that is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A venue serving on loopback, stopped when dropped.
+pub struct RunningVenue {
+    pub venue: Venue,
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl RunningVenue {
+    pub async fn start(addr: SocketAddr, config: VenueConfig) -> Result<RunningVenue, String> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("venue cannot listen on {addr}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let venue = Venue::new(config, wall_ms());
+        let (stop, stop_rx) = watch::channel(false);
+        venue.spawn_stepper(stop_rx.clone());
+        let mut rx = stop_rx;
+        let v = venue.clone();
+        tokio::spawn(async move {
+            let done = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = keel_sim::serve(listener, v, done).await {
+                tracing::error!("venue stopped: {e}");
+            }
+        });
+        Ok(RunningVenue { venue, addr, stop })
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for RunningVenue {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Watches the driver's progress counter from a real OS thread: if the event loop makes no
+/// progress for `stall` it says so once per stall and counts it.
+pub fn spawn_watchdog(
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+    stall: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("keel-watchdog".into())
+        .spawn(move || {
+            let mut last = metrics.progress.load(Ordering::Relaxed);
+            let mut last_change = std::time::Instant::now();
+            let mut stalled = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(stall / 5);
+                let p = metrics.progress.load(Ordering::Relaxed);
+                if p != last {
+                    if stalled {
+                        tracing::warn!("event loop is making progress again");
+                    }
+                    last = p;
+                    last_change = std::time::Instant::now();
+                    stalled = false;
+                } else if !stalled && last_change.elapsed() >= stall && p > 0 {
+                    stalled = true;
+                    metrics.watchdog_stalls.inc();
+                    tracing::warn!(
+                        stalled_ms = last_change.elapsed().as_millis() as u64,
+                        "event loop made no progress"
+                    );
+                }
+            }
+        })
+        .expect("spawning a thread at start-up")
+}
+
+/// The default consumer: logs closed candles and signal cycles from its own thread. `delay`
+/// makes it slow on purpose (for tests of slow consumers).
+pub fn spawn_log_consumer(
+    delay: Duration,
+) -> (ConsumerTx, Arc<ConsumerStats>, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Arc<Event>>(CONSUMER_EVENTS_MAX);
+    let stats = Arc::new(ConsumerStats::default());
+    let s = stats.clone();
+    let handle = std::thread::Builder::new()
+        .name("keel-consumer-log".into())
+        .spawn(move || {
+            while let Some(e) = rx.blocking_recv() {
+                s.taken.fetch_add(1, Ordering::Relaxed);
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+                match &*e {
+                    Event::CandleClosed { symbol, interval, candle } => tracing::info!(
+                        symbol = %symbol,
+                        interval = interval.as_str(),
+                        start = candle.bar.start_ms,
+                        close = %candle.bar.close,
+                        volume = %candle.bar.volume,
+                        "candle closed"
+                    ),
+                    Event::Signals(s) => {
+                        for sig in s {
+                            tracing::debug!(symbol = %sig.symbol, mid = %sig.mid, spread_bps = sig.spread_bps, imbalance = sig.imbalance, "signal");
+                        }
+                    }
+                    Event::Top { .. } => {}
+                }
+            }
+        })
+        .expect("spawning a thread at start-up");
+    (
+        ConsumerTx {
+            name: "log".into(),
+            tx,
+        },
+        stats,
+        handle,
+    )
+}
+
+/// Everything a finished run leaves behind, for tests.
+pub struct RunReport {
+    pub exit: Exit,
+    pub engine: Engine,
+    pub consumer: Arc<ConsumerStats>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs the bot until `shutdown` flips to true (or a fatal error).
+pub async fn run(mut cfg: RunConfig, shutdown: watch::Receiver<bool>) -> Result<RunReport, String> {
+    install_crypto();
+    let mut venue_guard = None;
+    let rest = match rest_base(&cfg.venue) {
+        Some(r) => r,
+        None => {
+            let mut vc = VenueConfig::new(cfg.engine.symbols.clone());
+            vc.seed = cfg.engine.seed;
+            let v = RunningVenue::start("127.0.0.1:0".parse().expect("literal"), vc).await?;
+            let base = format!("http://{}", v.addr);
+            tracing::info!("embedded venue listening on {base} (REST, WebSocket and /admin)");
+            cfg.venue = VenueChoice::Url(base.clone());
+            venue_guard = Some(v);
+            base
+        }
+    };
+    cfg.engine.ws_url = ws_url(&cfg.venue, cfg.engine.category).map_err(|e| e.to_string())?;
+    cfg.engine.link.url = cfg.engine.ws_url.clone();
+
+    let metrics = Arc::new(Metrics::new());
+    let (health_tx, health_rx) = watch::channel(Arc::new(HealthView::starting()));
+    let listener = ops::bind(cfg.ops_addr).await?;
+    let ops_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("ops server on http://{ops_addr} (/health, /metrics)");
+    let mut ops_stop = shutdown.clone();
+    let app = ops::router(health_rx, metrics.clone());
+    tokio::spawn(async move {
+        let done = async move {
+            let _ = ops_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(done)
+            .await
+        {
+            tracing::error!("ops server stopped: {e}");
+        }
+    });
+
+    let stop_watchdog = Arc::new(AtomicBool::new(false));
+    let watchdog = spawn_watchdog(
+        metrics.clone(),
+        stop_watchdog.clone(),
+        Duration::from_millis(WATCHDOG_STALL_MS),
+    );
+    let (consumer, consumer_stats, consumer_thread) =
+        spawn_log_consumer(Duration::from_millis(cfg.consumer_delay_ms));
+
+    let transports = Transports {
+        connector: Arc::new(TcpConnector),
+        http: Arc::new(ReqwestTransport::new()?),
+        compute: Arc::new(RayonPool::new(2)?),
+    };
+    let origin = Instant::now();
+    let engine = Engine::new(cfg.engine.clone(), Time::ZERO).map_err(|e| e.to_string())?;
+    tracing::info!(
+        symbols = %cfg.engine.symbols.join(","),
+        venue = %rest,
+        "keel starting"
+    );
+    let driver = Driver::new(
+        engine,
+        origin,
+        DriverConfig {
+            rest_base: rest,
+            write_queue_frames_max: cfg.write_queue_frames_max,
+        },
+        transports,
+        vec![consumer],
+        metrics.clone(),
+        health_tx,
+    );
+    let (exit, engine) = driver.run(shutdown).await;
+    stop_watchdog.store(true, Ordering::Relaxed);
+    let _ = watchdog.join();
+    drop(venue_guard);
+    // The consumer thread ends when its channel closes with the driver; do not wait on a slow one.
+    drop(consumer_thread);
+    Ok(RunReport {
+        exit,
+        engine,
+        consumer: consumer_stats,
+        metrics,
+    })
+}
+
+/// Flips `tx` on SIGINT, SIGTERM or after `duration`.
+pub fn spawn_shutdown(tx: watch::Sender<bool>, duration: Option<Duration>) {
+    tokio::spawn(async move {
+        let timer = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = timer => tracing::info!("duration reached: shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = timer => tracing::info!("duration reached: shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+}
+
+/// `keel venue`: the venue alone, with faults scheduled from flags.
+pub async fn venue_main(
+    addr: SocketAddr,
+    config: VenueConfig,
+    faults: Vec<(Duration, Fault)>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let v = RunningVenue::start(addr, config).await?;
+    tracing::info!(
+        "venue listening on http://{} (REST, WebSocket at /v5/public/{{linear,spot}}, POST /admin/fault)",
+        v.addr
+    );
+    for (after, fault) in faults {
+        let venue = v.venue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            tracing::info!(fault = ?fault, "injecting scheduled fault");
+            venue.apply_fault(fault);
+        });
+    }
+    let mut s = shutdown;
+    let _ = s.wait_for(|x| *x).await;
+    v.stop();
+    Ok(())
+}

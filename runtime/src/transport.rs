@@ -1,0 +1,167 @@
+//! What the driver talks to, behind traits so a simulation can swap each one: the byte stream
+//! under a WebSocket, HTTP GET, and the pool that runs compute jobs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::compute::{Work, WorkResult};
+use keel_core::engine::scheduler::HttpError;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A raw byte stream to a WebSocket URL's host; TLS and the handshake happen above it.
+pub trait Connector: Send + Sync + 'static {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<std::io::Result<Box<dyn Io>>>;
+}
+
+/// Plain TCP from the operating system (TLS is layered on by tokio-tungstenite for wss).
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<std::io::Result<Box<dyn Io>>> {
+        Box::pin(async move {
+            let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s) as Box<dyn Io>)
+        })
+    }
+}
+
+/// `GET url` with a timeout, answering (status, body).
+pub trait HttpTransport: Send + Sync + 'static {
+    fn get(&self, url: String, timeout: Duration) -> BoxFuture<Result<(u16, String), HttpError>>;
+}
+
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    pub fn new() -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(8)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(ReqwestTransport { client })
+    }
+}
+
+/// Bodies larger than this are refused before they are read into memory.
+pub const HTTP_BODY_BYTES_MAX: usize = keel_core::rest::REST_BODY_BYTES_MAX_DEFAULT;
+
+impl HttpTransport for ReqwestTransport {
+    fn get(&self, url: String, timeout: Duration) -> BoxFuture<Result<(u16, String), HttpError>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let resp = client
+                .get(&url)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(classify)?;
+            let status = resp.status().as_u16();
+            if resp
+                .content_length()
+                .is_some_and(|n| n as usize > HTTP_BODY_BYTES_MAX)
+            {
+                return Err(HttpError::Other("response body over the size limit".into()));
+            }
+            let body = resp.text().await.map_err(classify)?;
+            if body.len() > HTTP_BODY_BYTES_MAX {
+                return Err(HttpError::Other("response body over the size limit".into()));
+            }
+            Ok((status, body))
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> HttpError {
+    if e.is_timeout() {
+        HttpError::Timeout
+    } else if e.is_connect() {
+        HttpError::Connect(e.to_string())
+    } else {
+        HttpError::Other(e.to_string())
+    }
+}
+
+/// Runs compute jobs away from the event loop and hands the result to `done`.
+pub trait ComputePool: Send + Sync + 'static {
+    fn execute(
+        &self,
+        work: Work,
+        done: Box<dyn FnOnce(Result<WorkResult, String>) + Send + 'static>,
+    );
+}
+
+fn run_guarded(work: &Work) -> Result<WorkResult, String> {
+    // A panicking job is a failed run for the supervisor, never a dead pool thread.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        keel_core::compute::run(work)
+    }))
+    .map_err(|p| match p.downcast_ref::<&str>() {
+        Some(s) => format!("job panicked: {s}"),
+        None => "job panicked".to_string(),
+    })
+}
+
+pub struct RayonPool {
+    pool: rayon::ThreadPool,
+}
+
+impl RayonPool {
+    pub fn new(threads: usize) -> Result<Self, String> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("keel-compute-{i}"))
+            .build()
+            .map_err(|e| format!("compute pool: {e}"))?;
+        Ok(RayonPool { pool })
+    }
+}
+
+impl ComputePool for RayonPool {
+    fn execute(
+        &self,
+        work: Work,
+        done: Box<dyn FnOnce(Result<WorkResult, String>) + Send + 'static>,
+    ) {
+        self.pool.spawn(move || done(run_guarded(&work)));
+    }
+}
+
+/// Runs jobs on the calling runtime as tasks, each taking `cost` of (possibly virtual) time:
+/// what a simulation uses, where threads would break determinism.
+pub struct InlinePool {
+    pub cost: Duration,
+}
+
+impl ComputePool for InlinePool {
+    fn execute(
+        &self,
+        work: Work,
+        done: Box<dyn FnOnce(Result<WorkResult, String>) + Send + 'static>,
+    ) {
+        let cost = self.cost;
+        tokio::spawn(async move {
+            if !cost.is_zero() {
+                tokio::time::sleep(cost).await;
+            }
+            done(run_guarded(&work));
+        });
+    }
+}
+
+pub struct Transports {
+    pub connector: Arc<dyn Connector>,
+    pub http: Arc<dyn HttpTransport>,
+    pub compute: Arc<dyn ComputePool>,
+}

@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub book_depth: Option<u16>,
     pub kline_interval: Option<String>,
     pub consumer_delay_ms: Option<u64>,
+    /// Events each consumer may have waiting before new ones are dropped (and counted).
+    pub consumer_events_max: Option<usize>,
     #[serde(default)]
     pub link: LinkFile,
     #[serde(default)]
@@ -107,6 +109,7 @@ pub struct RunConfig {
     pub ops_addr: SocketAddr,
     pub log_format: LogFormat,
     pub consumer_delay_ms: u64,
+    pub consumer_events_max: usize,
     pub write_queue_frames_max: usize,
 }
 
@@ -384,7 +387,12 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     if !(1..=65_536).contains(&write_queue_frames_max) {
         return err("link.write_queue_frames_max must be 1..=65536");
     }
+    let consumer_events_max = file.consumer_events_max.unwrap_or(1_024);
+    if !(1..=1_000_000).contains(&consumer_events_max) {
+        return err("consumer_events_max must be 1..=1000000");
+    }
     Ok(RunConfig {
+        consumer_events_max,
         venue,
         engine: e,
         ops_addr,

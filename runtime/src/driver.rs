@@ -191,7 +191,7 @@ impl Driver {
                 }
                 scheduled = lag_tick.tick() => {
                     let lag = Instant::now().saturating_duration_since(scheduled);
-                    self.metrics.loop_lag.observe(lag.as_secs_f64());
+                    self.metrics.observe_loop_lag(lag);
                     self.metrics.tick_progress();
                     let now = self.now();
                     self.engine.handle_input(now, Input::LoopLag { lag });

@@ -42,6 +42,7 @@ pub struct Metrics {
     seen: Mutex<Seen>,
     /// Bumped by the driver on every turn; the watchdog reads it.
     pub progress: AtomicU64,
+    loop_lag_max_ns: AtomicU64,
 }
 
 #[derive(Default)]
@@ -139,6 +140,7 @@ impl Metrics {
             up,
             seen: Mutex::new(Seen::default()),
             progress: AtomicU64::new(0),
+            loop_lag_max_ns: AtomicU64::new(0),
         }
     }
 
@@ -190,6 +192,17 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    pub fn observe_loop_lag(&self, lag: std::time::Duration) {
+        self.loop_lag.observe(lag.as_secs_f64());
+        self.loop_lag_max_ns
+            .fetch_max(lag.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The worst loop lag seen since start.
+    pub fn loop_lag_max(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.loop_lag_max_ns.load(Ordering::Relaxed))
     }
 
     pub fn tick_progress(&self) {

@@ -18,8 +18,6 @@ use crate::metrics::Metrics;
 use crate::ops::{self, HealthView};
 use crate::transport::{RayonPool, ReqwestTransport, TcpConnector, Transports};
 
-/// Events each consumer may have waiting before new ones are dropped (and counted).
-pub const CONSUMER_EVENTS_MAX: usize = 1_024;
 /// The event loop making no progress for this long is a stall.
 pub const WATCHDOG_STALL_MS: u64 = 250;
 
@@ -114,8 +112,9 @@ pub fn spawn_watchdog(
 /// makes it slow on purpose (for tests of slow consumers).
 pub fn spawn_log_consumer(
     delay: Duration,
+    events_max: usize,
 ) -> (ConsumerTx, Arc<ConsumerStats>, std::thread::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Arc<Event>>(CONSUMER_EVENTS_MAX);
+    let (tx, mut rx) = mpsc::channel::<Arc<Event>>(events_max.max(1));
     let stats = Arc::new(ConsumerStats::default());
     let s = stats.clone();
     let handle = std::thread::Builder::new()
@@ -208,8 +207,10 @@ pub async fn run(mut cfg: RunConfig, shutdown: watch::Receiver<bool>) -> Result<
         stop_watchdog.clone(),
         Duration::from_millis(WATCHDOG_STALL_MS),
     );
-    let (consumer, consumer_stats, consumer_thread) =
-        spawn_log_consumer(Duration::from_millis(cfg.consumer_delay_ms));
+    let (consumer, consumer_stats, consumer_thread) = spawn_log_consumer(
+        Duration::from_millis(cfg.consumer_delay_ms),
+        cfg.consumer_events_max,
+    );
 
     let transports = Transports {
         connector: Arc::new(TcpConnector),

@@ -653,10 +653,14 @@ impl Engine {
         );
         for l in &mut self.links {
             l.start(now);
+            // Connect now rather than on the next timer turn; the budget still decides.
+            l.handle_timeout(now, &mut self.budget, &mut self.rng);
             self.health.set(&link_name(l.id()), Status::Starting, now);
         }
-        // The signal job's first run is one interval after the market starts flowing.
+        // The signal job's first run is one interval after the market starts flowing; a job
+        // waiting on its schedule is healthy.
         self.signals = Job::new(self.config.signal_job.clone(), now);
+        self.health.set("job.signals", Status::Running, now);
     }
 
     fn shutdown(&mut self, now: Time) {
@@ -1018,13 +1022,6 @@ impl Engine {
                     run,
                     work,
                 });
-                if self
-                    .health
-                    .get(name)
-                    .is_some_and(|c| c.status == Status::NotStarted)
-                {
-                    self.health.set(name, Status::Starting, now);
-                }
             }
             JobOutput::Succeeded { .. } => {
                 if !self.signals.is_crashed() {

@@ -1,0 +1,515 @@
+//! The engine against a scripted venue, with time moved by hand: no tokio, no sockets.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use keel_core::book::BookState;
+use keel_core::compute::{self, Work};
+use keel_core::engine::health::{Overall, Status};
+use keel_core::engine::link::LinkId;
+use keel_core::engine::{Event, Output};
+use keel_core::{Engine, EngineConfig, Input, Time};
+use serde_json::Value;
+
+/// A venue that answers the engine at once, and records what it was asked.
+struct Wire {
+    engine: Engine,
+    now: Time,
+    open: HashMap<LinkId, u64>,
+    refuse: bool,
+    /// Swallow everything the engine sends (a stalled venue).
+    silent: bool,
+    listed: Vec<String>,
+    /// topic -> (u, best bid, best ask)
+    books: HashMap<String, (u64, u64, u64)>,
+    connects: Vec<(Time, LinkId)>,
+    sent: Vec<String>,
+    http: Vec<String>,
+    /// Answers to hold back instead of giving at once: (id, path).
+    held_http: Vec<(keel_core::engine::scheduler::RequestId, String)>,
+    hold_http: bool,
+    compute_fails: bool,
+    works: Vec<Work>,
+    events: Vec<Event>,
+    notices: Vec<String>,
+    fatal: Option<String>,
+}
+
+fn book_frame(topic: &str, kind: &str, u: u64, bid: u64, ask: u64) -> String {
+    let symbol = topic.rsplit('.').next().unwrap();
+    format!(
+        r#"{{"topic":"{topic}","type":"{kind}","ts":1,"data":{{"s":"{symbol}","b":[["{bid}","1"]],"a":[["{ask}","1"]],"u":{u},"seq":{u}}}}}"#
+    )
+}
+
+impl Wire {
+    fn new(config: EngineConfig) -> Wire {
+        let listed = config.symbols.clone();
+        Wire::with_listed(config, listed)
+    }
+
+    fn with_listed(config: EngineConfig, listed: Vec<String>) -> Wire {
+        let mut w = Wire {
+            engine: Engine::new(config, Time::ZERO).expect("valid config"),
+            now: Time::ZERO,
+            open: HashMap::new(),
+            refuse: false,
+            silent: false,
+            listed,
+            books: HashMap::new(),
+            connects: Vec::new(),
+            sent: Vec::new(),
+            http: Vec::new(),
+            held_http: Vec::new(),
+            hold_http: false,
+            compute_fails: false,
+            works: Vec::new(),
+            events: Vec::new(),
+            notices: Vec::new(),
+            fatal: None,
+        };
+        w.pump();
+        w
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.engine.handle_input(self.now, input);
+        self.pump();
+    }
+
+    /// Drains every output and answers it, until the engine is quiet.
+    fn pump(&mut self) {
+        let mut replies: Vec<(LinkId, u64, String)> = Vec::new();
+        loop {
+            let Some(o) = self.engine.poll_output() else {
+                if replies.is_empty() {
+                    return;
+                }
+                for (link, conn, text) in std::mem::take(&mut replies) {
+                    if self.open.get(&link) == Some(&conn) {
+                        self.engine.handle_input(
+                            self.now,
+                            Input::WsFrame {
+                                link,
+                                conn,
+                                text: &text,
+                            },
+                        );
+                    }
+                }
+                continue;
+            };
+            match o {
+                Output::Connect { link, conn, .. } => {
+                    self.connects.push((self.now, link));
+                    if self.refuse {
+                        self.engine.handle_input(
+                            self.now,
+                            Input::WsConnectFailed {
+                                link,
+                                conn,
+                                error: "refused".into(),
+                            },
+                        );
+                    } else {
+                        self.open.insert(link, conn);
+                        self.engine
+                            .handle_input(self.now, Input::WsConnected { link, conn });
+                    }
+                }
+                Output::Close { link, conn } => {
+                    if self.open.get(&link) == Some(&conn) {
+                        self.open.remove(&link);
+                    }
+                }
+                Output::Send { link, conn, text } => {
+                    self.sent.push(text.clone());
+                    if self.silent {
+                        continue;
+                    }
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    let req_id = v["req_id"].as_str().unwrap_or("").to_string();
+                    match v["op"].as_str().unwrap() {
+                        "ping" => replies.push((
+                            link,
+                            conn,
+                            format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"c","req_id":"{req_id}","op":"ping"}}"#),
+                        )),
+                        "subscribe" => {
+                            replies.push((
+                                link,
+                                conn,
+                                format!(r#"{{"success":true,"ret_msg":"","conn_id":"c","req_id":"{req_id}","op":"subscribe"}}"#),
+                            ));
+                            for t in v["args"].as_array().unwrap() {
+                                let t = t.as_str().unwrap();
+                                if t.starts_with("orderbook.") {
+                                    let b = self.books.entry(t.to_string()).or_insert((100, 99, 101));
+                                    b.0 += 1;
+                                    replies.push((link, conn, book_frame(t, "snapshot", b.0, b.1, b.2)));
+                                }
+                            }
+                        }
+                        "unsubscribe" => replies.push((
+                            link,
+                            conn,
+                            format!(r#"{{"success":true,"ret_msg":"","conn_id":"c","req_id":"{req_id}","op":"unsubscribe"}}"#),
+                        )),
+                        op => panic!("unexpected op {op}"),
+                    }
+                }
+                Output::Http { id, path, .. } => {
+                    self.http.push(path.clone());
+                    if self.hold_http {
+                        self.held_http.push((id, path));
+                    } else {
+                        let body = self.answer(&path);
+                        self.engine.handle_input(
+                            self.now,
+                            Input::HttpResponse {
+                                id,
+                                status: 200,
+                                body,
+                                wall_ms: 1_700_000_000_000,
+                            },
+                        );
+                    }
+                }
+                Output::Compute { job, run, work } => {
+                    self.works.push(work.clone());
+                    let result = if self.compute_fails {
+                        Err("boom".to_string())
+                    } else {
+                        Ok(compute::run(&work))
+                    };
+                    self.engine
+                        .handle_input(self.now, Input::ComputeDone { job, run, result });
+                }
+                Output::Event(e) => self.events.push(e),
+                Output::Notice(n) => self.notices.push(n.text),
+                Output::Heartbeat(_) | Output::Stopped => {}
+                Output::Fatal(m) => self.fatal = Some(m),
+            }
+        }
+    }
+
+    fn answer(&self, path: &str) -> String {
+        let env = |result: String| {
+            format!(
+                r#"{{"retCode":0,"retMsg":"OK","result":{result},"retExtInfo":{{}},"time":1700000000000}}"#
+            )
+        };
+        if path.starts_with("/v5/market/time") {
+            return env(r#"{"timeSecond":"1700000000","timeNano":"1700000000250000000"}"#.into());
+        }
+        if path.starts_with("/v5/market/instruments-info") {
+            let symbol = path.split("symbol=").nth(1).unwrap_or("");
+            let list = if self.listed.iter().any(|s| s == symbol) {
+                format!(r#"[{{"symbol":"{symbol}","status":"Trading"}}]"#)
+            } else {
+                "[]".to_string()
+            };
+            return env(format!(r#"{{"category":"linear","list":{list}}}"#));
+        }
+        if path.starts_with("/v5/market/orderbook") {
+            let symbol = path
+                .split("symbol=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap();
+            let (u, bid, ask) = self.books[&format!("orderbook.1000.{symbol}")];
+            return env(format!(
+                r#"{{"s":"{symbol}","b":[["{bid}","5"]],"a":[["{ask}","5"]],"ts":1,"u":{u},"seq":{u}}}"#
+            ));
+        }
+        panic!("unexpected path {path}");
+    }
+
+    /// Moves time to `until`, stopping at every deadline on the way.
+    fn advance_to(&mut self, until: Time) {
+        for _ in 0..1_000_000 {
+            match self.engine.poll_timeout() {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.engine.handle_timeout(self.now);
+                    self.pump();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.advance_to(until);
+    }
+
+    /// A frame from the venue on the link's current connection.
+    fn frame(&mut self, link: u32, text: &str) {
+        let link = LinkId(link);
+        let conn = self.open[&link];
+        self.engine
+            .handle_input(self.now, Input::WsFrame { link, conn, text });
+        self.pump();
+    }
+
+    /// The venue closes link 0's connection.
+    fn close_link(&mut self, reason: &str) {
+        let conn = self.open[&LinkId(0)];
+        self.input(Input::WsClosed {
+            link: LinkId(0),
+            conn,
+            reason: reason.into(),
+        });
+    }
+
+    fn delta(&mut self, topic: &str, skip: u64) {
+        let b = self.books.get_mut(topic).unwrap();
+        b.0 += 1 + skip;
+        let text = book_frame(topic, "delta", b.0, b.1, b.2);
+        self.frame(0, &text);
+    }
+
+    fn state(&self, topic: &str) -> BookState {
+        let m = self.engine.market();
+        m.book(m.book_id(topic).unwrap()).state()
+    }
+}
+
+fn config(symbols: &[&str]) -> EngineConfig {
+    let mut c = EngineConfig::new(
+        "ws://venue/v5/public/linear",
+        symbols.iter().map(|s| s.to_string()).collect(),
+    );
+    c.kline_interval = None;
+    c.tickers = false;
+    c.trades = false;
+    c
+}
+
+#[test]
+fn engine_preflights_connects_and_announces_its_symbols() {
+    let mut w = Wire::new(config(&["BTCUSDT", "ETHUSDT"]));
+    assert_eq!(w.http[0], "/v5/market/time");
+    assert!(
+        w.http[1..]
+            .iter()
+            .all(|p| p.starts_with("/v5/market/instruments-info"))
+    );
+    assert_eq!(w.engine.clock_skew_ms(), Some(250));
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| n == "processing 2 symbols: BTCUSDT,ETHUSDT"),
+        "{:?}",
+        w.notices
+    );
+    assert_eq!(w.state("orderbook.50.BTCUSDT"), BookState::Synced);
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.engine.overall(w.now), Overall::Ok);
+}
+
+#[test]
+fn unknown_symbol_fails_preflight_with_a_clear_error() {
+    let w = Wire::with_listed(config(&["BTCUSDT", "NOPEUSDT"]), vec!["BTCUSDT".into()]);
+    let fatal = w.fatal.expect("pre-flight must fail");
+    assert!(fatal.contains("unknown symbol NOPEUSDT"), "{fatal}");
+    assert!(
+        w.connects.is_empty(),
+        "nothing connects after a failed pre-flight"
+    );
+}
+
+#[test]
+fn gap_makes_the_engine_resubscribe_and_the_book_heals_unread() {
+    let mut w = Wire::new(config(&["BTCUSDT"]));
+    let topic = "orderbook.50.BTCUSDT";
+    w.delta(topic, 0);
+    assert_eq!(w.state(topic), BookState::Synced);
+    // The venue answers the resubscribe with a snapshot at once; hold it back to see the gap.
+    w.silent = true;
+    w.delta(topic, 3);
+    assert_eq!(w.state(topic), BookState::Resyncing);
+    assert!(
+        w.sent
+            .iter()
+            .any(|s| s.contains(r#""op":"unsubscribe""#) && s.contains(topic))
+    );
+    // No signal cycle reads the book while it resyncs.
+    w.advance(Duration::from_secs(6));
+    let Some(Work::SignalCycle(views)) = w.works.last() else {
+        panic!("no signal cycle ran")
+    };
+    assert!(views.iter().all(|v| v.symbol != "BTCUSDT"), "{views:?}");
+    // The repair is retried with backoff, and the first answer heals the book.
+    w.silent = false;
+    w.advance(Duration::from_secs(31));
+    assert_eq!(w.state(topic), BookState::Synced);
+    assert!(w.engine.counters().repairs_resubscribe >= 2);
+    assert!(w.notices.iter().any(|n| n.contains("synced again")));
+}
+
+#[test]
+fn depth_1000_gap_is_repaired_from_a_rest_snapshot_with_held_deltas() {
+    let mut c = config(&["BTCUSDT"]);
+    c.book_depth = 1000;
+    let mut w = Wire::new(c);
+    let topic = "orderbook.1000.BTCUSDT";
+    w.hold_http = true;
+    w.delta(topic, 2);
+    assert_eq!(w.state(topic), BookState::Resyncing);
+    assert!(
+        w.http
+            .last()
+            .unwrap()
+            .starts_with("/v5/market/orderbook?category=linear&symbol=BTCUSDT&limit=1000")
+    );
+    // Deltas keep coming while the REST request is in flight.
+    w.delta(topic, 0);
+    w.delta(topic, 0);
+    let final_u = w.books[topic].0;
+    // The REST snapshot is one update behind the live stream.
+    w.books.get_mut(topic).unwrap().0 = final_u - 1;
+    let (id, path) = w.held_http.pop().unwrap();
+    let body = w.answer(&path);
+    w.books.get_mut(topic).unwrap().0 = final_u;
+    w.input(Input::HttpResponse {
+        id,
+        status: 200,
+        body,
+        wall_ms: 0,
+    });
+    assert_eq!(w.state(topic), BookState::Synced);
+    let m = w.engine.market();
+    assert_eq!(m.book(m.book_id(topic).unwrap()).last_u(), Some(final_u));
+    assert_eq!(w.engine.counters().repairs_rest, 1);
+    assert_eq!(w.engine.counters().repairs_resubscribe, 0);
+}
+
+#[test]
+fn reconnect_leaves_no_book_readable_until_its_new_snapshot() {
+    let mut w = Wire::new(config(&["BTCUSDT"]));
+    let topic = "orderbook.50.BTCUSDT";
+    let conn = w.open[&LinkId(0)];
+    w.silent = true;
+    w.input(Input::WsClosed {
+        link: LinkId(0),
+        conn,
+        reason: "reset".into(),
+    });
+    w.advance(Duration::from_secs(2));
+    assert!(w.open.contains_key(&LinkId(0)), "reconnected");
+    assert_eq!(
+        w.state(topic),
+        BookState::Resyncing,
+        "a book never survives a reconnect"
+    );
+    w.silent = false;
+    w.advance(Duration::from_secs(15));
+    assert_eq!(w.state(topic), BookState::Synced);
+    assert_eq!(
+        w.engine.reconnects(),
+        2,
+        "the ack timeout of the silent connection counts too"
+    );
+}
+
+#[test]
+fn links_share_one_connection_budget() {
+    // Enough topics to need two connections under Bybit's 21,000-character limit.
+    let symbols: Vec<String> = (0..1200).map(|i| format!("SYM{i:04}USDT")).collect();
+    let mut c = EngineConfig::new("ws://venue/v5/public/linear", symbols);
+    c.kline_interval = None;
+    c.tickers = false;
+    c.trades = false;
+    c.preflight = false;
+    let mut w = Wire::new(c);
+    assert!(w.engine.links().len() >= 2);
+    w.advance(Duration::from_secs(3));
+    let times: Vec<u64> = w.connects.iter().map(|(t, _)| t.as_millis()).collect();
+    assert_eq!(times[..2], [0, 1000], "one connect a second across links");
+}
+
+#[test]
+fn refused_connections_for_ten_minutes_stay_within_budget_and_cap() {
+    let mut w = Wire::new(config(&["BTCUSDT"]));
+    w.refuse = true;
+    w.close_link("venue gone");
+    let start = w.now;
+    w.advance(Duration::from_secs(600));
+    let attempts: Vec<u64> = w
+        .connects
+        .iter()
+        .skip(1)
+        .map(|(t, _)| t.as_millis())
+        .collect();
+    let gaps: Vec<u64> = attempts.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(
+        attempts.len() >= 15 && attempts.len() <= 500,
+        "{} attempts in 10 min",
+        attempts.len()
+    );
+    assert!(
+        gaps.iter().all(|g| *g >= 1000 && *g <= 30_000),
+        "delays stay within [budget, cap]: {gaps:?}"
+    );
+    let distinct: std::collections::HashSet<_> = gaps.iter().collect();
+    assert!(distinct.len() > gaps.len() / 2, "delays are jittered");
+    println!(
+        "refused 10 min: {} connect attempts, max gap {} ms",
+        attempts.len(),
+        gaps.iter().max().unwrap()
+    );
+    w.refuse = false;
+    let healed = w.now;
+    w.advance(Duration::from_secs(31));
+    assert!(
+        w.engine.links()[0].is_live(),
+        "back within the cap once the venue accepts"
+    );
+    let back = w.connects.last().unwrap().0;
+    assert!(back.since(healed) <= Duration::from_secs(30) && back > start);
+}
+
+#[test]
+fn failing_signal_job_crashes_after_ten_and_market_data_is_unaffected() {
+    let mut w = Wire::new(config(&["BTCUSDT"]));
+    w.compute_fails = true;
+    let topic = "orderbook.50.BTCUSDT";
+    for _ in 0..120 {
+        w.advance(Duration::from_secs(5));
+        w.delta(topic, 0);
+    }
+    let job = w.engine.signal_job();
+    assert!(job.is_crashed());
+    assert!(job.counters().failures >= 10);
+    assert_eq!(
+        w.engine.health().get("job.signals").unwrap().status,
+        Status::Crashed
+    );
+    assert_eq!(w.engine.overall(w.now), Overall::Down);
+    assert_eq!(w.state(topic), BookState::Synced);
+    // Still scheduled: a success recovers it.
+    w.compute_fails = false;
+    w.advance(Duration::from_secs(120));
+    assert!(!w.engine.signal_job().is_crashed());
+    assert!(w.events.iter().any(|e| matches!(e, Event::Signals(_))));
+}
+
+#[test]
+fn same_seed_and_inputs_give_the_same_outputs() {
+    let run = || {
+        let mut w = Wire::new(config(&["BTCUSDT"]));
+        w.refuse = true;
+        w.close_link("x");
+        w.advance(Duration::from_secs(120));
+        w.connects
+            .iter()
+            .map(|(t, _)| t.as_nanos())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}

@@ -60,6 +60,12 @@ enum Cmd {
         /// A fault to inject later, as SECS:JSON, e.g. '10:{"kind":"stall","secs":40}'.
         #[arg(long, value_name = "SECS:JSON")]
         fault: Vec<String>,
+        /// Serve these capture files (one raw frame per line) instead of the synthetic market.
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        replay: Vec<PathBuf>,
+        /// Replay speed, 1 = as recorded.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
     },
@@ -153,8 +159,10 @@ fn main() -> ExitCode {
             symbols,
             seed,
             fault,
+            replay,
+            speed,
             duration: secs,
-        } => venue_cmd(addr, symbols, seed, fault, secs),
+        } => venue_cmd(addr, symbols, seed, fault, replay, speed, secs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +207,8 @@ fn venue_cmd(
     symbols: String,
     seed: u64,
     faults: Vec<String>,
+    replay: Vec<PathBuf>,
+    speed: f64,
     secs: Option<f64>,
 ) -> Result<(), String> {
     let addr: SocketAddr = addr
@@ -226,6 +236,11 @@ fn venue_cmd(
         scheduled.push((Duration::from_secs_f64(at.max(0.0)), fault));
     }
     let duration = duration(secs)?;
+    let feed = if replay.is_empty() {
+        None
+    } else {
+        Some(keel_sim::replay::ReplayFeed::load(&replay, speed)?)
+    };
     init_logs(LogFormat::Text);
     let mut vc = VenueConfig::new(symbols);
     vc.seed = seed;
@@ -233,7 +248,7 @@ fn venue_cmd(
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         keel_runtime::run::spawn_shutdown(tx, duration);
-        keel_runtime::run::venue_main(addr, vc, scheduled, rx).await
+        keel_runtime::run::venue_main(addr, vc, feed, scheduled, rx).await
     })?;
     rt.shutdown_timeout(Duration::from_millis(500));
     Ok(())

@@ -41,11 +41,14 @@ pub struct RunningVenue {
 
 impl RunningVenue {
     pub async fn start(addr: SocketAddr, config: VenueConfig) -> Result<RunningVenue, String> {
+        Self::start_venue(addr, Venue::new(config, wall_ms())).await
+    }
+
+    pub async fn start_venue(addr: SocketAddr, venue: Venue) -> Result<RunningVenue, String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("venue cannot listen on {addr}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let venue = Venue::new(config, wall_ms());
         let (stop, stop_rx) = watch::channel(false);
         venue.spawn_stepper(stop_rx.clone());
         let mut rx = stop_rx;
@@ -288,10 +291,18 @@ pub fn spawn_shutdown(tx: watch::Sender<bool>, duration: Option<Duration>) {
 pub async fn venue_main(
     addr: SocketAddr,
     config: VenueConfig,
+    replay: Option<keel_sim::replay::ReplayFeed>,
     faults: Vec<(Duration, Fault)>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let v = RunningVenue::start(addr, config).await?;
+    let venue = match replay {
+        Some(feed) => {
+            tracing::info!(topics = feed.topics.len(), "venue replays capture files");
+            Venue::replaying(config, feed, wall_ms())
+        }
+        None => Venue::new(config, wall_ms()),
+    };
+    let v = RunningVenue::start_venue(addr, venue).await?;
     tracing::info!(
         "venue listening on http://{} (REST, WebSocket at /v5/public/{{linear,spot}}, POST /admin/fault)",
         v.addr

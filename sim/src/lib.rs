@@ -2,6 +2,7 @@
 //! runs it alone, and the fault-injection suites drive it through `/admin/fault`.
 
 pub mod market;
+pub mod replay;
 pub mod venue;
 
 pub use venue::{Fault, Venue, VenueConfig, serve};

@@ -27,6 +27,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use crate::market::{BookView, SimCandle, SymbolMarket, SymbolSpec, history_candle};
+use crate::replay::ReplayFeed;
 
 /// Depths the venue serves (Bybit linear and spot today).
 pub const VENUE_DEPTHS: [u16; 4] = [1, 50, 200, 1000];
@@ -122,6 +123,8 @@ struct VenueState {
     seq: u64,
     faults: Faults,
     rest_sent: VecDeque<Instant>,
+    /// When set, frames come from capture files instead of the synthetic market.
+    replay: Option<ReplayFeed>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +193,7 @@ impl Venue {
                     seq: 1_000_000,
                     faults: Faults::default(),
                     rest_sent: VecDeque::new(),
+                    replay: None,
                 }),
                 config,
                 tx,
@@ -199,6 +203,19 @@ impl Venue {
                 stats: VenueStats::default(),
             }),
         }
+    }
+
+    /// A venue that serves recorded frames (see [`ReplayFeed`]) instead of a synthetic market.
+    pub fn replaying(config: VenueConfig, feed: ReplayFeed, epoch_ms: u64) -> Venue {
+        let v = Venue::new(
+            VenueConfig {
+                symbols: Vec::new(),
+                ..config
+            },
+            epoch_ms,
+        );
+        v.state().replay = Some(feed);
+        v
     }
 
     pub fn stats(&self) -> &VenueStats {
@@ -362,6 +379,17 @@ impl Venue {
         {
             let mut st = self.state();
             let st = &mut *st;
+            if let Some(feed) = st.replay.as_mut() {
+                for r in feed.due(now_ms) {
+                    if st.topics.get(&r.topic).is_some_and(|t| t.subscribers > 0) {
+                        out.push(Published {
+                            topic: r.topic.into(),
+                            text: r.text.into(),
+                            spot: None,
+                        });
+                    }
+                }
+            }
             for m in st.markets.values_mut() {
                 m.step(&mut st.rng, now_ms, seed);
             }
@@ -777,6 +805,20 @@ fn subscribe(
     let mut failed = None;
     let mut snapshots = Vec::new();
     for topic in topics {
+        if let Some(feed) = st.replay.as_ref() {
+            if !feed.topics.contains(topic) {
+                failed.get_or_insert_with(|| format!("error:handler not found,topic:{topic}"));
+                continue;
+            }
+            if subs.insert(topic.clone()) {
+                st.topics
+                    .entry(topic.clone())
+                    .or_insert_with(TopicState::new)
+                    .subscribers += 1;
+                snapshots.extend(feed.book_snapshot(topic, now_ms));
+            }
+            continue;
+        }
         let parsed = Topic::parse(topic)
             .ok()
             .filter(|t| st.markets.contains_key(t.symbol));
@@ -1037,6 +1079,23 @@ async fn rest_instruments(State(venue): State<Venue>, Query(q): Query<SymbolQuer
     }
     let st = venue.state();
     let mut list = String::new();
+    let replayed = st
+        .replay
+        .as_ref()
+        .map(|f| f.symbols.clone())
+        .unwrap_or_default();
+    for sym in replayed
+        .iter()
+        .filter(|s| q.symbol.as_ref().is_none_or(|w| w == *s))
+    {
+        if !list.is_empty() {
+            list.push(',');
+        }
+        let _ = write!(
+            list,
+            r#"{{"symbol":"{sym}","contractType":"LinearPerpetual","status":"Trading"}}"#
+        );
+    }
     for (sym, m) in st
         .markets
         .iter()

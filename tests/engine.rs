@@ -17,8 +17,10 @@ struct Wire {
     now: Time,
     open: HashMap<LinkId, u64>,
     refuse: bool,
-    /// Swallow everything the engine sends (a stalled venue).
+    /// Swallow everything the engine sends: no acks, no pongs, no snapshots.
     silent: bool,
+    /// Send nothing of its own either: market frames are lost (the venue still moves on).
+    stalled: bool,
     listed: Vec<String>,
     /// topic -> (u, best bid, best ask)
     books: HashMap<String, (u64, u64, u64)>,
@@ -55,6 +57,7 @@ impl Wire {
             open: HashMap::new(),
             refuse: false,
             silent: false,
+            stalled: false,
             listed,
             books: HashMap::new(),
             connects: Vec::new(),
@@ -247,15 +250,6 @@ impl Wire {
         self.advance_to(until);
     }
 
-    /// A frame from the venue on the link's current connection.
-    fn frame(&mut self, link: u32, text: &str) {
-        let link = LinkId(link);
-        let conn = self.open[&link];
-        self.engine
-            .handle_input(self.now, Input::WsFrame { link, conn, text });
-        self.pump();
-    }
-
     /// The venue closes link 0's connection.
     fn close_link(&mut self, reason: &str) {
         let conn = self.open[&LinkId(0)];
@@ -267,10 +261,44 @@ impl Wire {
     }
 
     fn delta(&mut self, topic: &str, skip: u64) {
+        self.delta_moving(topic, skip, 0);
+    }
+
+    /// A delta that moves the best bid and ask by `shift` ticks (deleting the old levels), so
+    /// that a book that applied every update shows exactly the venue's prices.
+    fn delta_moving(&mut self, topic: &str, skip: u64, shift: i64) {
+        let symbol = topic.rsplit('.').next().unwrap().to_string();
         let b = self.books.get_mut(topic).unwrap();
+        let (old_bid, old_ask) = (b.1, b.2);
         b.0 += 1 + skip;
-        let text = book_frame(topic, "delta", b.0, b.1, b.2);
-        self.frame(0, &text);
+        b.1 = (b.1 as i64 + shift).max(1) as u64;
+        b.2 = b.1 + 2;
+        let (u, bid, ask) = *b;
+        let side = |old: u64, new: u64| {
+            if old == new {
+                format!(r#"["{new}","1"]"#)
+            } else {
+                format!(r#"["{old}","0"],["{new}","1"]"#)
+            }
+        };
+        let text = format!(
+            r#"{{"topic":"{topic}","type":"delta","ts":1,"data":{{"s":"{symbol}","b":[{}],"a":[{}],"u":{u},"seq":{u}}}}}"#,
+            side(old_bid, bid),
+            side(old_ask, ask)
+        );
+        if let Some(conn) = self.open.get(&LinkId(0)).copied()
+            && !self.stalled
+        {
+            self.engine.handle_input(
+                self.now,
+                Input::WsFrame {
+                    link: LinkId(0),
+                    conn,
+                    text: &text,
+                },
+            );
+            self.pump();
+        }
     }
 
     fn state(&self, topic: &str) -> BookState {
@@ -512,4 +540,132 @@ fn same_seed_and_inputs_give_the_same_outputs() {
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
+}
+
+// ----- the engine against a venue model, under random transitions -----
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    pub enum Step {
+        /// An in-order delta moving the price.
+        Delta { book: usize, shift: i64 },
+        /// A delta that skips update ids.
+        Gap { book: usize },
+        /// A frame the venue sent twice.
+        Stale { book: usize },
+        /// The venue closes the connection.
+        Drop,
+        /// The venue stops answering (a stall) or answers again.
+        Silence(bool),
+        /// Connects are refused, or accepted again.
+        Refuse(bool),
+        /// Time passes.
+        Wait { ms: u64 },
+        /// A malformed frame arrives.
+        Garbage,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (0usize..2, -2i64..=2).prop_map(|(book, shift)| Step::Delta { book, shift }),
+            1 => (0usize..2).prop_map(|book| Step::Gap { book }),
+            1 => (0usize..2).prop_map(|book| Step::Stale { book }),
+            1 => Just(Step::Drop),
+            1 => any::<bool>().prop_map(Step::Silence),
+            1 => any::<bool>().prop_map(Step::Refuse),
+            3 => (1u64..40_000).prop_map(|ms| Step::Wait { ms }),
+            1 => Just(Step::Garbage),
+        ]
+    }
+
+    const TOPICS: [&str; 2] = ["orderbook.50.BTCUSDT", "orderbook.50.ETHUSDT"];
+
+    /// Every book the engine lets anyone read matches the venue at the same update id.
+    fn check(w: &Wire) -> Result<(), TestCaseError> {
+        let m = w.engine.market();
+        for topic in TOPICS {
+            let Some(id) = m.book_id(topic) else { continue };
+            let b = m.book(id);
+            if let (Ok(bid), Ok(ask)) = (b.best_bid(), b.best_ask()) {
+                prop_assert!(bid.px < ask.px, "{topic} crossed");
+                let (u, vb, va) = w.books[topic];
+                prop_assert!(b.last_u() <= Some(u), "{topic} ahead of the venue");
+                if b.last_u() == Some(u) {
+                    prop_assert_eq!(bid.px, keel_core::Dec::from_int(vb as i64), "{} bid", topic);
+                    prop_assert_eq!(ask.px, keel_core::Dec::from_int(va as i64), "{} ask", topic);
+                }
+            }
+        }
+        prop_assert!(w.engine.budget().taken_total() <= 500 + w.now.as_millis() / 600);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn engine_against_a_venue_model_stays_consistent_and_heals(steps in prop::collection::vec(step(), 1..60)) {
+            let mut c = config(&["BTCUSDT", "ETHUSDT"]);
+            c.preflight = false;
+            let mut w = Wire::new(c);
+            w.advance(Duration::from_millis(1));
+            for s in steps {
+                match s {
+                    Step::Delta { book, shift } => w.delta_moving(TOPICS[book], 0, shift),
+                    Step::Gap { book } => {
+                        // The venue moves without the engine seeing it; the next delta only
+                        // makes sense on top of that move.
+                        let b = w.books.get_mut(TOPICS[book]).unwrap();
+                        b.0 += 1;
+                        b.1 += 5;
+                        b.2 = b.1 + 2;
+                        w.delta_moving(TOPICS[book], 0, 1);
+                    }
+                    Step::Stale { book } => {
+                        let (u, bid, ask) = w.books[TOPICS[book]];
+                        let text = book_frame(TOPICS[book], "delta", u.saturating_sub(1), bid, ask);
+                        if let Some(conn) = w.open.get(&LinkId(0)).copied() {
+                            w.input(Input::WsFrame { link: LinkId(0), conn, text: &text });
+                        }
+                    }
+                    Step::Drop => {
+                        if w.open.contains_key(&LinkId(0)) {
+                            w.close_link("dropped");
+                        }
+                    }
+                    Step::Silence(on) => {
+                        w.silent = on;
+                        w.stalled = on;
+                    }
+                    Step::Refuse(on) => w.refuse = on,
+                    Step::Wait { ms } => w.advance(Duration::from_millis(ms)),
+                    Step::Garbage => {
+                        if let Some(conn) = w.open.get(&LinkId(0)).copied() {
+                            w.input(Input::WsFrame { link: LinkId(0), conn, text: r#"{"topic":"orderbook.50.BTCUSDT","type":"delta","data":"#});
+                        }
+                    }
+                }
+                check(&w)?;
+            }
+            // Heal: the venue answers and accepts again; within a minute every book is synced
+            // and shows the venue's prices.
+            w.silent = false;
+            w.stalled = false;
+            w.refuse = false;
+            w.advance(Duration::from_secs(60));
+            for t in TOPICS {
+                w.delta_moving(t, 0, 1);
+            }
+            check(&w)?;
+            let m = w.engine.market();
+            for t in TOPICS {
+                let b = m.book(m.book_id(t).unwrap());
+                prop_assert_eq!(b.state(), BookState::Synced, "{} after healing", t);
+                prop_assert_eq!(b.last_u(), Some(w.books[t].0), "{} caught up", t);
+            }
+        }
+    }
 }

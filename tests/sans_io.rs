@@ -36,21 +36,11 @@ fn core_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("core")
 }
 
-#[test]
-fn core_dependency_graph_has_no_io_crates() {
+/// The names of the packages `package` depends on for its normal (non-dev) build.
+fn normal_dependencies(package: &str) -> Vec<String> {
     let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "-p",
-            "keel-core",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "--offline",
-        ])
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none"])
+        .args(["--format", "{p}", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
@@ -60,16 +50,26 @@ fn core_dependency_graph_has_no_io_crates() {
         String::from_utf8_lossy(&out.stderr)
     );
     let tree = String::from_utf8(out.stdout).unwrap();
-    let names: Vec<&str> = tree
+    let names: Vec<String> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
         .collect();
     assert!(
-        names.contains(&"keel-core"),
+        names.iter().any(|n| n == package),
         "unexpected cargo tree output: {tree}"
     );
+    names
+}
+
+#[test]
+fn core_dependency_graph_has_no_io_crates() {
+    let names = normal_dependencies("keel-core");
     for bad in FORBIDDEN_CRATES {
-        assert!(!names.contains(&bad), "keel-core depends on {bad}:\n{tree}");
+        assert!(
+            !names.iter().any(|n| n == bad),
+            "keel-core depends on {bad}: {names:?}"
+        );
     }
 }
 
@@ -100,4 +100,17 @@ fn core_sources_make_no_io_calls() {
         }
     }
     assert!(files > 5);
+}
+
+#[test]
+fn production_binary_pulls_in_no_simulator() {
+    let names = normal_dependencies("keel-runtime");
+    assert!(
+        names.iter().any(|n| n == "keel-sim"),
+        "keel-sim is a normal dependency"
+    );
+    assert!(
+        !names.iter().any(|n| n == "turmoil"),
+        "turmoil reached the binary: {names:?}"
+    );
 }

@@ -83,6 +83,22 @@ struct Conn {
 pub struct DriverConfig {
     pub rest_base: String,
     pub write_queue_frames_max: usize,
+    /// The wall clock in ms since the Unix epoch (the venue's clock skew is measured against
+    /// it); simulations pass their own.
+    pub wall_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+pub fn system_wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sees every output before it is dispatched and the engine after every turn: how simulations
+/// check invariants and hash the trace. Production runs without one.
+pub trait Observer: Send + 'static {
+    fn output(&mut self, _now: Time, _o: &Output) {}
+    fn turn(&mut self, _now: Time, _engine: &Engine) {}
 }
 
 pub struct Driver {
@@ -100,6 +116,7 @@ pub struct Driver {
     local: Vec<Input<'static>>,
     fatal: Option<String>,
     stopped: bool,
+    observer: Option<Box<dyn Observer>>,
 }
 
 /// How a run ended.
@@ -137,7 +154,13 @@ impl Driver {
             local: Vec::new(),
             fatal: None,
             stopped: false,
+            observer: None,
         }
+    }
+
+    pub fn with_observer(mut self, o: Box<dyn Observer>) -> Driver {
+        self.observer = Some(o);
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -255,6 +278,14 @@ impl Driver {
     fn drain(&mut self) {
         loop {
             while let Some(o) = self.engine.poll_output() {
+                if let Some(obs) = self.observer.as_mut() {
+                    obs.output(
+                        Time::from_nanos(
+                            Instant::now().duration_since(self.origin).as_nanos() as u64
+                        ),
+                        &o,
+                    );
+                }
                 self.dispatch(o);
             }
             if self.dropped_unreported > 0 {
@@ -263,6 +294,12 @@ impl Driver {
                 self.local.push(Input::ConsumerLag { dropped });
             }
             if self.local.is_empty() {
+                if let Some(obs) = self.observer.as_mut() {
+                    let now = Time::from_nanos(
+                        Instant::now().duration_since(self.origin).as_nanos() as u64,
+                    );
+                    obs.turn(now, &self.engine);
+                }
                 return;
             }
             let now = self.now();
@@ -290,11 +327,10 @@ impl Driver {
                 let url = format!("{}{}", self.config.rest_base, path);
                 let http = self.transports.http.clone();
                 let tx = self.inbox_tx.clone();
+                let wall = self.config.wall_ms.clone();
                 tokio::spawn(async move {
                     let result = http.get(url, timeout).await;
-                    let wall_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64);
+                    let wall_ms = wall();
                     let _ = tx
                         .send(Msg::Http {
                             id,

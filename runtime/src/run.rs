@@ -27,9 +27,7 @@ pub fn install_crypto() {
 }
 
 fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::driver::system_wall_ms()
 }
 
 /// A venue serving on loopback, stopped when dropped.
@@ -233,6 +231,7 @@ pub async fn run(mut cfg: RunConfig, shutdown: watch::Receiver<bool>) -> Result<
         DriverConfig {
             rest_base: rest,
             write_queue_frames_max: cfg.write_queue_frames_max,
+            wall_ms: Arc::new(crate::driver::system_wall_ms),
         },
         transports,
         vec![consumer],

@@ -6,3 +6,6 @@ pub mod replay;
 pub mod venue;
 
 pub use venue::{Fault, Venue, VenueConfig, serve};
+
+#[cfg(feature = "turmoil")]
+pub mod harness;

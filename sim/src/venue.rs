@@ -156,6 +156,8 @@ pub struct VenueStats {
 
 struct Inner {
     config: VenueConfig,
+    /// Faults queued from outside the venue's runtime, applied on its next step.
+    queued: Mutex<Vec<Fault>>,
     state: Mutex<VenueState>,
     tx: broadcast::Sender<Published>,
     drop_tx: watch::Sender<u64>,
@@ -186,6 +188,7 @@ impl Venue {
         let (drop_tx, _) = watch::channel(0);
         Venue {
             inner: Arc::new(Inner {
+                queued: Mutex::new(Vec::new()),
                 state: Mutex::new(VenueState {
                     rng,
                     markets,
@@ -234,6 +237,16 @@ impl Venue {
     fn state(&self) -> MutexGuard<'_, VenueState> {
         // A panic while holding the lock would be a venue bug; keep serving what is there.
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a fault to apply on the venue's next step, on the venue's own clock: how code
+    /// outside the venue's runtime (a simulation's driver) injects faults.
+    pub fn queue_fault(&self, fault: Fault) {
+        self.inner
+            .queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fault);
     }
 
     pub fn apply_fault(&self, fault: Fault) {
@@ -310,12 +323,14 @@ impl Venue {
     fn restart_books(&self) {
         let mut st = self.state();
         let now_ms = self.now_ms();
-        let topics: Vec<String> = st
+        // Sorted: the same frames in the same order on every run.
+        let mut topics: Vec<String> = st
             .topics
             .keys()
             .filter(|t| t.starts_with("orderbook."))
             .cloned()
             .collect();
+        topics.sort();
         for topic in topics {
             let Ok(Topic {
                 channel: Channel::OrderBook { depth },
@@ -373,6 +388,11 @@ impl Venue {
 
     /// One market step and the frames it causes.
     pub fn step(&self) {
+        let queued =
+            std::mem::take(&mut *self.inner.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        for f in queued {
+            self.apply_fault(f);
+        }
         let now_ms = self.now_ms();
         let seed = self.inner.config.seed;
         let mut out = Vec::new();

@@ -15,7 +15,7 @@ pub mod link;
 pub mod scheduler;
 pub mod supervisor;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::book::{Applied, BookState};
@@ -362,7 +362,8 @@ pub struct Engine {
     sched: Scheduler<Purpose>,
     signals: Job,
     health: Health,
-    repairs: HashMap<BookId, Repair>,
+    /// Ordered, so repairs go out in the same order on every run with the same seed.
+    repairs: BTreeMap<BookId, Repair>,
     book_event_at: HashMap<BookId, Time>,
     preflight_left: usize,
     clock_skew_ms: Option<i64>,
@@ -412,7 +413,7 @@ impl Engine {
             links,
             topic_link,
             health,
-            repairs: HashMap::new(),
+            repairs: BTreeMap::new(),
             book_event_at: HashMap::new(),
             preflight_left: 0,
             clock_skew_ms: None,

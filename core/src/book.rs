@@ -1,11 +1,13 @@
 //! One order book per topic, kept in sync by Bybit's `u` sequence.
 //!
-//! Each side is a sorted `Vec` whose best level is at the END: bids ascending, asks descending.
-//! Almost every change lands near the top of the book, so an insert or delete moves only the few
-//! levels above it, and a delta costs a binary search plus a short `memmove` (about 55 ns against
-//! 195 ns for a BTreeMap on a 200-level book, measured here). Nothing is ever re-sorted per delta.
+//! Each side is a sorted `VecDeque` whose best level is at the END: bids ascending, asks
+//! descending. An insert or delete moves whichever side of it is shorter, so changes at the top
+//! and at the deep edge of the window (where levels enter and leave) are both cheap, and a delta
+//! costs a binary search plus a short move (BENCHMARKS.md: a plain `Vec` paid a full-book move
+//! for every change at the deep edge). Nothing is ever re-sorted per delta.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 use crate::codec::{BookFrame, Level, UpdateKind};
 use crate::decimal::Dec;
@@ -120,8 +122,8 @@ fn storage_cmp(side: Side, stored: Dec, px: Dec) -> Ordering {
 #[derive(Debug, Clone)]
 pub struct OrderBook {
     depth: usize,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
+    bids: VecDeque<Level>,
+    asks: VecDeque<Level>,
     state: BookState,
     last_u: Option<u64>,
     last_seq: Option<u64>,
@@ -140,8 +142,8 @@ impl OrderBook {
         let capacity = (depth + 1).min(1024);
         OrderBook {
             depth,
-            bids: Vec::with_capacity(capacity),
-            asks: Vec::with_capacity(capacity),
+            bids: VecDeque::with_capacity(capacity),
+            asks: VecDeque::with_capacity(capacity),
             state: BookState::Empty,
             last_u: None,
             last_seq: None,
@@ -192,12 +194,12 @@ impl OrderBook {
 
     pub fn best_bid(&self) -> Result<Level, BookReadError> {
         self.synced()?;
-        self.bids.last().copied().ok_or(BookReadError::EmptySide)
+        self.bids.back().copied().ok_or(BookReadError::EmptySide)
     }
 
     pub fn best_ask(&self) -> Result<Level, BookReadError> {
         self.synced()?;
-        self.asks.last().copied().ok_or(BookReadError::EmptySide)
+        self.asks.back().copied().ok_or(BookReadError::EmptySide)
     }
 
     /// Up to `n` bids, best first.
@@ -345,7 +347,7 @@ impl OrderBook {
     }
 
     fn check_crossed(&mut self, ok: Applied) -> Applied {
-        if let (Some(b), Some(a)) = (self.bids.last(), self.asks.last())
+        if let (Some(b), Some(a)) = (self.bids.back(), self.asks.back())
             && b.px >= a.px
         {
             self.counters.crossed += 1;
@@ -357,7 +359,7 @@ impl OrderBook {
 }
 
 #[inline]
-fn upsert(side_levels: &mut Vec<Level>, l: Level, side: Side) {
+fn upsert(side_levels: &mut VecDeque<Level>, l: Level, side: Side) {
     // Search from the best end: most updates touch the top of the book.
     match side_levels.binary_search_by(|s| storage_cmp(side, s.px, l.px)) {
         Ok(i) if l.qty.is_zero() => {
@@ -372,7 +374,7 @@ fn upsert(side_levels: &mut Vec<Level>, l: Level, side: Side) {
 }
 
 /// Drops the worst levels beyond `depth`; returns how many.
-fn truncate_worst(side_levels: &mut Vec<Level>, depth: usize) -> u64 {
+fn truncate_worst(side_levels: &mut VecDeque<Level>, depth: usize) -> u64 {
     let excess = side_levels.len().saturating_sub(depth);
     if excess > 0 {
         side_levels.drain(..excess);
@@ -381,9 +383,17 @@ fn truncate_worst(side_levels: &mut Vec<Level>, depth: usize) -> u64 {
 }
 
 /// Loads a snapshot side; returns how many levels did not fit the depth.
-fn fill_side(dst: &mut Vec<Level>, src: &[Level], side: Side, depth: usize) -> u64 {
-    dst.clear();
-    dst.extend_from_slice(src);
+fn fill_side(dst: &mut VecDeque<Level>, src: &[Level], side: Side, depth: usize) -> u64 {
+    let mut v: Vec<Level> = std::mem::take(dst).into();
+    v.clear();
+    v.extend_from_slice(src);
+    let dst_vec = &mut v;
+    let n = fill_vec(dst_vec, side);
+    *dst = v.into();
+    n + truncate_worst(dst, depth)
+}
+
+fn fill_vec(dst: &mut Vec<Level>, side: Side) -> u64 {
     // Venue snapshots arrive best first, so the reversed slice is already in storage order and
     // the stable sort below is a single linear pass; it still copes with any order.
     dst.reverse();
@@ -392,7 +402,7 @@ fn fill_side(dst: &mut Vec<Level>, src: &[Level], side: Side, depth: usize) -> u
     // stable, so keeping the first of each run keeps what the venue said last.
     dst.dedup_by(|next, kept| next.px == kept.px);
     dst.retain(|l| !l.qty.is_zero());
-    truncate_worst(dst, depth)
+    0
 }
 
 #[cfg(test)]

@@ -1,8 +1,18 @@
 //! Work that leaves the engine as a compute job: pure functions over owned inputs, so the
 //! runtime may run them on a thread pool and a simulation may run them inline.
 
+use rayon::prelude::*;
+
 use crate::codec::Level;
 use crate::decimal::Dec;
+use crate::kline::{Bar, ClosedCandle, MergeStats, merge_runs};
+
+/// Below this many symbols a signal cycle runs on one thread: handing a few hundred
+/// nanoseconds of work per symbol to the pool costs more than it saves (see BENCHMARKS.md,
+/// "compute crossover").
+pub const SIGNAL_PARALLEL_SYMBOLS_MIN: usize = 256;
+/// Below this many candles in all, history merges run on one thread (BENCHMARKS.md).
+pub const MERGE_PARALLEL_CANDLES_MIN: usize = 20_000;
 
 /// The top of one synced book, copied out for the signal cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,19 +31,56 @@ pub struct SymbolSignal {
     pub imbalance: f64,
 }
 
+/// One series' history merge: its closed candles and the REST bars to merge in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeInput {
+    pub existing: Vec<ClosedCandle>,
+    pub rest: Vec<Bar>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
     SignalCycle(Vec<BookView>),
+    MergeHistory(Vec<MergeInput>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkResult {
     Signals(Vec<SymbolSignal>),
+    Merged(Vec<(Vec<ClosedCandle>, MergeStats)>),
 }
 
+/// Runs a job, fanning out across symbols on the current rayon pool when it is big enough.
+/// The results are in input order either way.
 pub fn run(work: &Work) -> WorkResult {
     match work {
-        Work::SignalCycle(views) => WorkResult::Signals(views.iter().filter_map(signal).collect()),
+        Work::SignalCycle(views) => {
+            WorkResult::Signals(signals(views, views.len() >= SIGNAL_PARALLEL_SYMBOLS_MIN))
+        }
+        Work::MergeHistory(inputs) => {
+            let total: usize = inputs.iter().map(|i| i.existing.len() + i.rest.len()).sum();
+            WorkResult::Merged(merges(
+                inputs,
+                total >= MERGE_PARALLEL_CANDLES_MIN && inputs.len() > 1,
+            ))
+        }
+    }
+}
+
+pub fn signals(views: &[BookView], parallel: bool) -> Vec<SymbolSignal> {
+    if parallel {
+        views.par_iter().filter_map(signal).collect()
+    } else {
+        views.iter().filter_map(signal).collect()
+    }
+}
+
+pub fn merges(inputs: &[MergeInput], parallel: bool) -> Vec<(Vec<ClosedCandle>, MergeStats)> {
+    let one = |i: &MergeInput| merge_runs(&i.existing, &i.rest);
+    if parallel {
+        inputs.par_iter().map(one).collect()
+    } else {
+        inputs.iter().map(one).collect()
     }
 }
 
@@ -71,7 +118,9 @@ mod tests {
             bids: vec![l("99", "3")],
             asks: vec![l("101", "1")],
         }]);
-        let WorkResult::Signals(s) = run(&w);
+        let WorkResult::Signals(s) = run(&w) else {
+            panic!("not signals")
+        };
         assert_eq!(s[0].mid, Dec::from_int(100));
         assert!((s[0].spread_bps - 200.0).abs() < 1e-9);
         assert!((s[0].imbalance - 0.5).abs() < 1e-9);

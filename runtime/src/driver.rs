@@ -50,6 +50,8 @@ pub enum Msg {
         link: LinkId,
         conn: u64,
         text: Utf8Bytes,
+        /// When the reader took it off the socket.
+        received: Instant,
     },
     WsClosed {
         link: LinkId,
@@ -236,14 +238,23 @@ impl Driver {
                 self.engine
                     .handle_input(now, Input::WsConnectFailed { link, conn, error })
             }
-            Msg::WsFrame { link, conn, text } => self.engine.handle_input(
-                now,
-                Input::WsFrame {
-                    link,
-                    conn,
-                    text: text.as_str(),
-                },
-            ),
+            Msg::WsFrame {
+                link,
+                conn,
+                text,
+                received,
+            } => {
+                self.engine.handle_input(
+                    now,
+                    Input::WsFrame {
+                        link,
+                        conn,
+                        text: text.as_str(),
+                    },
+                );
+                self.metrics
+                    .observe_ingest(Instant::now().saturating_duration_since(received));
+            }
             Msg::WsClosed { link, conn, reason } => {
                 self.drop_conn(link, conn);
                 self.engine
@@ -473,7 +484,8 @@ async fn connection(
             m = stream.next() => match m {
                 Some(Ok(Message::Text(text))) => {
                     // Waiting for room here slows this reader down, never the event loop.
-                    if inbox.send(Msg::WsFrame { link, conn, text }).await.is_err() {
+                    let received = Instant::now();
+                    if inbox.send(Msg::WsFrame { link, conn, text, received }).await.is_err() {
                         return;
                     }
                 }

@@ -1,5 +1,7 @@
 //! keel-runtime: the thin adapter between keel-core and the outside world.
 
+pub mod baselines;
+pub mod bench;
 pub mod config;
 pub mod driver;
 pub mod metrics;

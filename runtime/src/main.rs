@@ -69,6 +69,22 @@ enum Cmd {
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
     },
+    /// Measure keel against the typical implementation, the re-sort failure mode and the
+    /// physical floor on capture files, in one process.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 15)]
+        reps: usize,
+        /// Also run the runtime against the embedded venue for this many seconds (10 symbols,
+        /// 10x Bybit's push rate) and report ingest latency and loop lag.
+        #[arg(long, value_name = "SECS")]
+        runtime: Option<f64>,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Replay capture files (one raw WebSocket frame per line) and print the market state.
     Replay {
         /// Print the top of the book after every orderbook frame.
@@ -131,6 +147,12 @@ fn main() -> ExitCode {
                 .map(|_| ())
                 .map_err(|e| format!("keel replay: {e}"))
         }
+        Cmd::Bench {
+            json,
+            reps,
+            runtime: secs,
+            files,
+        } => bench_cmd(json, reps, secs, files),
         Cmd::Run {
             config: path,
             venue_url,
@@ -251,5 +273,73 @@ fn venue_cmd(
         keel_runtime::run::venue_main(addr, vc, feed, scheduled, rx).await
     })?;
     rt.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
+}
+
+fn bench_cmd(
+    json: bool,
+    reps: usize,
+    secs: Option<f64>,
+    files: Vec<PathBuf>,
+) -> Result<(), String> {
+    let codec = keel_runtime::bench::codec(&files, reps).map_err(|e| format!("keel bench: {e}"))?;
+    let runtime = match duration(secs)? {
+        Some(d) => {
+            keel_runtime::run::install_crypto();
+            let rt = runtime()?;
+            let slow = rt.block_on(keel_runtime::bench::runtime(10, d.as_secs_f64(), 10, 200))?;
+            let quick = rt.block_on(keel_runtime::bench::runtime(10, d.as_secs_f64(), 10, 0))?;
+            rt.shutdown_timeout(Duration::from_millis(500));
+            Some((quick, slow))
+        }
+        None => None,
+    };
+    if json {
+        let mut v = serde_json::to_value(&codec).map_err(|e| e.to_string())?;
+        if let Some((quick, slow)) = &runtime {
+            v["runtime"] = serde_json::to_value(quick).map_err(|e| e.to_string())?;
+            v["runtime_slow_consumer"] = serde_json::to_value(slow).map_err(|e| e.to_string())?;
+        }
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{} frames, {:.0} bytes a frame, median of {} repetitions",
+        codec.frames, codec.bytes_per_frame, codec.repetitions
+    );
+    println!(
+        "{:<34} {:>12} {:>10}",
+        "parse + apply", "ns/frame", "vs keel"
+    );
+    for (name, ns) in [
+        ("keel", codec.keel_ns_per_frame),
+        (
+            "typical (serde_json::Value+BTreeMap)",
+            codec.typical_ns_per_frame,
+        ),
+        ("re-sort after every delta", codec.resort_ns_per_frame),
+        ("floor (memchr every quote)", codec.floor_ns_per_frame),
+    ] {
+        println!(
+            "{name:<34} {ns:>12.0} {:>9.2}x",
+            ns / codec.keel_ns_per_frame
+        );
+    }
+    if let Some((quick, slow)) = runtime {
+        for (what, r) in [("runtime", quick), ("runtime, slow consumer", slow)] {
+            println!(
+                "{what}: {} symbols, {:.0} frames/s, ingest p50 {:.1} us p99 {:.1} us max {:.1} us, loop lag p99 {:.3} ms max {:.3} ms, consumer {} ms/event, {} drops",
+                r.symbols,
+                r.frames_per_s,
+                r.ingest_p50_us,
+                r.ingest_p99_us,
+                r.ingest_max_us,
+                r.loop_lag_p99_ms,
+                r.loop_lag_max_ms,
+                r.consumer_delay_ms,
+                r.consumer_drops
+            );
+        }
+    }
     Ok(())
 }

@@ -43,6 +43,14 @@ pub struct Metrics {
     /// Bumped by the driver on every turn; the watchdog reads it.
     pub progress: AtomicU64,
     loop_lag_max_ns: AtomicU64,
+    /// Exact percentiles for reports: socket read to engine done, and loop lag, in ns.
+    ingest_ns: Mutex<hdrhistogram::Histogram<u64>>,
+    loop_lag_ns: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+fn hist() -> hdrhistogram::Histogram<u64> {
+    // 1 ns .. 60 s at 3 significant digits: a fixed, bounded size.
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
 
 #[derive(Default)]
@@ -141,6 +149,8 @@ impl Metrics {
             seen: Mutex::new(Seen::default()),
             progress: AtomicU64::new(0),
             loop_lag_max_ns: AtomicU64::new(0),
+            ingest_ns: Mutex::new(hist()),
+            loop_lag_ns: Mutex::new(hist()),
         }
     }
 
@@ -196,8 +206,37 @@ impl Metrics {
 
     pub fn observe_loop_lag(&self, lag: std::time::Duration) {
         self.loop_lag.observe(lag.as_secs_f64());
-        self.loop_lag_max_ns
-            .fetch_max(lag.as_nanos() as u64, Ordering::Relaxed);
+        let ns = lag.as_nanos() as u64;
+        self.loop_lag_max_ns.fetch_max(ns, Ordering::Relaxed);
+        let _ = self
+            .loop_lag_ns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(ns.max(1));
+    }
+
+    /// Time from a frame's read off the socket to the engine having applied it.
+    pub fn observe_ingest(&self, d: std::time::Duration) {
+        let ns = (d.as_nanos() as u64).max(1);
+        let _ = self
+            .ingest_ns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(ns);
+    }
+
+    pub fn ingest_histogram(&self) -> hdrhistogram::Histogram<u64> {
+        self.ingest_ns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn loop_lag_histogram(&self) -> hdrhistogram::Histogram<u64> {
+        self.loop_lag_ns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The worst loop lag seen since start.

@@ -1,0 +1,277 @@
+//! criterion benches: the codec on real fixtures, book apply at several depths, the engine end
+//! to end, keel against the baselines in the same run, and the compute jobs sequential against
+//! rayon to find where the pool starts paying.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use keel_core::book::OrderBook;
+use keel_core::codec::{Decoder, Level};
+use keel_core::compute::{self, BookView, MergeInput};
+use keel_core::engine::link::LinkId;
+use keel_core::kline::{Bar, CandleSource, ClosedCandle};
+use keel_core::rng::Rng;
+use keel_core::{Dec, Engine, EngineConfig, Input, Market, MarketConfig, Time};
+use keel_runtime::baselines::{Resort, Typical, floor};
+use keel_sim::market::{SymbolMarket, SymbolSpec};
+use keel_suite::fixtures_dir;
+
+fn lines(rel: &str) -> Vec<String> {
+    std::fs::read_to_string(fixtures_dir().join(rel))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const OB200: &str = "ws/linear/orderbook.200.BTCUSDT.jsonl";
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    for rel in [
+        OB200,
+        "ws/linear/kline.1.BTCUSDT.jsonl",
+        "ws/linear/tickers.BTCUSDT.jsonl",
+    ] {
+        let ls = lines(rel);
+        let name = rel.rsplit('/').next().unwrap();
+        g.throughput(Throughput::Elements(ls.len() as u64));
+        let mut dec = Decoder::default();
+        g.bench_function(BenchmarkId::new("keel", name), |b| {
+            b.iter(|| {
+                for l in &ls {
+                    black_box(dec.decode(l).is_ok());
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("serde_json_value", name), |b| {
+            b.iter(|| {
+                for l in &ls {
+                    black_box(serde_json::from_str::<serde_json::Value>(l).is_ok());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A snapshot and `n` deltas of a depth-`depth` book, from the venue's market generator.
+fn book_stream(depth: usize, n: usize) -> (Vec<Level>, Vec<Level>, Vec<(Vec<Level>, Vec<Level>)>) {
+    let mut rng = Rng::new(42);
+    let spec = SymbolSpec::guess("BTCUSDT");
+    let mut m = SymbolMarket::new(spec.clone(), &mut rng, 0, 42);
+    let conv = |v: &[(i64, u64)]| -> Vec<Level> {
+        v.iter()
+            .map(|(p, q)| Level {
+                px: spec.px(*p),
+                qty: spec.qty(*q),
+            })
+            .collect()
+    };
+    let diff = |old: &[(i64, u64)], new: &[(i64, u64)]| -> Vec<(i64, u64)> {
+        let mut out: Vec<(i64, u64)> = new.iter().filter(|l| !old.contains(l)).copied().collect();
+        out.extend(
+            old.iter()
+                .filter(|(p, _)| !new.iter().any(|(q, _)| q == p))
+                .map(|(p, _)| (*p, 0)),
+        );
+        out
+    };
+    let (mut vb, mut va) = m.top(depth);
+    let (snap_b, snap_a) = (conv(&vb), conv(&va));
+    let mut deltas = Vec::with_capacity(n);
+    let mut t = 0;
+    while deltas.len() < n {
+        t += 10;
+        m.step(&mut rng, t, 42);
+        let (nb, na) = m.top(depth);
+        let (db, da) = (diff(&vb, &nb), diff(&va, &na));
+        if !db.is_empty() || !da.is_empty() {
+            deltas.push((conv(&db), conv(&da)));
+        }
+        (vb, va) = (nb, na);
+    }
+    (snap_b, snap_a, deltas)
+}
+
+fn apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("book_apply");
+    for depth in [50usize, 200, 1000] {
+        let (sb, sa, deltas) = book_stream(depth, 2_000);
+        g.throughput(Throughput::Elements(deltas.len() as u64));
+        g.bench_function(BenchmarkId::new("per_delta", depth), |b| {
+            let mut book = OrderBook::new(depth);
+            b.iter(|| {
+                book.apply_snapshot(&sb, &sa, 1, None, 0);
+                for (u, (db, da)) in deltas.iter().enumerate() {
+                    black_box(book.apply_delta(db, da, u as u64 + 2, None, 0));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    let ls = lines(OB200);
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(ls.len() as u64));
+    g.bench_function("frame_in_outputs_drained", |b| {
+        b.iter_batched(
+            || {
+                let mut cfg =
+                    EngineConfig::new("ws://venue/v5/public/linear", vec!["BTCUSDT".into()]);
+                cfg.book_depth = 200;
+                cfg.preflight = false;
+                let mut e = Engine::new(cfg, Time::ZERO).unwrap();
+                e.handle_input(
+                    Time::ZERO,
+                    Input::WsConnected {
+                        link: LinkId(0),
+                        conn: 1,
+                    },
+                );
+                while e.poll_output().is_some() {}
+                e
+            },
+            |mut e| {
+                for (i, l) in ls.iter().enumerate() {
+                    let now = Time::from_millis(i as u64);
+                    e.handle_input(
+                        now,
+                        Input::WsFrame {
+                            link: LinkId(0),
+                            conn: 1,
+                            text: l,
+                        },
+                    );
+                    while let Some(o) = e.poll_output() {
+                        black_box(o);
+                    }
+                }
+                e
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// keel and the baselines on the same frames, in the same run.
+fn replay_vs_baselines(c: &mut Criterion) {
+    let ls: Vec<Vec<u8>> = lines(OB200).into_iter().map(String::into_bytes).collect();
+    let mut g = c.benchmark_group("replay_orderbook200");
+    g.throughput(Throughput::Elements(ls.len() as u64));
+    g.bench_function("keel", |b| {
+        b.iter(|| {
+            let mut m = Market::new(MarketConfig::default());
+            for l in &ls {
+                black_box(m.handle_frame_bytes(Time::ZERO, l).is_ok());
+            }
+        })
+    });
+    g.bench_function("typical_value_btreemap", |b| {
+        b.iter(|| {
+            let mut t = Typical::default();
+            for l in &ls {
+                black_box(t.handle(l));
+            }
+        })
+    });
+    g.bench_function("resort_every_delta", |b| {
+        b.iter(|| {
+            let mut r = Resort::default();
+            for l in &ls {
+                black_box(r.handle(l));
+            }
+        })
+    });
+    g.bench_function("floor_memchr_quotes", |b| {
+        b.iter(|| {
+            for l in &ls {
+                black_box(floor(l));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn views(n: usize) -> Vec<BookView> {
+    let l = |p: i64, q: i64| Level {
+        px: Dec::from_int(p),
+        qty: Dec::from_int(q),
+    };
+    (0..n)
+        .map(|i| BookView {
+            symbol: format!("S{i}"),
+            bids: (0..5).map(|k| l(100 - k, 1 + k)).collect(),
+            asks: (0..5).map(|k| l(101 + k, 2 + k)).collect(),
+        })
+        .collect()
+}
+
+fn merge_inputs(symbols: usize, candles: usize) -> Vec<MergeInput> {
+    let bar = |s: u64| Bar {
+        start_ms: s * 60_000,
+        open: Dec::ONE,
+        high: Dec::ONE,
+        low: Dec::ONE,
+        close: Dec::ONE,
+        volume: Dec::ONE,
+        turnover: Dec::ONE,
+    };
+    (0..symbols)
+        .map(|_| MergeInput {
+            existing: (candles as u64 / 2..candles as u64)
+                .map(|s| ClosedCandle {
+                    bar: bar(s),
+                    source: CandleSource::Live,
+                })
+                .collect(),
+            rest: (0..candles as u64 * 3 / 4).map(bar).collect(),
+        })
+        .collect()
+}
+
+fn compute_crossover(c: &mut Criterion) {
+    let mut g = c.benchmark_group("signal_cycle");
+    for n in [1usize, 10, 100, 1000] {
+        let v = views(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("sequential", n), |b| {
+            b.iter(|| black_box(compute::signals(&v, false)))
+        });
+        g.bench_function(BenchmarkId::new("rayon", n), |b| {
+            b.iter(|| black_box(compute::signals(&v, true)))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("kline_merge_500_candles");
+    for n in [1usize, 10, 100, 1000] {
+        let inputs = merge_inputs(n, 500);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("sequential", n), |b| {
+            b.iter(|| black_box(compute::merges(&inputs, false)))
+        });
+        g.bench_function(BenchmarkId::new("rayon", n), |b| {
+            b.iter(|| black_box(compute::merges(&inputs, true)))
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = parse, apply, engine, replay_vs_baselines, compute_crossover
+}
+criterion_main!(benches);

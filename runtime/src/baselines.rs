@@ -1,0 +1,99 @@
+//! What users would otherwise run, written as a competent engineer would write it, for
+//! `keel bench` and the criterion benches to measure keel against in the same run.
+
+use std::collections::{BTreeMap, HashMap};
+
+use keel_core::codec::{Decoder, Frame, Level, UpdateKind};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+/// The typical implementation: every frame into `serde_json::Value`, books as BTreeMaps keyed
+/// by parsed decimal prices.
+#[derive(Default)]
+pub struct Typical {
+    books: HashMap<String, (BTreeMap<Decimal, Decimal>, BTreeMap<Decimal, Decimal>, u64)>,
+}
+
+impl Typical {
+    pub fn handle(&mut self, line: &[u8]) -> bool {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            return false;
+        };
+        let Some(topic) = v.get("topic").and_then(Value::as_str) else {
+            return true;
+        };
+        if !topic.starts_with("orderbook.") {
+            return true;
+        }
+        let data = &v["data"];
+        let snapshot = v["type"] == "snapshot";
+        let book = self.books.entry(topic.to_string()).or_default();
+        if snapshot {
+            book.0.clear();
+            book.1.clear();
+        }
+        for (side, key) in [(&mut book.0, "b"), (&mut book.1, "a")] {
+            for l in data[key].as_array().into_iter().flatten() {
+                let (Some(p), Some(q)) = (l[0].as_str(), l[1].as_str()) else {
+                    continue;
+                };
+                let (Ok(p), Ok(q)) = (p.parse::<Decimal>(), q.parse::<Decimal>()) else {
+                    continue;
+                };
+                if q.is_zero() {
+                    side.remove(&p);
+                } else {
+                    side.insert(p, q);
+                }
+            }
+        }
+        book.2 = data["u"].as_u64().unwrap_or(0);
+        true
+    }
+
+    pub fn best(&self, topic: &str) -> Option<(Decimal, Decimal)> {
+        let b = self.books.get(topic)?;
+        Some((*b.0.keys().next_back()?, *b.1.keys().next()?))
+    }
+}
+
+/// The failure mode keel exists to remove: the book kept as a plain list and re-sorted after
+/// every delta. Parsing uses keel's own decoder so the difference is the re-sort alone.
+#[derive(Default)]
+pub struct Resort {
+    decoder: Decoder,
+    books: HashMap<String, (Vec<Level>, Vec<Level>)>,
+}
+
+impl Resort {
+    pub fn handle(&mut self, line: &[u8]) -> bool {
+        let Ok(Frame::Book(f)) = self.decoder.decode_bytes(line) else {
+            return true;
+        };
+        let book = self.books.entry(f.topic.to_string()).or_default();
+        if f.kind == UpdateKind::Snapshot {
+            book.0.clear();
+            book.1.clear();
+        }
+        for (side, levels) in [(&mut book.0, f.bids), (&mut book.1, f.asks)] {
+            for l in levels {
+                match side.iter().position(|x| x.px == l.px) {
+                    Some(i) if l.qty.is_zero() => {
+                        side.swap_remove(i);
+                    }
+                    Some(i) => side[i].qty = l.qty,
+                    None if l.qty.is_zero() => {}
+                    None => side.push(*l),
+                }
+            }
+        }
+        book.0.sort_by(|a, b| b.px.cmp(&a.px));
+        book.1.sort_by(|a, b| a.px.cmp(&b.px));
+        true
+    }
+}
+
+/// The least any JSON reader must do: find every string.
+pub fn floor(line: &[u8]) -> usize {
+    memchr::memchr_iter(b'"', line).count()
+}

@@ -1,0 +1,148 @@
+//! `keel bench`: keel against the baselines on the same frames, in one process, so the ratios
+//! hold on a noisy machine; and the runtime path measured end to end on loopback.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use keel_core::{Market, MarketConfig, Time};
+
+use crate::baselines::{Resort, Typical, floor};
+use crate::replay::load_lines;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CodecReport {
+    pub frames: usize,
+    pub bytes_per_frame: f64,
+    pub repetitions: usize,
+    pub keel_ns_per_frame: f64,
+    pub typical_ns_per_frame: f64,
+    pub resort_ns_per_frame: f64,
+    pub floor_ns_per_frame: f64,
+    pub keel_vs_floor: f64,
+    pub typical_vs_keel: f64,
+    pub resort_vs_keel: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Times `f` over every line, `reps` times; the median ns per frame. Each repetition starts
+/// from fresh state, built outside the timed region.
+fn time<S>(
+    lines: &[Vec<u8>],
+    reps: usize,
+    mut fresh: impl FnMut() -> S,
+    mut f: impl FnMut(&mut S, &[u8]),
+) -> f64 {
+    let mut samples = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let mut state = fresh();
+        let t = Instant::now();
+        for l in lines {
+            f(&mut state, l);
+        }
+        samples.push(t.elapsed().as_nanos() as f64 / lines.len() as f64);
+        std::hint::black_box(&state);
+    }
+    median(samples)
+}
+
+pub fn codec(files: &[PathBuf], reps: usize) -> std::io::Result<CodecReport> {
+    let lines = load_lines(files)?;
+    if lines.is_empty() {
+        return Err(std::io::Error::other("no frames in the files"));
+    }
+    let reps = reps.max(1);
+    // Interleave the methods repetition by repetition so drift on the machine hits all alike.
+    let (mut k, mut t, mut r, mut fl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        k.push(time(
+            &lines,
+            1,
+            || Market::new(MarketConfig::default()),
+            |m, l| {
+                let _ = m.handle_frame_bytes(Time::ZERO, l);
+                while m.poll_event().is_some() {}
+            },
+        ));
+        t.push(time(&lines, 1, Typical::default, |s, l| {
+            s.handle(l);
+        }));
+        r.push(time(&lines, 1, Resort::default, |s, l| {
+            s.handle(l);
+        }));
+        fl.push(time(&lines, 1, || 0usize, |n, l| *n += floor(l)));
+    }
+    let (keel, typical, resort, fl) = (median(k), median(t), median(r), median(fl));
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    Ok(CodecReport {
+        frames: lines.len(),
+        bytes_per_frame: bytes as f64 / lines.len() as f64,
+        repetitions: reps,
+        keel_ns_per_frame: keel,
+        typical_ns_per_frame: typical,
+        resort_ns_per_frame: resort,
+        floor_ns_per_frame: fl,
+        keel_vs_floor: keel / fl.max(1e-9),
+        typical_vs_keel: typical / keel.max(1e-9),
+        resort_vs_keel: resort / keel.max(1e-9),
+    })
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuntimeReport {
+    pub symbols: usize,
+    pub seconds: f64,
+    pub frames: u64,
+    pub frames_per_s: f64,
+    pub ingest_p50_us: f64,
+    pub ingest_p99_us: f64,
+    pub ingest_max_us: f64,
+    pub loop_lag_p99_ms: f64,
+    pub loop_lag_max_ms: f64,
+    pub consumer_delay_ms: u64,
+    pub consumer_drops: u64,
+}
+
+/// The runtime against the embedded venue on loopback: `symbols` symbols of orderbook.50 with
+/// the venue stepping `speedup` times faster than Bybit pushes, and a consumer that takes
+/// `consumer_delay_ms` per event.
+pub async fn runtime(
+    symbols: usize,
+    seconds: f64,
+    speedup: u64,
+    consumer_delay_ms: u64,
+) -> Result<RuntimeReport, String> {
+    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i}USDT")).collect();
+    let mut file = crate::config::FileConfig {
+        symbols: Some(names),
+        consumer_delay_ms: Some(consumer_delay_ms),
+        ops_addr: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    file.kline_interval = Some("1".into());
+    let cfg = crate::config::resolve(file, Default::default()).map_err(|e| e.to_string())?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(crate::run::run_with_venue_speedup(cfg, rx, speedup));
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let _ = tx.send(true);
+    let report = run.await.map_err(|e| e.to_string())??;
+    let m = &report.metrics;
+    let ingest = m.ingest_histogram();
+    let lag = m.loop_lag_histogram();
+    Ok(RuntimeReport {
+        symbols,
+        seconds,
+        frames: report.engine.counters().frames,
+        frames_per_s: report.engine.counters().frames as f64 / seconds,
+        ingest_p50_us: ingest.value_at_quantile(0.5) as f64 / 1e3,
+        ingest_p99_us: ingest.value_at_quantile(0.99) as f64 / 1e3,
+        ingest_max_us: ingest.max() as f64 / 1e3,
+        loop_lag_p99_ms: lag.value_at_quantile(0.99) as f64 / 1e6,
+        loop_lag_max_ms: lag.max() as f64 / 1e6,
+        consumer_delay_ms,
+        consumer_drops: report.engine.counters().consumer_drops,
+    })
+}

@@ -57,8 +57,11 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
+/// Bids and asks of one frame.
+type Sides = (Vec<Level>, Vec<Level>);
+
 /// A snapshot and `n` deltas of a depth-`depth` book, from the venue's market generator.
-fn book_stream(depth: usize, n: usize) -> (Vec<Level>, Vec<Level>, Vec<(Vec<Level>, Vec<Level>)>) {
+fn book_stream(depth: usize, n: usize) -> (Sides, Vec<Sides>) {
     let mut rng = Rng::new(42);
     let spec = SymbolSpec::guess("BTCUSDT");
     let mut m = SymbolMarket::new(spec.clone(), &mut rng, 0, 42);
@@ -93,13 +96,13 @@ fn book_stream(depth: usize, n: usize) -> (Vec<Level>, Vec<Level>, Vec<(Vec<Leve
         }
         (vb, va) = (nb, na);
     }
-    (snap_b, snap_a, deltas)
+    ((snap_b, snap_a), deltas)
 }
 
 fn apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("book_apply");
     for depth in [50usize, 200, 1000] {
-        let (sb, sa, deltas) = book_stream(depth, 2_000);
+        let ((sb, sa), deltas) = book_stream(depth, 2_000);
         g.throughput(Throughput::Elements(deltas.len() as u64));
         g.bench_function(BenchmarkId::new("per_delta", depth), |b| {
             let mut book = OrderBook::new(depth);

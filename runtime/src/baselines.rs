@@ -9,9 +9,12 @@ use serde_json::Value;
 
 /// The typical implementation: every frame into `serde_json::Value`, books as BTreeMaps keyed
 /// by parsed decimal prices.
+/// One side of a typical book: price to size.
+type TypicalSide = BTreeMap<Decimal, Decimal>;
+
 #[derive(Default)]
 pub struct Typical {
-    books: HashMap<String, (BTreeMap<Decimal, Decimal>, BTreeMap<Decimal, Decimal>, u64)>,
+    books: HashMap<String, (TypicalSide, TypicalSide, u64)>,
 }
 
 impl Typical {
@@ -87,8 +90,8 @@ impl Resort {
                 }
             }
         }
-        book.0.sort_by(|a, b| b.px.cmp(&a.px));
-        book.1.sort_by(|a, b| a.px.cmp(&b.px));
+        book.0.sort_by_key(|l| std::cmp::Reverse(l.px));
+        book.1.sort_by_key(|l| l.px);
         true
     }
 }

@@ -368,7 +368,7 @@ fn gap_makes_the_engine_resubscribe_and_the_book_heals_unread() {
     );
     // No signal cycle reads the book while it resyncs.
     w.advance(Duration::from_secs(6));
-    let Some(Work::SignalCycle(views)) = w.works.last() else {
+    let Some(Work::SignalCycle(keel_core::compute::Cycle { views, .. })) = w.works.last() else {
         panic!("no signal cycle ran")
     };
     assert!(views.iter().all(|v| v.symbol != "BTCUSDT"), "{views:?}");

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use crate::codec::Level;
 use crate::decimal::Dec;
 use crate::kline::{Bar, ClosedCandle, MergeStats, merge_runs};
+use crate::strategy::{Signal, StrategyConfig, StrategyInput};
 
 /// Below this many symbols a signal cycle runs on one thread: handing a few hundred
 /// nanoseconds of work per symbol to the pool costs more than it saves (see BENCHMARKS.md,
@@ -38,15 +39,27 @@ pub struct MergeInput {
     pub rest: Vec<Bar>,
 }
 
+/// One signal cycle: book statistics for every synced book, and every strategy over every
+/// symbol whose book is synced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cycle {
+    pub views: Vec<BookView>,
+    pub strategy: StrategyConfig,
+    pub inputs: Vec<StrategyInput>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
-    SignalCycle(Vec<BookView>),
+    SignalCycle(Cycle),
     MergeHistory(Vec<MergeInput>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkResult {
-    Signals(Vec<SymbolSignal>),
+    Signals {
+        stats: Vec<SymbolSignal>,
+        signals: Vec<Signal>,
+    },
     Merged(Vec<(Vec<ClosedCandle>, MergeStats)>),
 }
 
@@ -54,8 +67,12 @@ pub enum WorkResult {
 /// The results are in input order either way.
 pub fn run(work: &Work) -> WorkResult {
     match work {
-        Work::SignalCycle(views) => {
-            WorkResult::Signals(signals(views, views.len() >= SIGNAL_PARALLEL_SYMBOLS_MIN))
+        Work::SignalCycle(c) => {
+            let parallel = c.views.len().max(c.inputs.len()) >= SIGNAL_PARALLEL_SYMBOLS_MIN;
+            WorkResult::Signals {
+                stats: signals(&c.views, parallel),
+                signals: strategy_signals(&c.strategy, &c.inputs, parallel),
+            }
         }
         Work::MergeHistory(inputs) => {
             let total: usize = inputs.iter().map(|i| i.existing.len() + i.rest.len()).sum();
@@ -72,6 +89,23 @@ pub fn signals(views: &[BookView], parallel: bool) -> Vec<SymbolSignal> {
         views.par_iter().filter_map(signal).collect()
     } else {
         views.iter().filter_map(signal).collect()
+    }
+}
+
+/// Every strategy over every input; across symbols on the pool when `parallel`. The order is the
+/// inputs' either way.
+pub fn strategy_signals(
+    cfg: &StrategyConfig,
+    inputs: &[StrategyInput],
+    parallel: bool,
+) -> Vec<Signal> {
+    if parallel {
+        inputs
+            .par_chunks(32)
+            .flat_map_iter(|chunk| cfg.run(chunk))
+            .collect()
+    } else {
+        cfg.run(inputs)
     }
 }
 
@@ -113,12 +147,16 @@ mod tests {
 
     #[test]
     fn signal_cycle_computes_mid_spread_and_imbalance() {
-        let w = Work::SignalCycle(vec![BookView {
-            symbol: "X".into(),
-            bids: vec![l("99", "3")],
-            asks: vec![l("101", "1")],
-        }]);
-        let WorkResult::Signals(s) = run(&w) else {
+        let w = Work::SignalCycle(Cycle {
+            views: vec![BookView {
+                symbol: "X".into(),
+                bids: vec![l("99", "3")],
+                asks: vec![l("101", "1")],
+            }],
+            strategy: StrategyConfig::default(),
+            inputs: Vec::new(),
+        });
+        let WorkResult::Signals { stats: s, .. } = run(&w) else {
             panic!("not signals")
         };
         assert_eq!(s[0].mid, Dec::from_int(100));

@@ -5,6 +5,7 @@
 //! in production, in a replay and inside a deterministic simulation.
 
 pub mod book;
+pub mod broker;
 pub mod codec;
 pub mod compute;
 pub mod decimal;
@@ -15,6 +16,7 @@ pub mod kline;
 pub mod market;
 pub mod rest;
 pub mod rng;
+pub mod strategy;
 pub mod ticker;
 pub mod time;
 pub mod topic;

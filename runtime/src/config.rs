@@ -47,6 +47,12 @@ pub struct FileConfig {
     pub consumer_delay_ms: Option<u64>,
     /// Events each consumer may have waiting before new ones are dropped (and counted).
     pub consumer_events_max: Option<usize>,
+    /// Turn signals into paper orders.
+    pub auto_execute: Option<bool>,
+    /// REST candles loaded per series before the first signal cycle (0 disables).
+    pub warmup_candles: Option<u32>,
+    pub strategy: Option<keel_core::strategy::StrategyConfig>,
+    pub broker: Option<keel_core::broker::BrokerConfig>,
     #[serde(default)]
     pub link: LinkFile,
     #[serde(default)]
@@ -123,6 +129,7 @@ pub struct Overrides {
     pub seed: Option<u64>,
     pub log_format: Option<String>,
     pub consumer_delay_ms: Option<u64>,
+    pub auto_execute: bool,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -194,6 +201,9 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     }
     if let Some(v) = o.consumer_delay_ms {
         file.consumer_delay_ms = Some(v);
+    }
+    if o.auto_execute {
+        file.auto_execute = Some(true);
     }
 
     let venue = match (file.venue.as_deref(), file.venue_url.as_deref()) {
@@ -368,6 +378,16 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         }
         e.rest.in_flight_max = n;
     }
+    e.auto_execute = file.auto_execute.unwrap_or(false);
+    if let Some(n) = file.warmup_candles {
+        e.warmup_candles = n;
+    }
+    if let Some(s) = file.strategy.clone() {
+        e.strategy = s;
+    }
+    if let Some(b) = file.broker.clone() {
+        e.broker = b;
+    }
     set(
         &mut e.signal_job.every_ms,
         file.jobs.signal_every_ms,
@@ -519,6 +539,20 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.0.contains("HEALTH_CHECK_INTERVAL"));
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("README has a toml block");
+        let c = resolve_toml(block).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(c.engine.symbols, vec!["BTCUSDT", "ETHUSDT"]);
+        assert_eq!(c.engine.rest.penalty_ms, 600_000);
+        assert_eq!(c.engine.broker.daily_loss_max, 1000.0);
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub struct Driver {
     fatal: Option<String>,
     stopped: bool,
     observer: Option<Box<dyn Observer>>,
+    api: Option<crate::api::SharedApi>,
 }
 
 /// How a run ended.
@@ -157,7 +158,14 @@ impl Driver {
             fatal: None,
             stopped: false,
             observer: None,
+            api: None,
         }
+    }
+
+    /// Keeps signals, orders and positions for the ops API.
+    pub fn with_api(mut self, api: crate::api::SharedApi) -> Driver {
+        self.api = Some(api);
+        self
     }
 
     pub fn with_observer(mut self, o: Box<dyn Observer>) -> Driver {
@@ -367,6 +375,15 @@ impl Driver {
                 );
             }
             Output::Event(e) => {
+                if let Some(api) = &self.api {
+                    let mut a = api.lock().unwrap_or_else(|p| p.into_inner());
+                    match &e {
+                        Event::StrategySignals(s) => a.push_signals(s),
+                        Event::Order { order, fills } => a.push_order(order, fills),
+                        Event::KillSwitch { reason } => a.kill_switch = Some(reason.clone()),
+                        _ => {}
+                    }
+                }
                 let e = Arc::new(e);
                 for c in &self.consumers {
                     if c.tx.try_send(e.clone()).is_err() {
@@ -441,6 +458,10 @@ impl Driver {
     fn publish(&mut self) {
         let now = self.now();
         self.metrics.sync_from(&self.engine);
+        if let Some(api) = &self.api {
+            let positions = self.engine.broker().positions().cloned().collect();
+            api.lock().unwrap_or_else(|p| p.into_inner()).positions = positions;
+        }
         let view = HealthView::from_engine(&self.engine, now);
         self.health_tx.send_replace(Arc::new(view));
     }

@@ -45,6 +45,9 @@ enum Cmd {
         log_format: Option<String>,
         #[arg(long)]
         seed: Option<u64>,
+        /// Turn signals into paper orders.
+        #[arg(long)]
+        auto_execute: bool,
         /// Make the log consumer take this long per event (to see slow consumers handled).
         #[arg(long, value_name = "MS", hide = true)]
         consumer_delay_ms: Option<u64>,
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             ops_addr,
             log_format,
             seed,
+            auto_execute,
             consumer_delay_ms,
         } => run_cmd(
             path,
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
                 seed,
                 log_format,
                 consumer_delay_ms,
+                auto_execute,
             },
             secs,
         ),

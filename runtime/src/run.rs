@@ -140,6 +140,22 @@ pub fn spawn_log_consumer(
                             tracing::debug!(symbol = %sig.symbol, mid = %sig.mid, spread_bps = sig.spread_bps, imbalance = sig.imbalance, "signal");
                         }
                     }
+                    Event::StrategySignals(s) => {
+                        for sig in s {
+                            tracing::info!(symbol = %sig.symbol, strategy = sig.strategy, side = ?sig.side, confidence = format!("{:.2}", sig.confidence), reason = %sig.reason, "signal");
+                        }
+                    }
+                    Event::Order { order, fills } => tracing::info!(
+                        id = %order.client_order_id,
+                        symbol = %order.symbol,
+                        side = ?order.side,
+                        qty = %order.qty,
+                        avg_px = %order.avg_px,
+                        status = ?order.status,
+                        fills = fills.len(),
+                        "paper order"
+                    ),
+                    Event::KillSwitch { reason } => tracing::error!(%reason, "kill switch"),
                     Event::Top { .. } => {}
                 }
             }
@@ -200,7 +216,8 @@ pub async fn run_with_venue_speedup(
     let ops_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("ops server on http://{ops_addr} (/health, /metrics)");
     let mut ops_stop = shutdown.clone();
-    let app = ops::router(health_rx, metrics.clone());
+    let api: crate::api::SharedApi = Default::default();
+    let app = ops::router(health_rx, metrics.clone()).merge(crate::api::router(api.clone()));
     tokio::spawn(async move {
         let done = async move {
             let _ = ops_stop.wait_for(|s| *s).await;
@@ -248,7 +265,8 @@ pub async fn run_with_venue_speedup(
         vec![consumer],
         metrics.clone(),
         health_tx,
-    );
+    )
+    .with_api(api);
     let (exit, engine) = driver.run(shutdown).await;
     stop_watchdog.store(true, Ordering::Relaxed);
     let _ = watchdog.join();

@@ -155,7 +155,7 @@ impl Observer for ProbeObserver {
             Output::Connect { .. } => p.connects.push(at),
             Output::Http { path, .. } => p.http_sent.push((at, path.clone())),
             Output::Compute {
-                work: Work::SignalCycle(views),
+                work: Work::SignalCycle(keel_core::compute::Cycle { views, .. }),
                 ..
             } => {
                 p.signal_cycles += 1;

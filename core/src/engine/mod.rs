@@ -19,12 +19,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::book::{Applied, BookState};
+use crate::broker::{Broker, BrokerConfig, Fill, Order};
 use crate::codec::Level;
-use crate::compute::{BookView, SymbolSignal, Work, WorkResult};
+use crate::compute::{BookView, Cycle, SymbolSignal, Work, WorkResult};
 use crate::kline::ClosedCandle;
 use crate::market::{BookId, Handled, Market, MarketConfig, MarketError, MarketEvent};
 use crate::rest;
 use crate::rng::Rng;
+use crate::strategy::{Signal, StrategyConfig, StrategyInput};
 use crate::time::Time;
 use crate::topic::{Channel, Interval, Topic};
 
@@ -56,7 +58,7 @@ impl Category {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// Seeds the one RNG: backoff jitter and anything else random.
     pub seed: u64,
@@ -83,6 +85,14 @@ pub struct EngineConfig {
     /// At most one top-of-book event per book per this interval.
     pub book_event_interval_ms: u64,
     pub repair_backoff: BackoffConfig,
+    pub strategy: StrategyConfig,
+    /// Turn signals into paper orders.
+    pub auto_execute: bool,
+    pub broker: BrokerConfig,
+    /// The next client order id's sequence number (from the store after a restart).
+    pub broker_next_seq: u64,
+    /// Load this many candles of REST history per series before the first signal cycle.
+    pub warmup_candles: u32,
 }
 
 impl EngineConfig {
@@ -113,6 +123,11 @@ impl EngineConfig {
                 delay_ms_max: 30_000,
                 reset_after_ms: 0,
             },
+            strategy: StrategyConfig::default(),
+            auto_execute: false,
+            broker: BrokerConfig::default(),
+            broker_next_seq: 0,
+            warmup_candles: 200,
         }
     }
 
@@ -167,6 +182,17 @@ impl EngineConfig {
         }
         if self.signal_job.every_ms == 0 || self.signal_job.deadline_ms == 0 {
             return Err(ConfigError("job intervals must be above zero".into()));
+        }
+        self.strategy
+            .validate()
+            .map_err(|e| ConfigError(format!("strategy: {e}")))?;
+        self.broker
+            .validate()
+            .map_err(|e| ConfigError(format!("broker: {e}")))?;
+        if self.warmup_candles > 1000 {
+            return Err(ConfigError(
+                "warmup_candles must be at most 1000 (one REST page)".into(),
+            ));
         }
         self.topics().map(|_| ())
     }
@@ -255,6 +281,17 @@ pub enum Event {
         candle: ClosedCandle,
     },
     Signals(Vec<SymbolSignal>),
+    /// Strategy signals that cleared the confidence threshold.
+    StrategySignals(Vec<Signal>),
+    /// A paper order, filled or rejected, with its fills.
+    Order {
+        order: Order,
+        fills: Vec<Fill>,
+    },
+    /// The daily loss limit tripped: no more orders.
+    KillSwitch {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,8 +357,18 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Purpose {
     Time,
-    Instrument { symbol: String },
-    BookSnapshot { book: BookId, attempt: u32 },
+    Instrument {
+        symbol: String,
+    },
+    BookSnapshot {
+        book: BookId,
+        attempt: u32,
+    },
+    /// REST klines for a series: the warm-up, or a gap the live stream left.
+    History {
+        symbol: String,
+        interval: Interval,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,6 +425,9 @@ pub struct Engine {
     last_bad_notice: Option<Time>,
     outputs: VecDeque<Output>,
     counters: EngineCounters,
+    broker: Broker,
+    /// Lot sizes from instruments-info, for rounding paper orders.
+    qty_steps: HashMap<String, crate::Dec>,
 }
 
 const SIGNAL_JOB: JobId = JobId(0);
@@ -427,6 +477,8 @@ impl Engine {
             last_bad_notice: None,
             outputs: VecDeque::new(),
             counters: EngineCounters::default(),
+            broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
+            qty_steps: HashMap::new(),
             config,
         };
         e.health.set("rest", Status::Starting, now);
@@ -492,6 +544,15 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Restores a position from the store before trading starts.
+    pub fn restore_position(&mut self, p: crate::broker::Position) {
+        self.broker.restore_position(p);
     }
 
     pub fn reconnects(&self) -> u64 {
@@ -657,6 +718,18 @@ impl Engine {
             // Connect now rather than on the next timer turn; the budget still decides.
             l.handle_timeout(now, &mut self.budget, &mut self.rng);
             self.health.set(&link_name(l.id()), Status::Starting, now);
+        }
+        if let (Some(interval), n) = (self.config.kline_interval, self.config.warmup_candles)
+            && n > 0
+        {
+            for symbol in self.config.symbols.clone() {
+                let path = format!(
+                    "/v5/market/kline?category={}&symbol={symbol}&interval={}&limit={n}",
+                    self.config.category.as_str(),
+                    interval.as_str()
+                );
+                self.submit(now, path, Purpose::History { symbol, interval });
+            }
         }
         // The signal job's first run is one interval after the market starts flowing; a job
         // waiting on its schedule is healthy.
@@ -881,6 +954,15 @@ impl Engine {
                     .and_then(|b| rest::parse_instruments(&b).map_err(|e| e.to_string()));
                 match page {
                     Ok(p) if p.result.instruments.iter().any(|i| i.symbol == symbol) => {
+                        if let Some(step) = p
+                            .result
+                            .instruments
+                            .iter()
+                            .find(|i| i.symbol == symbol)
+                            .and_then(|i| i.qty_step)
+                        {
+                            self.qty_steps.insert(symbol.clone(), step);
+                        }
                         self.preflight_left -= 1;
                         if self.preflight_left == 0 {
                             self.notice(
@@ -902,6 +984,36 @@ impl Engine {
                     Err(e) => self.fail(format!(
                         "pre-flight: instruments for {symbol} could not be read: {e}"
                     )),
+                }
+            }
+            Purpose::History { symbol, interval } => {
+                match result
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| rest::parse_kline(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(r) => {
+                        let Some(series) = self.market.series_for(&symbol, interval) else {
+                            return;
+                        };
+                        // The venue's clock decides which candle is still open.
+                        let venue_now = r.time_ms.unwrap_or(0);
+                        let report = self
+                            .market
+                            .series_mut(series)
+                            .merge_rest(&r.result.bars, venue_now);
+                        self.notice(
+                            Severity::Info,
+                            format!(
+                                "kline.{}.{symbol}: {} candles of history merged ({} kept live, {} still open, {} gaps)",
+                                interval.as_str(),
+                                report.added + report.replaced,
+                                report.kept_live,
+                                report.open_skipped,
+                                report.gaps_total
+                            ),
+                        );
+                    }
+                    Err(e) => self.notice(Severity::Warn, format!("history for {symbol}: {e}")),
                 }
             }
             Purpose::BookSnapshot { book, attempt } => {
@@ -951,14 +1063,91 @@ impl Engine {
         let ok = result.as_ref().map(|_| ()).map_err(Clone::clone);
         let current = matches!(self.signals.state(), supervisor::JobState::Running { run: g, .. } if g == run);
         self.signals.handle_result(now, run, ok, &mut self.rng);
-        if current && let Ok(WorkResult::Signals(s)) = result {
-            self.outputs.push_back(Output::Event(Event::Signals(s)));
+        if current && let Ok(WorkResult::Signals { stats, signals }) = result {
+            self.outputs.push_back(Output::Event(Event::Signals(stats)));
+            if !signals.is_empty() {
+                if self.config.auto_execute {
+                    self.execute(&signals);
+                }
+                self.outputs
+                    .push_back(Output::Event(Event::StrategySignals(signals)));
+            }
+        }
+    }
+
+    /// Paper-trades signals against the current books; a book that is not synced is never
+    /// traded against.
+    fn execute(&mut self, signals: &[Signal]) {
+        let depth = 200;
+        // Strategies may disagree: net their confidences per symbol into one decision.
+        let mut net: BTreeMap<&str, (f64, Vec<&Signal>)> = BTreeMap::new();
+        for s in signals {
+            let e = net.entry(s.symbol.as_str()).or_default();
+            e.0 += match s.side {
+                crate::strategy::SignalSide::Buy => s.confidence,
+                crate::strategy::SignalSide::Sell => -s.confidence,
+            };
+            e.1.push(s);
+        }
+        let decided: Vec<Signal> = net
+            .into_iter()
+            .filter(|(_, (score, _))| score.abs() >= self.config.strategy.confidence_min)
+            .map(|(symbol, (score, parts))| Signal {
+                symbol: symbol.to_string(),
+                strategy: "net",
+                side: if score > 0.0 {
+                    crate::strategy::SignalSide::Buy
+                } else {
+                    crate::strategy::SignalSide::Sell
+                },
+                confidence: score.abs().min(1.0),
+                reason: parts
+                    .iter()
+                    .map(|p| format!("{} {:?} {:.2}", p.strategy, p.side, p.confidence))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                candle_ms: parts.iter().map(|p| p.candle_ms).max().unwrap_or(0),
+            })
+            .collect();
+        for s in &decided {
+            let topic = format!("orderbook.{}.{}", self.config.book_depth, s.symbol);
+            let Some(id) = self.market.book_id(&topic) else {
+                continue;
+            };
+            let b = self.market.book(id);
+            let (Ok(bids), Ok(asks)) = (b.top_bids(depth), b.top_asks(depth)) else {
+                continue;
+            };
+            let (bids, asks): (Vec<Level>, Vec<Level>) = (bids.collect(), asks.collect());
+            let ts = b.last_ts().unwrap_or(0);
+            let market = &self.market;
+            let depth_cfg = self.config.book_depth;
+            let marks = |sym: &str| {
+                let id = market.book_id(&format!("orderbook.{depth_cfg}.{sym}"))?;
+                let b = market.book(id);
+                let (bid, ask) = (b.best_bid().ok()?, b.best_ask().ok()?);
+                bid.px
+                    .checked_add(ask.px)?
+                    .checked_div(crate::Dec::from_int(2))
+            };
+            if let Some(reason) = self.broker.check_risk(ts, &marks) {
+                self.notice(Severity::Error, format!("kill switch: {reason}"));
+                self.outputs
+                    .push_back(Output::Event(Event::KillSwitch { reason }));
+            }
+            let step = self.qty_steps.get(&s.symbol).copied();
+            if let Some(e) = self.broker.on_signal(s, &bids, &asks, step, ts) {
+                self.outputs.push_back(Output::Event(Event::Order {
+                    order: e.order,
+                    fills: e.fills,
+                }));
+            }
         }
     }
 
     fn signal_work(&self) -> Work {
         let n = self.config.signal_levels;
-        let views = self
+        let views: Vec<BookView> = self
             .market
             .book_ids()
             .filter_map(|id| {
@@ -970,7 +1159,40 @@ impl Engine {
                 })
             })
             .collect();
-        Work::SignalCycle(views)
+        // Strategies see only symbols whose book is synced right now.
+        let keep = self.config.strategy.history_needed().max(1);
+        let inputs = match self.config.kline_interval {
+            Some(interval) => views
+                .iter()
+                .filter_map(|v| {
+                    let series = self.market.series_id(&format!(
+                        "kline.{}.{}",
+                        interval.as_str(),
+                        v.symbol
+                    ))?;
+                    let s = self.market.series(series);
+                    let closed: Vec<f64> = s
+                        .closed()
+                        .rev()
+                        .take(keep)
+                        .map(|c| c.bar.close.to_f64())
+                        .collect();
+                    Some(StrategyInput {
+                        symbol: v.symbol.clone(),
+                        closes: closed.into_iter().rev().collect(),
+                        candle_ms: s.last_closed().map_or(0, |c| c.bar.start_ms),
+                        last: s.forming().map(|f| f.bar.close.to_f64()),
+                        top: Some((*v.bids.first()?, *v.asks.first()?)),
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Work::SignalCycle(Cycle {
+            views,
+            strategy: self.config.strategy.clone(),
+            inputs,
+        })
     }
 
     fn drain_children(&mut self, now: Time) {

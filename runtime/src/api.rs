@@ -1,0 +1,124 @@
+//! GET /api/signals/latest, /api/positions and /api/orders on the ops server. The driver keeps
+//! bounded rings of what the engine emitted; handlers only read them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_core::broker::{Fill, Order, Position};
+use keel_core::strategy::Signal;
+use serde_json::json;
+
+/// Most signals and orders kept for the API.
+pub const API_ITEMS_MAX: usize = 1_000;
+pub const API_LIMIT_DEFAULT: usize = 20;
+
+#[derive(Default)]
+pub struct ApiState {
+    pub signals: VecDeque<Signal>,
+    pub orders: VecDeque<(Order, Vec<Fill>)>,
+    pub positions: Vec<Position>,
+    pub kill_switch: Option<String>,
+}
+
+pub type SharedApi = Arc<Mutex<ApiState>>;
+
+impl ApiState {
+    pub fn push_signals(&mut self, s: &[Signal]) {
+        for x in s {
+            if self.signals.len() == API_ITEMS_MAX {
+                self.signals.pop_front();
+            }
+            self.signals.push_back(x.clone());
+        }
+    }
+
+    pub fn push_order(&mut self, o: &Order, fills: &[Fill]) {
+        if self.orders.len() == API_ITEMS_MAX {
+            self.orders.pop_front();
+        }
+        self.orders.push_back((o.clone(), fills.to_vec()));
+    }
+}
+
+fn bad(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response()
+}
+
+/// `limit` (1..=1000, default 20) and nothing else.
+fn limit(q: &HashMap<String, String>) -> Result<usize, String> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
+        return Err(format!(
+            "unknown parameter {k:?}; only \"limit\" is accepted"
+        ));
+    }
+    match q.get("limit") {
+        None => Ok(API_LIMIT_DEFAULT),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=API_ITEMS_MAX).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "limit must be a whole number from 1 to {API_ITEMS_MAX}, not {v:?}"
+            )),
+        },
+    }
+}
+
+fn state(api: &SharedApi) -> std::sync::MutexGuard<'_, ApiState> {
+    api.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub async fn signals_latest(
+    State(api): State<SharedApi>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let n = match limit(&q) {
+        Ok(n) => n,
+        Err(msg) => return bad(msg),
+    };
+    let s = state(&api);
+    let items: Vec<&Signal> = s.signals.iter().rev().take(n).collect();
+    Json(json!({"signals": items})).into_response()
+}
+
+pub async fn orders(
+    State(api): State<SharedApi>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let n = match limit(&q) {
+        Ok(n) => n,
+        Err(msg) => return bad(msg),
+    };
+    let s = state(&api);
+    let items: Vec<serde_json::Value> = s
+        .orders
+        .iter()
+        .rev()
+        .take(n)
+        .map(|(o, f)| json!({"order": o, "fills": f}))
+        .collect();
+    Json(json!({"orders": items, "kill_switch": s.kill_switch})).into_response()
+}
+
+pub async fn positions(
+    State(api): State<SharedApi>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(k) = q.keys().next() {
+        return bad(format!(
+            "unknown parameter {k:?}; /api/positions takes none"
+        ));
+    }
+    let s = state(&api);
+    Json(json!({"positions": s.positions, "kill_switch": s.kill_switch})).into_response()
+}
+
+pub fn router(api: SharedApi) -> axum::Router {
+    axum::Router::new()
+        .route("/api/signals/latest", axum::routing::get(signals_latest))
+        .route("/api/orders", axum::routing::get(orders))
+        .route("/api/positions", axum::routing::get(positions))
+        .with_state(api)
+}

@@ -11,7 +11,7 @@ use crate::strategy::{Signal, StrategyConfig, StrategyInput};
 /// Below this many symbols a signal cycle runs on one thread: handing a few hundred
 /// nanoseconds of work per symbol to the pool costs more than it saves (see BENCHMARKS.md,
 /// "compute crossover").
-pub const SIGNAL_PARALLEL_SYMBOLS_MIN: usize = 256;
+pub const SIGNAL_PARALLEL_SYMBOLS_MIN: usize = 512;
 /// Below this many candles in all, history merges run on one thread (BENCHMARKS.md).
 pub const MERGE_PARALLEL_CANDLES_MIN: usize = 20_000;
 

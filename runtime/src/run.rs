@@ -62,6 +62,47 @@ impl RunningVenue {
         Ok(RunningVenue { venue, addr, stop })
     }
 
+    /// Starts the venue on a runtime of its own, on its own thread: an embedded venue is a
+    /// stand-in for a remote one and must never take turns on the bot's event loop.
+    pub fn start_isolated(addr: SocketAddr, config: VenueConfig) -> Result<RunningVenue, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("keel-venue".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("venue runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match RunningVenue::start(addr, config).await {
+                        Ok(v) => {
+                            let mut stopped = v.stop.subscribe();
+                            let _ = tx.send(Ok(RunningVenue {
+                                venue: v.venue.clone(),
+                                addr: v.addr,
+                                stop: v.stop.clone(),
+                            }));
+                            let _ = stopped.wait_for(|s| *s).await;
+                            // Let the server finish its graceful shutdown.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| format!("venue thread: {e}"))?;
+        rx.recv()
+            .map_err(|_| "venue thread ended early".to_string())?
+    }
+
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
@@ -199,7 +240,7 @@ pub async fn run_with_venue_speedup(
             vc.seed = cfg.engine.seed;
             vc.push_speedup = speedup.max(1);
             vc.step_ms = (vc.step_ms / speedup.max(1)).max(1);
-            let v = RunningVenue::start("127.0.0.1:0".parse().expect("literal"), vc).await?;
+            let v = RunningVenue::start_isolated("127.0.0.1:0".parse().expect("literal"), vc)?;
             let base = format!("http://{}", v.addr);
             tracing::info!("embedded venue listening on {base} (REST, WebSocket and /admin)");
             cfg.venue = VenueChoice::Url(base.clone());

@@ -4,6 +4,7 @@
 //! ([`time::Time`]) and every byte comes in as an argument. That is what lets the same code run
 //! in production, in a replay and inside a deterministic simulation.
 
+pub mod backfill;
 pub mod book;
 pub mod broker;
 pub mod codec;

@@ -120,6 +120,15 @@ pub async fn runtime(
         symbols: Some(names),
         consumer_delay_ms: Some(consumer_delay_ms),
         ops_addr: Some("127.0.0.1:0".into()),
+        db: Some(
+            std::env::temp_dir()
+                .join(format!(
+                    "keel-bench-{}-{consumer_delay_ms}.db",
+                    std::process::id()
+                ))
+                .to_string_lossy()
+                .into_owned(),
+        ),
         ..Default::default()
     };
     file.kline_interval = Some("1".into());

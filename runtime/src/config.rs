@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub consumer_delay_ms: Option<u64>,
     /// Events each consumer may have waiting before new ones are dropped (and counted).
     pub consumer_events_max: Option<usize>,
+    /// The SQLite store (default keel.db).
+    pub db: Option<String>,
     /// Turn signals into paper orders.
     pub auto_execute: Option<bool>,
     /// REST candles loaded per series before the first signal cycle (0 disables).
@@ -117,6 +119,7 @@ pub struct RunConfig {
     pub consumer_delay_ms: u64,
     pub consumer_events_max: usize,
     pub write_queue_frames_max: usize,
+    pub db: std::path::PathBuf,
 }
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -130,6 +133,7 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub consumer_delay_ms: Option<u64>,
     pub auto_execute: bool,
+    pub db: Option<String>,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -162,6 +166,9 @@ pub fn apply_env(
     }
     if let Some(v) = env("KEEL_SEED") {
         file.seed = Some(num("KEEL_SEED", v)?);
+    }
+    if let Some(v) = env("KEEL_DB") {
+        file.db = Some(v);
     }
     if let Some(v) = env("KEEL_LOG_FORMAT") {
         file.log_format = Some(v);
@@ -204,6 +211,9 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     }
     if o.auto_execute {
         file.auto_execute = Some(true);
+    }
+    if let Some(v) = o.db {
+        file.db = Some(v);
     }
 
     let venue = match (file.venue.as_deref(), file.venue_url.as_deref()) {
@@ -411,7 +421,12 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     if !(1..=1_000_000).contains(&consumer_events_max) {
         return err("consumer_events_max must be 1..=1000000");
     }
+    let db = std::path::PathBuf::from(file.db.as_deref().unwrap_or("keel.db"));
+    if db.as_os_str().is_empty() {
+        return err("db must be a file path");
+    }
     Ok(RunConfig {
+        db,
         consumer_events_max,
         venue,
         engine: e,

@@ -120,6 +120,18 @@ pub struct Driver {
     stopped: bool,
     observer: Option<Box<dyn Observer>>,
     api: Option<crate::api::SharedApi>,
+    store: Option<DriverStore>,
+}
+
+/// The store as the driver sees it: a bounded queue to its thread, and orders held back here
+/// when that queue is full (never dropped: they are already on the broker's books).
+struct DriverStore {
+    tx: std::sync::mpsc::SyncSender<crate::store::StoreCmd>,
+    held: std::collections::VecDeque<crate::store::StoreCmd>,
+    orders_sent: u64,
+    written: Arc<AtomicU64>,
+    reported_backlog: usize,
+    dropped: u64,
 }
 
 /// How a run ended.
@@ -159,6 +171,50 @@ impl Driver {
             stopped: false,
             observer: None,
             api: None,
+            store: None,
+        }
+    }
+
+    /// Makes orders durable before they are served: they go to the store thread, which feeds
+    /// the API once they are committed.
+    pub fn with_store(mut self, h: &crate::store::StoreHandle) -> Driver {
+        self.store = Some(DriverStore {
+            tx: h.tx.clone(),
+            held: Default::default(),
+            orders_sent: 0,
+            written: h.written.clone(),
+            reported_backlog: 0,
+            dropped: 0,
+        });
+        self
+    }
+
+    /// Retries held store commands and tells the engine how many orders are not yet durable.
+    fn pump_store(&mut self) {
+        let Some(st) = self.store.as_mut() else {
+            return;
+        };
+        while let Some(cmd) = st.held.pop_front() {
+            match st.tx.try_send(cmd) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(cmd)) => {
+                    st.held.push_front(cmd);
+                    break;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+            }
+        }
+        let written = st.written.load(Ordering::Acquire);
+        let pending = st.orders_sent.saturating_sub(written) as usize + st.held.len();
+        // Report only changes, and only when orders are actually queueing up.
+        let backlog = if pending > 64 || !st.held.is_empty() {
+            pending
+        } else {
+            0
+        };
+        if backlog != st.reported_backlog {
+            st.reported_backlog = backlog;
+            self.local.push(Input::StoreBacklog { pending: backlog });
         }
     }
 
@@ -307,6 +363,7 @@ impl Driver {
                 }
                 self.dispatch(o);
             }
+            self.pump_store();
             if self.dropped_unreported > 0 {
                 let dropped = std::mem::take(&mut self.dropped_unreported);
                 self.metrics.consumer_drops.inc_by(dropped);
@@ -375,11 +432,59 @@ impl Driver {
                 );
             }
             Output::Event(e) => {
+                if let Some(st) = self.store.as_mut() {
+                    use crate::store::StoreCmd;
+                    let cmd = match &e {
+                        Event::Order { order, fills } => {
+                            st.orders_sent += 1;
+                            Some(StoreCmd::Order {
+                                seed: self.engine.config().seed,
+                                seq: crate::store::seq_of(&order.client_order_id).unwrap_or(0),
+                                order: order.clone(),
+                                fills: fills.clone(),
+                                position: self.engine.broker().position(&order.symbol).cloned(),
+                            })
+                        }
+                        Event::StrategySignals(s) => Some(StoreCmd::Signals(s.clone())),
+                        Event::CandleClosed {
+                            symbol,
+                            interval,
+                            candle,
+                        } => Some(StoreCmd::Candle {
+                            symbol: symbol.clone(),
+                            interval: *interval,
+                            bar: candle.bar,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(cmd) = cmd {
+                        let is_order = matches!(cmd, StoreCmd::Order { .. });
+                        if !st.held.is_empty() {
+                            if is_order {
+                                st.held.push_back(cmd);
+                            } else {
+                                st.dropped += 1;
+                            }
+                        } else if let Err(std::sync::mpsc::TrySendError::Full(cmd)) =
+                            st.tx.try_send(cmd)
+                        {
+                            // Orders are already on the broker's books: hold them, never drop.
+                            if is_order {
+                                st.held.push_back(cmd);
+                            } else {
+                                st.dropped += 1;
+                            }
+                        }
+                    }
+                }
                 if let Some(api) = &self.api {
                     let mut a = api.lock().unwrap_or_else(|p| p.into_inner());
                     match &e {
                         Event::StrategySignals(s) => a.push_signals(s),
-                        Event::Order { order, fills } => a.push_order(order, fills),
+                        // With a store, orders are served once durable, by the store thread.
+                        Event::Order { order, fills } if self.store.is_none() => {
+                            a.push_order(order, fills)
+                        }
                         Event::KillSwitch { reason } => a.kill_switch = Some(reason.clone()),
                         _ => {}
                     }

@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod ops;
 pub mod replay;
 pub mod run;
+pub mod store;
 pub mod transport;

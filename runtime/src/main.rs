@@ -48,6 +48,9 @@ enum Cmd {
         /// Turn signals into paper orders.
         #[arg(long)]
         auto_execute: bool,
+        /// The SQLite store (default keel.db).
+        #[arg(long, value_name = "PATH")]
+        db: Option<String>,
         /// Make the log consumer take this long per event (to see slow consumers handled).
         #[arg(long, value_name = "MS", hide = true)]
         consumer_delay_ms: Option<u64>,
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
             log_format,
             seed,
             auto_execute,
+            db,
             consumer_delay_ms,
         } => run_cmd(
             path,
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
                 log_format,
                 consumer_delay_ms,
                 auto_execute,
+                db,
             },
             secs,
         ),

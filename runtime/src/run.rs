@@ -186,16 +186,8 @@ pub fn spawn_log_consumer(
                             tracing::info!(symbol = %sig.symbol, strategy = sig.strategy, side = ?sig.side, confidence = format!("{:.2}", sig.confidence), reason = %sig.reason, "signal");
                         }
                     }
-                    Event::Order { order, fills } => tracing::info!(
-                        id = %order.client_order_id,
-                        symbol = %order.symbol,
-                        side = ?order.side,
-                        qty = %order.qty,
-                        avg_px = %order.avg_px,
-                        status = ?order.status,
-                        fills = fills.len(),
-                        "paper order"
-                    ),
+                    // Orders are logged by the store thread once they are durable.
+                    Event::Order { .. } => {}
                     Event::KillSwitch { reason } => tracing::error!(%reason, "kill switch"),
                     Event::Top { .. } => {}
                 }
@@ -251,13 +243,13 @@ pub async fn run_with_venue_speedup(
     cfg.engine.ws_url = ws_url(&cfg.venue, cfg.engine.category).map_err(|e| e.to_string())?;
     cfg.engine.link.url = cfg.engine.ws_url.clone();
 
+    let api: crate::api::SharedApi = Default::default();
     let metrics = Arc::new(Metrics::new());
     let (health_tx, health_rx) = watch::channel(Arc::new(HealthView::starting()));
     let listener = ops::bind(cfg.ops_addr).await?;
     let ops_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("ops server on http://{ops_addr} (/health, /metrics)");
     let mut ops_stop = shutdown.clone();
-    let api: crate::api::SharedApi = Default::default();
     let app = ops::router(health_rx, metrics.clone()).merge(crate::api::router(api.clone()));
     tokio::spawn(async move {
         let done = async move {
@@ -287,8 +279,44 @@ pub async fn run_with_venue_speedup(
         http: Arc::new(ReqwestTransport::new()?),
         compute: Arc::new(RayonPool::new(2)?),
     };
+    // The store first: positions and the order sequence must be restored before any signal.
+    let store = crate::store::Store::open(&cfg.db)?;
+    let next_seq = store.next_seq(cfg.engine.seed)?;
+    let positions = store.rebuild_positions(cfg.engine.broker.clone())?;
+    cfg.engine.broker_next_seq = next_seq;
+    let history: Vec<(String, Vec<keel_core::kline::Bar>)> = match cfg.engine.kline_interval {
+        Some(iv) => {
+            let keep = cfg
+                .engine
+                .strategy
+                .history_needed()
+                .max(cfg.engine.warmup_candles as usize);
+            let mut h = Vec::new();
+            for s in &cfg.engine.symbols {
+                h.push((s.clone(), store.load_candles(s, iv, keep)?));
+            }
+            h
+        }
+        None => Vec::new(),
+    };
+    tracing::info!(
+        db = %cfg.db.display(),
+        next_order_seq = next_seq,
+        positions = positions.len(),
+        stored_candles = history.iter().map(|(_, b)| b.len()).sum::<usize>(),
+        "store opened"
+    );
+    let store_handle = crate::store::spawn_store(store, api.clone())?;
     let origin = Instant::now();
-    let engine = Engine::new(cfg.engine.clone(), Time::ZERO).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(cfg.engine.clone(), Time::ZERO).map_err(|e| e.to_string())?;
+    for p in positions {
+        engine.restore_position(p);
+    }
+    if let Some(iv) = cfg.engine.kline_interval {
+        for (symbol, bars) in &history {
+            engine.seed_history(symbol, iv, bars);
+        }
+    }
     tracing::info!(
         symbols = %cfg.engine.symbols.join(","),
         venue = %rest,
@@ -307,8 +335,13 @@ pub async fn run_with_venue_speedup(
         metrics.clone(),
         health_tx,
     )
-    .with_api(api);
+    .with_api(api.clone())
+    .with_store(&store_handle);
     let (exit, engine) = driver.run(shutdown).await;
+    // Everything the driver queued is committed before we return: drop our sender and wait.
+    let crate::store::StoreHandle { tx, thread, .. } = store_handle;
+    drop(tx);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     stop_watchdog.store(true, Ordering::Relaxed);
     let _ = watchdog.join();
     drop(venue_guard);

@@ -6,6 +6,13 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+fn temp_db(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("keel-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("keel.db").to_string_lossy().into_owned()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -50,6 +57,7 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
             "--ops-addr",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(["--db", &temp_db("api")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

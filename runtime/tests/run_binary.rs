@@ -10,6 +10,13 @@ fn keel() -> Command {
     Command::new(env!("CARGO_BIN_EXE_keel"))
 }
 
+fn temp_db(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("keel-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("keel.db").to_string_lossy().into_owned()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -63,6 +70,7 @@ fn run_serves_health_and_metrics_and_exits_zero_on_sigterm() {
             "--ops-addr",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(["--db", &temp_db("health")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -219,6 +227,7 @@ fn unknown_symbol_on_the_venue_is_a_clear_error_and_a_non_zero_exit() {
             "--duration",
             "30",
         ])
+        .args(["--db", &temp_db("unknown")])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

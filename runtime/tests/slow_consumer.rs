@@ -11,6 +11,12 @@ async fn slow_consumer_never_slows_the_loop() {
     let file = FileConfig {
         consumer_delay_ms: Some(500),
         consumer_events_max: Some(16),
+        db: Some(
+            std::env::temp_dir()
+                .join(format!("keel-slow-consumer-{}.db", std::process::id()))
+                .to_string_lossy()
+                .into_owned(),
+        ),
         link: LinkFile {
             ping_interval_ms: Some(1_000),
             pong_timeout_ms: Some(1_000),

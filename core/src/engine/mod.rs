@@ -263,6 +263,11 @@ pub enum Input<'a> {
     LoopLag {
         lag: Duration,
     },
+    /// Orders waiting for the store to make them durable; while any wait, no new order is
+    /// placed (an order is acknowledged only once it is stored).
+    StoreBacklog {
+        pending: usize,
+    },
     Shutdown,
 }
 
@@ -428,6 +433,7 @@ pub struct Engine {
     broker: Broker,
     /// Lot sizes from instruments-info, for rounding paper orders.
     qty_steps: HashMap<String, crate::Dec>,
+    store_backlog: usize,
 }
 
 const SIGNAL_JOB: JobId = JobId(0);
@@ -479,6 +485,7 @@ impl Engine {
             counters: EngineCounters::default(),
             broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
             qty_steps: HashMap::new(),
+            store_backlog: 0,
             config,
         };
         e.health.set("rest", Status::Starting, now);
@@ -548,6 +555,21 @@ impl Engine {
 
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// Merges stored closed candles into a series (all of them closed: the store never holds an
+    /// open one), before REST and the live stream add to them.
+    pub fn seed_history(
+        &mut self,
+        symbol: &str,
+        interval: Interval,
+        bars: &[crate::kline::Bar],
+    ) -> usize {
+        let Some(series) = self.market.series_for(symbol, interval) else {
+            return 0;
+        };
+        let r = self.market.series_mut(series).merge_rest(bars, u64::MAX);
+        r.added + r.replaced
     }
 
     /// Restores a position from the store before trading starts.
@@ -621,6 +643,12 @@ impl Engine {
                 );
             }
             Input::LoopLag { lag } => self.loop_lag_max = self.loop_lag_max.max(lag),
+            Input::StoreBacklog { pending } => {
+                if pending > 0 && self.store_backlog == 0 {
+                    self.notice(Severity::Warn, format!("store is behind by {pending} orders: no new orders until they are durable"));
+                }
+                self.store_backlog = pending;
+            }
             Input::Shutdown => self.shutdown(now),
         }
         self.drain_children(now);
@@ -1078,35 +1106,40 @@ impl Engine {
     /// Paper-trades signals against the current books; a book that is not synced is never
     /// traded against.
     fn execute(&mut self, signals: &[Signal]) {
-        let depth = 200;
-        // Strategies may disagree: net their confidences per symbol into one decision.
-        let mut net: BTreeMap<&str, (f64, Vec<&Signal>)> = BTreeMap::new();
-        for s in signals {
-            let e = net.entry(s.symbol.as_str()).or_default();
-            e.0 += match s.side {
-                crate::strategy::SignalSide::Buy => s.confidence,
-                crate::strategy::SignalSide::Sell => -s.confidence,
-            };
-            e.1.push(s);
+        if self.store_backlog > 0 {
+            return;
         }
-        let decided: Vec<Signal> = net
-            .into_iter()
-            .filter(|(_, (score, _))| score.abs() >= self.config.strategy.confidence_min)
-            .map(|(symbol, (score, parts))| Signal {
-                symbol: symbol.to_string(),
-                strategy: "net",
-                side: if score > 0.0 {
-                    crate::strategy::SignalSide::Buy
-                } else {
-                    crate::strategy::SignalSide::Sell
-                },
-                confidence: score.abs().min(1.0),
-                reason: parts
-                    .iter()
-                    .map(|p| format!("{} {:?} {:.2}", p.strategy, p.side, p.confidence))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                candle_ms: parts.iter().map(|p| p.candle_ms).max().unwrap_or(0),
+        let depth = 200;
+        // Strategies may disagree (a trend follower and a mean reverter often do): per symbol
+        // the strongest signal decides, and the others are named in its reason. Netting them
+        // instead cancels both out whenever they disagree.
+        let mut best: BTreeMap<&str, (&Signal, Vec<&Signal>)> = BTreeMap::new();
+        for s in signals {
+            match best.get_mut(s.symbol.as_str()) {
+                Some((top, rest)) => {
+                    if s.confidence > top.confidence {
+                        rest.push(*top);
+                        *top = s;
+                    } else {
+                        rest.push(s);
+                    }
+                }
+                None => {
+                    best.insert(s.symbol.as_str(), (s, Vec::new()));
+                }
+            }
+        }
+        let decided: Vec<Signal> = best
+            .into_values()
+            .map(|(top, rest)| {
+                let mut d = top.clone();
+                for r in rest {
+                    d.reason.push_str(&format!(
+                        "; over {} {:?} {:.2}",
+                        r.strategy, r.side, r.confidence
+                    ));
+                }
+                d
             })
             .collect();
         for s in &decided {

@@ -1,0 +1,136 @@
+//! kill -9 in the middle of a run, then a restart on the same store: every order that was
+//! served survives with its fills, no client order id repeats, and the sequence carries on.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_runtime::store::{Store, seq_of};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn served_ids(port: u16) -> Option<Vec<String>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /api/orders?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let v: serde_json::Value = serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()?;
+    Some(
+        v["orders"]
+            .as_array()?
+            .iter()
+            .filter_map(|o| o["order"]["client_order_id"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(db: &str, port: u16) -> Guard {
+    Guard(
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["run", "--auto-execute", "--duration", "120", "--db", db])
+            .args(["--ops-addr", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until at least `n` orders not in `before` are served.
+fn wait_for_orders(port: u16, before: &BTreeSet<String>, n: usize) -> Vec<String> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if let Some(ids) = served_ids(port)
+            && ids.iter().filter(|i| !before.contains(*i)).count() >= n
+        {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("fewer than {n} new orders within 60 s");
+}
+
+#[test]
+fn kill_9_and_restart_lose_no_served_order_and_repeat_no_id() {
+    let dir = std::env::temp_dir().join(format!("keel-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("keel.db").to_string_lossy().into_owned();
+
+    let p1 = free_port();
+    let mut first = start(&db, p1);
+    let served_first: BTreeSet<String> = wait_for_orders(p1, &BTreeSet::new(), 2)
+        .into_iter()
+        .collect();
+    // No graceful anything: SIGKILL.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+
+    let p2 = free_port();
+    let mut second = start(&db, p2);
+    let served_second = wait_for_orders(p2, &served_first, 1);
+    let t = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = second.0.wait().unwrap();
+    assert!(
+        status.success() && t.elapsed() < Duration::from_secs(2),
+        "{status:?}"
+    );
+
+    let store = Store::open(std::path::Path::new(&db)).unwrap();
+    let stored = store.order_ids().unwrap();
+    let unique: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a client order id repeated");
+    for id in &served_first {
+        assert!(unique.contains(id), "served order {id} lost in the crash");
+    }
+    let fills = store.fills().unwrap();
+    for id in served_first.iter().chain(&served_second) {
+        assert!(
+            fills.iter().any(|f| &f.client_order_id == id) || !unique.contains(id),
+            "{id} has no fill"
+        );
+    }
+    let max_first = served_first.iter().filter_map(|i| seq_of(i)).max().unwrap();
+    let new: Vec<u64> = served_second
+        .iter()
+        .filter(|i| !served_first.contains(*i))
+        .filter_map(|i| seq_of(i))
+        .collect();
+    assert!(
+        new.iter().all(|s| *s > max_first),
+        "the sequence carried on past {max_first}: {new:?}"
+    );
+    println!(
+        "served {} before the kill, {} stored in all, new ids {:?}",
+        served_first.len(),
+        stored.len(),
+        new
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

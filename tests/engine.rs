@@ -31,6 +31,8 @@ struct Wire {
     held_http: Vec<(keel_core::engine::scheduler::RequestId, String)>,
     hold_http: bool,
     compute_fails: bool,
+    hold_compute: bool,
+    held_compute: Vec<(keel_core::engine::JobId, u64, Work)>,
     works: Vec<Work>,
     events: Vec<Event>,
     notices: Vec<String>,
@@ -66,6 +68,8 @@ impl Wire {
             held_http: Vec::new(),
             hold_http: false,
             compute_fails: false,
+            hold_compute: false,
+            held_compute: Vec::new(),
             works: Vec::new(),
             events: Vec::new(),
             notices: Vec::new(),
@@ -178,6 +182,10 @@ impl Wire {
                         );
                     }
                 }
+                Output::Compute { job, run, work } if self.hold_compute => {
+                    self.works.push(work.clone());
+                    self.held_compute.push((job, run, work));
+                }
                 Output::Compute { job, run, work } => {
                     self.works.push(work.clone());
                     let result = if self.compute_fails {
@@ -213,6 +221,27 @@ impl Wire {
                 "[]".to_string()
             };
             return env(format!(r#"{{"category":"linear","list":{list}}}"#));
+        }
+        if path.starts_with("/v5/market/kline") {
+            // 1000 one-minute candles ending at the venue's clock (the last one still open).
+            let end = 1_700_000_000_000u64 / 60_000 * 60_000;
+            let rows: Vec<String> = (0..1000u64)
+                .map(|i| {
+                    let start = end - i * 60_000;
+                    format!(r#"["{start}","1","2","0.5","1.5","10","15"]"#)
+                })
+                .collect();
+            let symbol = path
+                .split("symbol=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap();
+            return env(format!(
+                r#"{{"symbol":"{symbol}","category":"linear","list":[{}]}}"#,
+                rows.join(",")
+            ));
         }
         if path.starts_with("/v5/market/orderbook") {
             let symbol = path
@@ -668,4 +697,146 @@ mod model {
             }
         }
     }
+}
+
+fn bars(from_min: u64, n: u64) -> Vec<keel_core::kline::Bar> {
+    (from_min..from_min + n)
+        .map(|m| keel_core::kline::Bar {
+            start_ms: m * 60_000,
+            open: keel_core::Dec::ONE,
+            high: keel_core::Dec::ONE,
+            low: keel_core::Dec::ONE,
+            close: keel_core::Dec::ONE,
+            volume: keel_core::Dec::ONE,
+            turnover: keel_core::Dec::ONE,
+        })
+        .collect()
+}
+
+fn history_config() -> EngineConfig {
+    let mut c = config(&["BTCUSDT"]);
+    c.kline_interval = Some(keel_core::topic::Interval::Min1);
+    c.warmup_candles = 1000;
+    c.market.closed_candles_max = 100_000;
+    c
+}
+
+/// Stored history up to just before the REST page, so the merge is one contiguous run.
+const END_MIN: u64 = 1_700_000_000_000 / 60_000;
+
+#[test]
+fn big_history_merge_runs_as_a_compute_job_and_is_installed() {
+    let mut w = Wire::with_listed(history_config(), vec!["BTCUSDT".into()]);
+    assert!(
+        w.http.iter().any(|p| p.starts_with("/v5/market/kline")),
+        "warm-up asked for history"
+    );
+    // The REST page was merged inline (small); now a big stored history and a gap backfill.
+    let mut w2 = {
+        let mut c = history_config();
+        c.preflight = false;
+        c.warmup_candles = 0;
+        Wire::new(c)
+    };
+    w2.engine.seed_history(
+        "BTCUSDT",
+        keel_core::topic::Interval::Min1,
+        &bars(END_MIN - 30_000, 29_001),
+    );
+    w2.hold_compute = true;
+    // A live close after a hole: the engine asks REST for the hole, then merges it.
+    let topic = "kline.1.BTCUSDT";
+    let close = format!(
+        r#"{{"topic":"{topic}","data":[{{"start":{},"open":"1","close":"1","high":"1","low":"1","volume":"1","turnover":"1","confirm":true}}],"ts":1,"type":"snapshot"}}"#,
+        (END_MIN + 5) * 60_000
+    );
+    let conn = w2.open[&LinkId(0)];
+    w2.input(Input::WsFrame {
+        link: LinkId(0),
+        conn,
+        text: &close,
+    });
+    assert!(
+        w2.http
+            .iter()
+            .any(|p| p.contains("start=") && p.starts_with("/v5/market/kline")),
+        "{:?}",
+        w2.http
+    );
+    let (job, run, work) = w2.held_compute.pop().expect("a merge job left the engine");
+    assert!(matches!(work, Work::MergeHistory(_)));
+    let result = Ok(compute::run(&work));
+    w2.input(Input::ComputeDone { job, run, result });
+    let m = w2.engine.market();
+    let s = m.series(m.series_id(topic).unwrap());
+    assert!(s.closed().len() >= 29_002, "{}", s.closed().len());
+    assert_eq!(
+        s.last_closed().unwrap().bar.start_ms,
+        (END_MIN + 5) * 60_000
+    );
+    assert!(
+        w2.notices
+            .iter()
+            .any(|n| n.contains("merged by a compute job (")),
+        "{:?}",
+        w2.notices
+    );
+    w.pump();
+}
+
+#[test]
+fn a_live_close_during_a_merge_job_makes_the_engine_redo_it_and_lose_nothing() {
+    let mut c = history_config();
+    c.preflight = false;
+    c.warmup_candles = 0;
+    let mut w = Wire::new(c);
+    w.engine.seed_history(
+        "BTCUSDT",
+        keel_core::topic::Interval::Min1,
+        &bars(END_MIN - 30_000, 29_001),
+    );
+    w.hold_compute = true;
+    let topic = "kline.1.BTCUSDT";
+    let close = |m: u64| {
+        format!(
+            r#"{{"topic":"{topic}","data":[{{"start":{},"open":"1","close":"7","high":"7","low":"1","volume":"1","turnover":"1","confirm":true}}],"ts":1,"type":"snapshot"}}"#,
+            m * 60_000
+        )
+    };
+    let conn = w.open[&LinkId(0)];
+    w.input(Input::WsFrame {
+        link: LinkId(0),
+        conn,
+        text: &close(END_MIN + 1),
+    });
+    let (job, run, work) = w.held_compute.pop().expect("a merge job");
+    // Another close arrives before the job's answer: the snapshot it merged is now stale.
+    w.input(Input::WsFrame {
+        link: LinkId(0),
+        conn,
+        text: &close(END_MIN + 2),
+    });
+    w.input(Input::ComputeDone {
+        job,
+        run,
+        result: Ok(compute::run(&work)),
+    });
+    assert!(
+        w.notices.iter().any(|n| n.contains("redone inline")),
+        "{:?}",
+        w.notices
+    );
+    let m = w.engine.market();
+    let s = m.series(m.series_id(topic).unwrap());
+    let last: Vec<u64> = s
+        .closed()
+        .rev()
+        .take(2)
+        .map(|c| c.bar.start_ms / 60_000)
+        .collect();
+    assert_eq!(
+        last,
+        vec![END_MIN + 2, END_MIN + 1],
+        "the live closes survive the merge"
+    );
 }

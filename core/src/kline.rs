@@ -250,6 +250,52 @@ impl KlineSeries {
         report
     }
 
+    /// Changes whenever a candle is added or evicted: a compute job that merged a snapshot of
+    /// the series applies its result only if this is unchanged.
+    pub fn version(&self) -> (u64, u64, usize) {
+        (
+            self.counters.closes,
+            self.counters.evicted,
+            self.closed.len(),
+        )
+    }
+
+    /// The closed candles, for a merge job to work on.
+    pub fn closed_vec(&self) -> Vec<ClosedCandle> {
+        self.closed.iter().copied().collect()
+    }
+
+    /// Installs the result of a merge job made from this series' current version.
+    pub fn install_merged(&mut self, merged: Vec<ClosedCandle>) -> MergeReport {
+        let mut report = MergeReport::default();
+        self.closed = merged.into();
+        report.evicted = self.evict();
+        if let (Some(f), Some(n)) = (self.forming, self.closed.back())
+            && f.bar.start_ms <= n.bar.start_ms
+        {
+            self.forming = None;
+        }
+        let gaps = find_gaps(self.interval, self.closed.make_contiguous());
+        report.gaps_total = gaps.len();
+        self.counters.gaps += gaps.len() as u64;
+        report.gaps = gaps.into_iter().take(GAPS_REPORTED_MAX).collect();
+        // A new version, so an older job's result is never installed over this one.
+        self.counters.closes += 1;
+        report
+    }
+
+    /// REST bars that are closed at `now_ms`, sorted and unique: what a merge takes.
+    pub fn closed_bars(&self, rest: &[Bar], now_ms: u64) -> Vec<Bar> {
+        let mut v: Vec<Bar> = rest
+            .iter()
+            .filter(|b| self.interval.next_start(b.start_ms) <= now_ms)
+            .copied()
+            .collect();
+        v.sort_by_key(|b| b.start_ms);
+        v.dedup_by_key(|b| b.start_ms);
+        v
+    }
+
     fn evict(&mut self) -> usize {
         let excess = self.closed.len().saturating_sub(self.closed_max);
         self.closed.drain(..excess);

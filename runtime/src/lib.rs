@@ -1,6 +1,7 @@
 //! keel-runtime: the thin adapter between keel-core and the outside world.
 
 pub mod api;
+pub mod backfill;
 pub mod baselines;
 pub mod bench;
 pub mod config;

@@ -55,6 +55,28 @@ enum Cmd {
         #[arg(long, value_name = "MS", hide = true)]
         consumer_delay_ms: Option<u64>,
     },
+    /// Load REST klines into the store for every symbol at once, resumably.
+    Backfill {
+        #[arg(long, value_name = "A,B", default_value = "BTCUSDT,ETHUSDT,SOLUSDT")]
+        symbols: String,
+        #[arg(long, default_value = "1")]
+        interval: String,
+        #[arg(long, default_value_t = 2)]
+        days: u32,
+        #[arg(long, value_name = "PATH", default_value = "keel.db")]
+        db: PathBuf,
+        /// REST base of the venue; with none the embedded venue is started.
+        #[arg(long, value_name = "URL")]
+        venue_url: Option<String>,
+        /// "embedded" (default) or "bybit".
+        #[arg(long, value_name = "NAME")]
+        venue: Option<String>,
+        /// Pause after an HTTP 403, ms (Bybit asks for 10 minutes).
+        #[arg(long, default_value_t = 600_000, hide = true)]
+        rest_penalty_ms: u64,
+        #[arg(long, default_value_t = 10_000, hide = true)]
+        rest_timeout_ms: u64,
+    },
     /// Run the simulated Bybit venue alone: REST, WebSocket and /admin on one address.
     Venue {
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9797")]
@@ -153,6 +175,25 @@ fn main() -> ExitCode {
                 .map(|_| ())
                 .map_err(|e| format!("keel replay: {e}"))
         }
+        Cmd::Backfill {
+            symbols,
+            interval,
+            days,
+            db,
+            venue_url,
+            venue,
+            rest_penalty_ms,
+            rest_timeout_ms,
+        } => backfill_cmd(
+            symbols,
+            interval,
+            days,
+            db,
+            venue_url,
+            venue,
+            rest_penalty_ms,
+            rest_timeout_ms,
+        ),
         Cmd::Bench {
             json,
             reps,
@@ -351,5 +392,70 @@ fn bench_cmd(
             );
         }
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backfill_cmd(
+    symbols: String,
+    interval: String,
+    days: u32,
+    db: PathBuf,
+    venue_url: Option<String>,
+    venue: Option<String>,
+    rest_penalty_ms: u64,
+    rest_timeout_ms: u64,
+) -> Result<(), String> {
+    let symbols: Vec<String> = symbols
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if symbols.is_empty() {
+        return Err("--symbols: at least one symbol is needed".into());
+    }
+    for s in &symbols {
+        if !keel_core::topic::valid_symbol(s) {
+            return Err(format!("--symbols: {s:?} is not a symbol"));
+        }
+    }
+    let interval = keel_core::topic::Interval::parse(&interval)
+        .ok_or_else(|| format!("--interval {interval:?} is not a Bybit interval"))?;
+    if !(1..=3650).contains(&days) {
+        return Err("--days must be 1..=3650".into());
+    }
+    let venue = match (venue.as_deref(), venue_url) {
+        (Some(_), Some(_)) => return Err("give either --venue or --venue-url".into()),
+        (None | Some("embedded"), None) => config::VenueChoice::Embedded,
+        (Some("bybit"), None) => config::VenueChoice::Bybit,
+        (Some(v), None) => return Err(format!("--venue must be embedded or bybit, not {v:?}")),
+        (None, Some(u)) => {
+            config::VenueChoice::Url(config::check_http_url(&u).map_err(|e| e.to_string())?)
+        }
+    };
+    let rest = keel_core::engine::scheduler::RestConfig {
+        penalty_ms: rest_penalty_ms,
+        timeout_ms: rest_timeout_ms.max(100),
+        ..Default::default()
+    };
+    init_logs(LogFormat::Text);
+    let rt = runtime()?;
+    let summary = rt.block_on(keel_runtime::backfill::run(
+        keel_runtime::backfill::BackfillArgs {
+            symbols,
+            interval,
+            days,
+            db,
+            venue,
+            category: "linear".into(),
+            rest,
+            seed: 7,
+        },
+    ))?;
+    rt.shutdown_timeout(Duration::from_millis(500));
+    for (symbol, from, to) in &summary.gaps {
+        eprintln!("gap: {symbol} has no candles from {from} to {to}");
+    }
+    println!("{summary}");
     Ok(())
 }

@@ -330,6 +330,11 @@ pub enum StoreCmd {
         interval: Interval,
         bar: Bar,
     },
+    Candles {
+        symbol: String,
+        interval: Interval,
+        bars: Vec<Bar>,
+    },
 }
 
 /// Commands queued for the store thread before the driver holds them back itself.
@@ -393,6 +398,15 @@ pub fn spawn_store(mut store: Store, api: crate::api::SharedApi) -> Result<Store
                     } => {
                         if let Err(err) = store.insert_candles(&symbol, interval, &[bar]) {
                             tracing::warn!("candle not stored: {err}");
+                        }
+                    }
+                    StoreCmd::Candles {
+                        symbol,
+                        interval,
+                        bars,
+                    } => {
+                        if let Err(err) = store.insert_candles(&symbol, interval, &bars) {
+                            tracing::error!("{} candles of {symbol} not stored: {err}", bars.len());
                         }
                     }
                 }

@@ -434,9 +434,22 @@ pub struct Engine {
     /// Lot sizes from instruments-info, for rounding paper orders.
     qty_steps: HashMap<String, crate::Dec>,
     store_backlog: usize,
+    merge_jobs: BTreeMap<u64, MergeJob>,
+    merge_runs: u64,
 }
 
 const SIGNAL_JOB: JobId = JobId(0);
+/// History merges big enough to leave the engine.
+const MERGE_JOB: JobId = JobId(1);
+
+/// A merge job in flight: the series, its version when the snapshot was taken, and the bars,
+/// kept so the merge can be redone if the series moved on meanwhile.
+#[derive(Debug, Clone)]
+struct MergeJob {
+    series: crate::market::SeriesId,
+    version: (u64, u64, usize),
+    bars: Vec<crate::kline::Bar>,
+}
 
 impl Engine {
     pub fn new(config: EngineConfig, now: Time) -> Result<Engine, ConfigError> {
@@ -486,6 +499,8 @@ impl Engine {
             broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
             qty_steps: HashMap::new(),
             store_backlog: 0,
+            merge_jobs: BTreeMap::new(),
+            merge_runs: 0,
             config,
         };
         e.health.set("rest", Status::Starting, now);
@@ -874,13 +889,36 @@ impl Engine {
             }
             MarketEvent::KlineGap { series, gap } => {
                 let topic = self.market.series_topic(series).to_string();
+                let symbol = self.market.series_symbol(series).to_string();
+                let interval = self.market.series(series).interval();
                 self.notice(
                     Severity::Warn,
                     format!(
-                        "{topic}: candles missing from {} to {}",
+                        "{topic}: candles missing from {} to {}; backfilling",
                         gap.from_ms, gap.to_ms
                     ),
                 );
+                // Pages of at most 1000 candles; a longer gap is asked for page by page.
+                let missing: Vec<u64> = std::iter::successors(Some(gap.from_ms), |s| {
+                    Some(interval.next_start(*s)).filter(|n| *n < gap.to_ms)
+                })
+                .take(100_000)
+                .collect();
+                for (start, end) in crate::backfill::pages(&missing, interval) {
+                    let path = format!(
+                        "/v5/market/kline?category={}&symbol={symbol}&interval={}&start={start}&end={end}&limit=1000",
+                        self.config.category.as_str(),
+                        interval.as_str(),
+                    );
+                    self.submit(
+                        now,
+                        path,
+                        Purpose::History {
+                            symbol: symbol.clone(),
+                            interval,
+                        },
+                    );
+                }
             }
         }
     }
@@ -1025,6 +1063,33 @@ impl Engine {
                         };
                         // The venue's clock decides which candle is still open.
                         let venue_now = r.time_ms.unwrap_or(0);
+                        let s = self.market.series(series);
+                        let bars = s.closed_bars(&r.result.bars, venue_now);
+                        if s.closed().len() + bars.len()
+                            >= crate::compute::MERGE_PARALLEL_CANDLES_MIN
+                        {
+                            // Big: a compute job on the pool, never on the loop.
+                            self.merge_runs += 1;
+                            let run = self.merge_runs;
+                            let input = crate::compute::MergeInput {
+                                existing: s.closed_vec(),
+                                rest: bars.clone(),
+                            };
+                            self.merge_jobs.insert(
+                                run,
+                                MergeJob {
+                                    series,
+                                    version: s.version(),
+                                    bars,
+                                },
+                            );
+                            self.outputs.push_back(Output::Compute {
+                                job: MERGE_JOB,
+                                run,
+                                work: Work::MergeHistory(vec![input]),
+                            });
+                            return;
+                        }
                         let report = self
                             .market
                             .series_mut(series)
@@ -1085,6 +1150,9 @@ impl Engine {
     }
 
     fn on_compute(&mut self, now: Time, job: JobId, run: u64, result: Result<WorkResult, String>) {
+        if job == MERGE_JOB {
+            return self.on_merge(run, result);
+        }
         if job != SIGNAL_JOB {
             return;
         }
@@ -1101,6 +1169,37 @@ impl Engine {
                     .push_back(Output::Event(Event::StrategySignals(signals)));
             }
         }
+    }
+
+    fn on_merge(&mut self, run: u64, result: Result<WorkResult, String>) {
+        let Some(job) = self.merge_jobs.remove(&run) else {
+            return;
+        };
+        let topic = self.market.series_topic(job.series).to_string();
+        let series = self.market.series_mut(job.series);
+        let fresh = series.version() == job.version;
+        let report = match result {
+            Ok(WorkResult::Merged(mut out)) if fresh && out.len() == 1 => {
+                let (merged, _) = out.remove(0);
+                series.install_merged(merged)
+            }
+            // The series moved on (a live close came in) or the job failed: redo it here; the
+            // bars are already closed and sorted, so nothing is lost or taken as closed twice.
+            _ => series.merge_rest(&job.bars, u64::MAX),
+        };
+        self.notice(
+            Severity::Info,
+            format!(
+                "{topic}: {} candles of history merged by a compute job{} ({} gaps)",
+                job.bars.len(),
+                if fresh {
+                    ""
+                } else {
+                    ", redone inline after a live close"
+                },
+                report.gaps_total
+            ),
+        );
     }
 
     /// Paper-trades signals against the current books; a book that is not synced is never

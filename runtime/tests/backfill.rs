@@ -1,0 +1,158 @@
+//! `keel backfill` against the venue: complete, then free on a re-run; and under 429s, 403s
+//! and timeouts, bounded and resumable until it is complete.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn keel() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+}
+
+fn temp_db(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("keel-backfill-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("keel.db").to_string_lossy().into_owned()
+}
+
+/// (candles, requests) from the summary line.
+fn summary(out: &std::process::Output) -> (u64, u64) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("backfill done:"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert!(
+        line.contains("elapsed_s=") && line.contains("bound_s="),
+        "{line}"
+    );
+    (field("candles"), field("requests"))
+}
+
+const WANT: u64 = 3 * 2 * 24 * 60;
+
+#[test]
+fn backfill_stores_every_closed_candle_and_a_rerun_asks_at_most_once_per_symbol() {
+    let db = temp_db("clean");
+    let args = [
+        "backfill",
+        "--symbols",
+        "BTCUSDT,ETHUSDT,SOLUSDT",
+        "--interval",
+        "1",
+        "--days",
+        "2",
+        "--db",
+        &db,
+    ];
+    let out = keel().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (candles, requests) = summary(&out);
+    assert_eq!(candles, WANT, "every closed candle of 2 days for 3 symbols");
+    assert_eq!(requests, 9, "pages of 1000");
+    let out = keel().args(args).output().unwrap();
+    let (_, again) = summary(&out);
+    assert!(
+        again <= 3,
+        "a re-run makes at most one request per symbol: {again}"
+    );
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn backfill_under_429s_403s_and_timeouts_is_bounded_resumable_and_completes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let venue = keel()
+        .args([
+            "venue",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--symbols",
+            "BTCUSDT,ETHUSDT,SOLUSDT",
+        ])
+        .args(["--duration", "90"])
+        .args([
+            "--fault",
+            r#"0:{"kind":"rest_status","status":429,"secs":2.0}"#,
+        ])
+        .args(["--fault", r#"2:{"kind":"forbid","secs":1.5}"#])
+        .args(["--fault", r#"4:{"kind":"delay_rest","ms":1500,"secs":3.0}"#])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _venue = Guard(venue);
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "venue starts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let db = temp_db("faults");
+    let url = format!("http://127.0.0.1:{port}");
+    let args = [
+        "backfill",
+        "--symbols",
+        "BTCUSDT,ETHUSDT,SOLUSDT",
+        "--days",
+        "2",
+        "--db",
+        &db,
+        "--venue-url",
+        &url,
+        "--rest-penalty-ms",
+        "2000",
+        "--rest-timeout-ms",
+        "1000",
+    ];
+    let mut total = 0;
+    let mut runs = 0;
+    let mut requests_all = 0;
+    while total < WANT {
+        runs += 1;
+        assert!(
+            runs <= 4,
+            "not complete after {} runs: {total} of {WANT}",
+            runs - 1
+        );
+        let out = keel().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (candles, requests) = summary(&out);
+        // Nine pages, each tried at most retries_max + 1 = 5 times.
+        assert!(requests <= 9 * 5, "bounded retries: {requests} requests");
+        total += candles;
+        requests_all += requests;
+    }
+    assert_eq!(total, WANT);
+    println!("complete after {runs} run(s), {requests_all} requests in all");
+}

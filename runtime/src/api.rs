@@ -20,7 +20,8 @@ pub const API_LIMIT_DEFAULT: usize = 20;
 pub struct ApiState {
     pub signals: VecDeque<Signal>,
     pub orders: VecDeque<(Order, Vec<Fill>)>,
-    pub positions: Vec<Position>,
+    /// Positions with their mark (the synced book's mid) when there is one.
+    pub positions: Vec<(Position, Option<keel_core::Dec>)>,
     pub kill_switch: Option<String>,
 }
 
@@ -112,7 +113,17 @@ pub async fn positions(
         ));
     }
     let s = state(&api);
-    Json(json!({"positions": s.positions, "kill_switch": s.kill_switch})).into_response()
+    let items: Vec<serde_json::Value> = s
+        .positions
+        .iter()
+        .map(|(p, mark)| {
+            let mut v = json!(p);
+            v["mark"] = json!(mark);
+            v["unrealized_pnl"] = json!(mark.map(|m| p.unrealized(m)));
+            v
+        })
+        .collect();
+    Json(json!({"positions": items, "kill_switch": s.kill_switch})).into_response()
 }
 
 pub fn router(api: SharedApi) -> axum::Router {

@@ -98,9 +98,31 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
     }
     let (status, _) = get(port, "/api/signals/latest?limit=1").unwrap();
     assert_eq!(status, 200);
-    let (status, positions) = get(port, "/api/positions").unwrap();
-    assert_eq!(status, 200);
-    assert!(positions["positions"].as_array().is_some());
+    // Positions are published with health, every 250 ms: give the first one a moment.
+    let t = Instant::now();
+    let positions = loop {
+        let (status, positions) = get(port, "/api/positions").unwrap();
+        assert_eq!(status, 200);
+        if positions["positions"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+            || t.elapsed() > Duration::from_secs(3)
+        {
+            break positions;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let list = positions["positions"].as_array().unwrap();
+    assert!(
+        !list.is_empty(),
+        "an order was filled, so there is a position"
+    );
+    for p in list {
+        assert!(
+            p["realized_pnl"].is_string() && p["unrealized_pnl"].is_string(),
+            "{p}"
+        );
+    }
     for bad in [
         "/api/signals/latest?limit=0",
         "/api/signals/latest?limit=1001",

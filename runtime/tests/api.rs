@@ -58,6 +58,13 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
             &format!("127.0.0.1:{port}"),
         ])
         .args(["--db", &temp_db("api")])
+        .args(["--config", &{
+            // Every symbol trades at the first cycle; the default threshold is exercised by the
+            // strategy tests, not here.
+            let p = std::env::temp_dir().join(format!("keel-api-{}.toml", std::process::id()));
+            std::fs::write(&p, "[strategy]\nconfidence_min = 0.0\n").unwrap();
+            p.to_string_lossy().into_owned()
+        }])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -115,6 +115,7 @@ pub struct Probe {
     pub outputs: u64,
     pub violations: Vec<String>,
     closes: BTreeSet<(String, String, u64)>,
+    pub order_ids: BTreeSet<String>,
     pending_views: Vec<String>,
     unsynced_before: BTreeSet<String>,
     /// topic -> (u, bids, asks), refreshed when asked for.
@@ -161,6 +162,12 @@ impl Observer for ProbeObserver {
                 p.signal_cycles += 1;
                 let symbols: Vec<String> = views.iter().map(|v| v.symbol.clone()).collect();
                 p.pending_views.extend(symbols);
+            }
+            Output::Event(Event::Order { order, .. }) => {
+                if !p.order_ids.insert(order.client_order_id.clone()) {
+                    let v = format!("client order id repeated: {}", order.client_order_id);
+                    p.violations.push(v);
+                }
             }
             Output::Event(Event::CandleClosed {
                 symbol,

@@ -393,7 +393,12 @@ fn swarm_of_faults_then_heal_leaves_the_bot_live_and_consistent() {
             let opts = Opts {
                 jitter: true,
                 consumer: Consumer::Dynamic(consumer_ms.clone()),
-                config: Box::new(|c| c.rest.penalty_ms = 60_000),
+                config: Box::new(|c| {
+                    c.rest.penalty_ms = 60_000;
+                    // Trade on paper throughout, so order ids are checked under every fault.
+                    c.auto_execute = true;
+                    c.strategy.confidence_min = 0.0;
+                }),
                 ..Opts::default()
             };
             let mut run = started(seed, opts)?;
@@ -461,9 +466,13 @@ fn swarm_of_faults_then_heal_leaves_the_bot_live_and_consistent() {
                 "seed {seed}: worst step {:?} of {} steps",
                 p.worst_step, p.steps
             );
+            assert!(!p.order_ids.is_empty(), "the bot traded during the swarm");
             println!(
-                "seed {seed}: healed in {took:?}; {} reconnects, {} frames, {} outputs",
-                p.reconnects, p.frames, p.outputs
+                "seed {seed}: healed in {took:?}; {} reconnects, {} frames, {} outputs, {} paper orders",
+                p.reconnects,
+                p.frames,
+                p.outputs,
+                p.order_ids.len()
             );
             Ok(())
         },

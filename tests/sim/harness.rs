@@ -163,11 +163,12 @@ impl Observer for ProbeObserver {
                 let symbols: Vec<String> = views.iter().map(|v| v.symbol.clone()).collect();
                 p.pending_views.extend(symbols);
             }
-            Output::Event(Event::Order { order, .. }) => {
-                if !p.order_ids.insert(order.client_order_id.clone()) {
-                    let v = format!("client order id repeated: {}", order.client_order_id);
-                    p.violations.push(v);
-                }
+            Output::Event(Event::Order { order, .. })
+                if !p.order_ids.insert(order.client_order_id.clone()) =>
+            {
+                let v = format!("client order id repeated: {}", order.client_order_id);
+
+                p.violations.push(v);
             }
             Output::Event(Event::CandleClosed {
                 symbol,

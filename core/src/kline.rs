@@ -236,6 +236,13 @@ impl KlineSeries {
         report.added = stats.added;
         report.replaced = stats.replaced;
         report.kept_live = stats.kept_live;
+        self.install(merged, &mut report);
+        report
+    }
+
+    /// Takes `merged` as the closed candles: bounds them, drops a forming candle they
+    /// superseded, and reports the gaps left.
+    fn install(&mut self, merged: Vec<ClosedCandle>, report: &mut MergeReport) {
         self.closed = merged.into();
         report.evicted = self.evict();
         if let (Some(f), Some(n)) = (self.forming, self.closed.back())
@@ -247,7 +254,6 @@ impl KlineSeries {
         report.gaps_total = gaps.len();
         self.counters.gaps += gaps.len() as u64;
         report.gaps = gaps.into_iter().take(GAPS_REPORTED_MAX).collect();
-        report
     }
 
     /// Changes whenever a candle is added or evicted: a compute job that merged a snapshot of
@@ -268,17 +274,7 @@ impl KlineSeries {
     /// Installs the result of a merge job made from this series' current version.
     pub fn install_merged(&mut self, merged: Vec<ClosedCandle>) -> MergeReport {
         let mut report = MergeReport::default();
-        self.closed = merged.into();
-        report.evicted = self.evict();
-        if let (Some(f), Some(n)) = (self.forming, self.closed.back())
-            && f.bar.start_ms <= n.bar.start_ms
-        {
-            self.forming = None;
-        }
-        let gaps = find_gaps(self.interval, self.closed.make_contiguous());
-        report.gaps_total = gaps.len();
-        self.counters.gaps += gaps.len() as u64;
-        report.gaps = gaps.into_iter().take(GAPS_REPORTED_MAX).collect();
+        self.install(merged, &mut report);
         // A new version, so an older job's result is never installed over this one.
         self.counters.closes += 1;
         report

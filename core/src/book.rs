@@ -202,6 +202,15 @@ impl OrderBook {
         self.asks.back().copied().ok_or(BookReadError::EmptySide)
     }
 
+    /// The mid price of a synced book with both sides; the mark for PnL and risk.
+    pub fn mid(&self) -> Result<Dec, BookReadError> {
+        let (bid, ask) = (self.best_bid()?, self.best_ask()?);
+        bid.px
+            .checked_add(ask.px)
+            .and_then(|s| s.checked_div(Dec::from_int(2)))
+            .ok_or(BookReadError::EmptySide)
+    }
+
     /// Up to `n` bids, best first.
     pub fn top_bids(&self, n: usize) -> Result<impl Iterator<Item = Level> + '_, BookReadError> {
         self.synced()?;
@@ -598,6 +607,14 @@ mod tests {
             })
         ));
         assert_eq!(b.state(), BookState::Resyncing);
+    }
+
+    #[test]
+    fn mid_is_the_middle_of_the_best_levels_and_refused_out_of_sync() {
+        let mut b = synced_book();
+        assert_eq!(b.mid(), Ok(Dec::parse("100.5").unwrap()));
+        b.invalidate();
+        assert_eq!(b.mid(), Err(BookReadError::NotSynced(BookState::Resyncing)));
     }
 
     #[test]

@@ -564,20 +564,11 @@ impl Driver {
         let now = self.now();
         self.metrics.sync_from(&self.engine);
         if let Some(api) = &self.api {
-            let market = self.engine.market();
-            let depth = self.engine.config().book_depth;
-            let mark = |symbol: &str| {
-                let b = market.book(market.book_id(&format!("orderbook.{depth}.{symbol}"))?);
-                let (bid, ask) = (b.best_bid().ok()?, b.best_ask().ok()?);
-                bid.px
-                    .checked_add(ask.px)?
-                    .checked_div(keel_core::Dec::from_int(2))
-            };
             let positions = self
                 .engine
                 .broker()
                 .positions()
-                .map(|p| (p.clone(), mark(&p.symbol)))
+                .map(|p| (p.clone(), self.engine.mark(&p.symbol)))
                 .collect();
             api.lock().unwrap_or_else(|p| p.into_inner()).positions = positions;
         }

@@ -587,6 +587,11 @@ impl Engine {
         r.added + r.replaced
     }
 
+    /// The mark of `symbol`: the mid of its synced book, if it has one.
+    pub fn mark(&self, symbol: &str) -> Option<crate::Dec> {
+        mark(&self.market, self.config.book_depth, symbol)
+    }
+
     /// Restores a position from the store before trading starts.
     pub fn restore_position(&mut self, p: crate::broker::Position) {
         self.broker.restore_position(p);
@@ -1252,16 +1257,8 @@ impl Engine {
             };
             let (bids, asks): (Vec<Level>, Vec<Level>) = (bids.collect(), asks.collect());
             let ts = b.last_ts().unwrap_or(0);
-            let market = &self.market;
-            let depth_cfg = self.config.book_depth;
-            let marks = |sym: &str| {
-                let id = market.book_id(&format!("orderbook.{depth_cfg}.{sym}"))?;
-                let b = market.book(id);
-                let (bid, ask) = (b.best_bid().ok()?, b.best_ask().ok()?);
-                bid.px
-                    .checked_add(ask.px)?
-                    .checked_div(crate::Dec::from_int(2))
-            };
+            let (market, depth_cfg) = (&self.market, self.config.book_depth);
+            let marks = |sym: &str| mark(market, depth_cfg, sym);
             if let Some(reason) = self.broker.check_risk(ts, &marks) {
                 self.notice(Severity::Error, format!("kill switch: {reason}"));
                 self.outputs
@@ -1611,6 +1608,11 @@ fn stale_after(depth: usize) -> Duration {
         _ => 200,
     };
     Duration::from_millis((push_ms * 100).max(5_000))
+}
+
+fn mark(market: &Market, depth: u16, symbol: &str) -> Option<crate::Dec> {
+    let id = market.book_id(&format!("orderbook.{depth}.{symbol}"))?;
+    market.book(id).mid().ok()
 }
 
 pub fn link_name(id: LinkId) -> String {

@@ -120,10 +120,6 @@ impl Progress {
     }
 }
 
-fn wall_ms() -> u64 {
-    crate::driver::system_wall_ms()
-}
-
 pub async fn run(args: BackfillArgs) -> Result<Summary, String> {
     crate::run::install_crypto();
     let mut venue_guard = None;
@@ -142,7 +138,7 @@ pub async fn run(args: BackfillArgs) -> Result<Summary, String> {
             base
         }
     };
-    let to_ms = args.interval.floor(wall_ms());
+    let to_ms = args.interval.floor(crate::driver::system_wall_ms());
     let from_ms = to_ms.saturating_sub(args.days as u64 * 86_400_000);
     let store = Store::open(&args.db)?;
     let mut have = Vec::new();

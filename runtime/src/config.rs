@@ -179,6 +179,27 @@ pub fn apply_env(
     Ok(())
 }
 
+/// A comma-separated symbol list, as flags and KEEL_SYMBOLS give it, checked.
+pub fn parse_symbols(s: &str) -> Result<Vec<String>, ConfigError> {
+    let symbols = split_symbols(s);
+    check_symbols(&symbols)?;
+    Ok(symbols)
+}
+
+fn check_symbols(symbols: &[String]) -> Result<(), ConfigError> {
+    if symbols.is_empty() {
+        return err("symbols: at least one symbol is needed");
+    }
+    for s in symbols {
+        if !valid_symbol(s) {
+            return err(format!(
+                "symbols: {s:?} is not a symbol (upper-case letters, digits and '-')"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn split_symbols(s: &str) -> Vec<String> {
     s.split(',')
         .map(|x| x.trim().to_string())
@@ -230,16 +251,7 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     let symbols = file
         .symbols
         .unwrap_or_else(|| DEFAULT_SYMBOLS.iter().map(|s| s.to_string()).collect());
-    if symbols.is_empty() {
-        return err("symbols: at least one symbol is needed");
-    }
-    for s in &symbols {
-        if !valid_symbol(s) {
-            return err(format!(
-                "symbols: {s:?} is not a symbol (upper-case letters, digits and '-')"
-            ));
-        }
-    }
+    check_symbols(&symbols)?;
     let category = match file.category.as_deref() {
         None | Some("linear") => Category::Linear,
         Some("spot") => Category::Spot,

@@ -287,16 +287,7 @@ fn venue_cmd(
     let addr: SocketAddr = addr
         .parse()
         .map_err(|_| format!("--addr {addr:?} is not HOST:PORT"))?;
-    let symbols: Vec<String> = symbols
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for s in &symbols {
-        if !keel_core::topic::valid_symbol(s) {
-            return Err(format!("--symbols: {s:?} is not a symbol"));
-        }
-    }
+    let symbols = config::parse_symbols(&symbols).map_err(|e| format!("--{}", e.0))?;
     let mut scheduled = Vec::new();
     for f in faults {
         let (at, json) = f
@@ -406,19 +397,7 @@ fn backfill_cmd(
     rest_penalty_ms: u64,
     rest_timeout_ms: u64,
 ) -> Result<(), String> {
-    let symbols: Vec<String> = symbols
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if symbols.is_empty() {
-        return Err("--symbols: at least one symbol is needed".into());
-    }
-    for s in &symbols {
-        if !keel_core::topic::valid_symbol(s) {
-            return Err(format!("--symbols: {s:?} is not a symbol"));
-        }
-    }
+    let symbols = config::parse_symbols(&symbols).map_err(|e| format!("--{}", e.0))?;
     let interval = keel_core::topic::Interval::parse(&interval)
         .ok_or_else(|| format!("--interval {interval:?} is not a Bybit interval"))?;
     if !(1..=3650).contains(&days) {

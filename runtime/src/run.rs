@@ -26,10 +26,6 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn wall_ms() -> u64 {
-    crate::driver::system_wall_ms()
-}
-
 /// A venue serving on loopback, stopped when dropped.
 pub struct RunningVenue {
     pub venue: Venue,
@@ -39,7 +35,7 @@ pub struct RunningVenue {
 
 impl RunningVenue {
     pub async fn start(addr: SocketAddr, config: VenueConfig) -> Result<RunningVenue, String> {
-        Self::start_venue(addr, Venue::new(config, wall_ms())).await
+        Self::start_venue(addr, Venue::new(config, crate::driver::system_wall_ms())).await
     }
 
     pub async fn start_venue(addr: SocketAddr, venue: Venue) -> Result<RunningVenue, String> {
@@ -400,9 +396,9 @@ pub async fn venue_main(
     let venue = match replay {
         Some(feed) => {
             tracing::info!(topics = feed.topics.len(), "venue replays capture files");
-            Venue::replaying(config, feed, wall_ms())
+            Venue::replaying(config, feed, crate::driver::system_wall_ms())
         }
-        None => Venue::new(config, wall_ms()),
+        None => Venue::new(config, crate::driver::system_wall_ms()),
     };
     let v = RunningVenue::start_venue(addr, venue).await?;
     tracing::info!(

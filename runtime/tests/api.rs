@@ -1,54 +1,16 @@
 //! The ops API with paper trading on: signals and orders appear within seconds on a fresh
 //! start, and bad parameters get HTTP 400 with a JSON error.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::*;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn temp_db(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("keel-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("keel.db").to_string_lossy().into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n")?.1;
-    Some((status, serde_json::from_str(body).ok()?))
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let child = keel()
         .args([
             "run",
             "--auto-execute",
@@ -73,7 +35,7 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
     let start = Instant::now();
     let mut orders = serde_json::Value::Null;
     while start.elapsed() < Duration::from_secs(40) {
-        if let Some((200, v)) = get(port, "/api/orders?limit=5")
+        if let Some((200, v)) = get_json(port, "/api/orders?limit=5")
             && v["orders"].as_array().is_some_and(|o| !o.is_empty())
         {
             orders = v;
@@ -90,7 +52,7 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
         "no order within 40 s: {orders}"
     );
     println!("first paper order after {took:?}: {first}");
-    let (status, signals) = get(port, "/api/signals/latest").unwrap();
+    let (status, signals) = get_json(port, "/api/signals/latest").unwrap();
     assert_eq!(status, 200);
     let list = signals["signals"].as_array().unwrap();
     assert!(
@@ -103,12 +65,12 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
         assert!((0.0..=1.0).contains(&c));
         assert!(matches!(s["side"].as_str(), Some("Buy" | "Sell")));
     }
-    let (status, _) = get(port, "/api/signals/latest?limit=1").unwrap();
+    let (status, _) = get_json(port, "/api/signals/latest?limit=1").unwrap();
     assert_eq!(status, 200);
     // Positions are published with health, every 250 ms: give the first one a moment.
     let t = Instant::now();
     let positions = loop {
-        let (status, positions) = get(port, "/api/positions").unwrap();
+        let (status, positions) = get_json(port, "/api/positions").unwrap();
         assert_eq!(status, 200);
         if positions["positions"]
             .as_array()
@@ -139,7 +101,7 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
         "/api/orders?since=yesterday",
         "/api/positions?symbol=BTCUSDT",
     ] {
-        let (status, body) = get(port, bad).unwrap();
+        let (status, body) = get_json(port, bad).unwrap();
         assert_eq!(status, 400, "{bad}");
         assert!(
             body["error"].as_str().is_some_and(|e| !e.is_empty()),

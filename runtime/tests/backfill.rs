@@ -1,19 +1,11 @@
 //! `keel backfill` against the venue: complete, then free on a re-run; and under 429s, 403s
 //! and timeouts, bounded and resumable until it is complete.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::*;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn keel() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-}
-
-fn temp_db(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("keel-backfill-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("keel.db").to_string_lossy().into_owned()
-}
 
 /// (candles, requests) from the summary line.
 fn summary(out: &std::process::Output) -> (u64, u64) {
@@ -71,15 +63,6 @@ fn backfill_stores_every_closed_candle_and_a_rerun_asks_at_most_once_per_symbol(
         again <= 3,
         "a re-run makes at most one request per symbol: {again}"
     );
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -1,11 +1,9 @@
 //! The `keel` binary's command line, run as a user would.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn keel() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-}
+use common::*;
+use std::path::PathBuf;
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,33 +1,17 @@
 //! kill -9 in the middle of a run, then a restart on the same store: every order that was
 //! served survives with its fills, no client order id repeats, and the sequence carries on.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use keel_runtime::store::{Store, seq_of};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn served_ids(port: u16) -> Option<Vec<String>> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /api/orders?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let v: serde_json::Value = serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()?;
+    let (_, v) = get_json(port, "/api/orders?limit=1000")?;
     Some(
         v["orders"]
             .as_array()?
@@ -35,15 +19,6 @@ fn served_ids(port: u16) -> Option<Vec<String>> {
             .filter_map(|o| o["order"]["client_order_id"].as_str().map(str::to_owned))
             .collect(),
     )
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A configuration in which every symbol trades at the first signal cycle: whether the
@@ -57,7 +32,7 @@ fn eager_config(dir: &std::path::Path) -> String {
 fn start(db: &str, port: u16, symbols: &str) -> Guard {
     let dir = std::path::Path::new(db).parent().unwrap();
     Guard(
-        Command::new(env!("CARGO_BIN_EXE_keel"))
+        keel()
             .args([
                 "run",
                 "--auto-execute",

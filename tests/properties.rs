@@ -21,7 +21,9 @@ enum BookOp {
         asks: Vec<(u32, u32)>,
         u: u64,
     },
-    /// `u` relative to the last applied: 1 is in order, 0 or less stale, 2+ a gap.
+    /// `u` relative to the last applied: 1 is in order, 0 or less stale, 2+ a gap. Half of
+    /// them list each price once, best first, as the venue does (the book then searches all the
+    /// levels of a side together); the rest come in any order.
     Delta {
         bids: Vec<(u32, u32)>,
         asks: Vec<(u32, u32)>,
@@ -36,14 +38,22 @@ enum BookOp {
 /// Bids from ticks 1..=60, asks from 40..=100: the ranges overlap so crossed books happen;
 /// a size of 0 deletes.
 fn side(lo: u32, hi: u32) -> impl Strategy<Value = Vec<(u32, u32)>> {
-    prop::collection::vec((lo..=hi, 0u32..4), 0..12)
+    prop::collection::vec((lo..=hi, 0u32..4), 0..24)
 }
 
 fn book_op() -> impl Strategy<Value = BookOp> {
     prop_oneof![
         1 => (side(1, 60), side(40, 100), 1u64..1000).prop_map(|(bids, asks, u)| BookOp::Snapshot { bids, asks, u }),
-        8 => (side(1, 60), side(40, 100), prop_oneof![8 => Just(1i64), 1 => -3i64..=0, 1 => 2i64..5])
-            .prop_map(|(bids, asks, du)| BookOp::Delta { bids, asks, du }),
+        8 => (side(1, 60), side(40, 100), prop_oneof![8 => Just(1i64), 1 => -3i64..=0, 1 => 2i64..5], any::<bool>())
+            .prop_map(|(mut bids, mut asks, du, best_first)| {
+                if best_first {
+                    bids.sort_by_key(|l| std::cmp::Reverse(l.0));
+                    bids.dedup_by_key(|l| l.0);
+                    asks.sort_by_key(|l| l.0);
+                    asks.dedup_by_key(|l| l.0);
+                }
+                BookOp::Delta { bids, asks, du }
+            }),
         1 => (side(1, 60), side(40, 100)).prop_map(|(bids, asks)| BookOp::Restart { bids, asks }),
     ]
 }
@@ -105,7 +115,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn book_matches_a_btreemap_model(depth in 1usize..8, ops in prop::collection::vec(book_op(), 1..60)) {
+    fn book_matches_a_btreemap_model(depth in prop_oneof![1usize..8, 8usize..40], ops in prop::collection::vec(book_op(), 1..60)) {
         let mut book = OrderBook::new(depth);
         let mut m = BookModel { depth, state: BookState::Empty, u: None, bids: BTreeMap::new(), asks: BTreeMap::new() };
         for op in ops {

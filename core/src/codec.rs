@@ -434,8 +434,30 @@ impl Decoder {
                 max: self.frame_bytes_max,
             });
         }
+        if let Some(h) = crate::book_template::book(bytes, &mut self.bids, &mut self.asks) {
+            return Ok(self.book_frame(h));
+        }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-        self.decode(text)
+        self.decode_general(text)
+    }
+
+    /// The order-book template alone: `Some` only for a frame it accepts. Public so that tests
+    /// can hold it to the general path's answers.
+    #[doc(hidden)]
+    pub fn decode_template<'a>(&'a mut self, bytes: &'a [u8]) -> Option<Frame<'a>> {
+        if bytes.len() > self.frame_bytes_max {
+            return None;
+        }
+        let h = crate::book_template::book(bytes, &mut self.bids, &mut self.asks)?;
+        Some(self.book_frame(h))
+    }
+
+    fn book_frame<'a>(&'a self, head: BookFrame<'a>) -> Frame<'a> {
+        Frame::Book(BookFrame {
+            bids: &self.bids,
+            asks: &self.asks,
+            ..head
+        })
     }
 
     pub fn decode<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {
@@ -445,6 +467,17 @@ impl Decoder {
                 max: self.frame_bytes_max,
             });
         }
+        if let Some(h) = crate::book_template::book(text.as_bytes(), &mut self.bids, &mut self.asks)
+        {
+            return Ok(self.book_frame(h));
+        }
+        self.decode_general(text)
+    }
+
+    /// [`Decoder::decode`] without the order-book template: every frame through the general
+    /// scanner. Public so that tests can hold the two paths to the same answers.
+    #[doc(hidden)]
+    pub fn decode_general<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {
         let mut sc = Scanner::new(text);
         sc.begin_object().map_err(|e| match e {
             // Valid JSON of another shape is "unrecognized"; anything else is not JSON at all.

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use crate::decimal::{DEC_SCALE_DIGITS, Dec, DecError};
+use crate::swar::{POW10_U64, digit_run};
 
 /// Nesting deeper than this is refused instead of recursing without bound.
 pub const JSON_DEPTH_MAX: u32 = 32;
@@ -262,37 +263,12 @@ impl<'a> Scanner<'a> {
             None => return Err(JsonError::Eof),
         }
         let b = self.bytes();
-        let start = self.pos + 1;
-        let mut i = start;
-        let neg = b.get(i) == Some(&b'-');
-        if neg {
-            i += 1;
-        }
-        let int_start = i;
-        let mut acc: u64 = 0;
-        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-            acc = acc.wrapping_mul(10).wrapping_add(d as u64);
-            i += 1;
-        }
-        let int_len = i - int_start;
-        let mut frac = 0;
-        if int_len > 0 && b.get(i) == Some(&b'.') {
-            i += 1;
-            let frac_start = i;
-            while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-                acc = acc.wrapping_mul(10).wrapping_add(d as u64);
-                i += 1;
-            }
-            frac = i - frac_start;
-        }
-        let fast = int_len > 0
-            && (frac > 0 || b.get(i - 1) != Some(&b'.'))
-            && int_len + frac <= 19
-            && frac <= DEC_SCALE_DIGITS as usize
-            && b.get(i) == Some(&b'"');
-        if fast {
+        let mut i = self.pos + 1;
+        if let Some(d) = raw_dec(b, &mut i)
+            && b.get(i) == Some(&b'"')
+        {
             self.pos = i + 1;
-            return Ok(Ok(Dec::from_parts(acc, frac as u32, neg)));
+            return Ok(Ok(d));
         }
         let s = self.string()?;
         Ok(match s.plain() {
@@ -450,33 +426,24 @@ impl<'a> Scanner<'a> {
 
 /// `-?digits(.digits)?` with at most 19 digits and 18 decimals, or `None`.
 #[inline]
-fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
+pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
     let mut j = *i;
     let neg = b.get(j) == Some(&b'-');
     if neg {
         j += 1;
     }
-    let int_start = j;
-    let mut acc: u64 = 0;
-    while let Some(d) = b.get(j).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-        acc = acc.wrapping_mul(10).wrapping_add(d as u64);
-        j += 1;
-    }
-    let int_len = j - int_start;
-    let mut frac = 0;
+    let (int, int_len) = digit_run(b, &mut j)?;
+    let (mut acc, mut frac) = (int, 0);
     if b.get(j) == Some(&b'.') {
         j += 1;
-        let frac_start = j;
-        while let Some(d) = b.get(j).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-            acc = acc.wrapping_mul(10).wrapping_add(d as u64);
-            j += 1;
-        }
-        frac = j - frac_start;
-        if frac == 0 {
+        let (f, f_len) = digit_run(b, &mut j)?;
+        if f_len == 0 || int_len + f_len > 19 {
             return None;
         }
+        acc = int.wrapping_mul(POW10_U64[f_len]).wrapping_add(f);
+        frac = f_len;
     }
-    if int_len == 0 || int_len + frac > 19 || frac > DEC_SCALE_DIGITS as usize {
+    if int_len == 0 || frac > DEC_SCALE_DIGITS as usize {
         return None;
     }
     *i = j;
@@ -612,6 +579,67 @@ mod tests {
         assert!(matches!(sc.u64(), Err(JsonError::Type { .. })));
         assert!(sc.next_elem(&mut first).unwrap());
         assert!(matches!(sc.u64(), Err(JsonError::Type { .. })));
+    }
+
+    fn quoted(text: &str, pad: &str) -> Result<Dec, DecError> {
+        let doc = format!("\"{text}\"{pad}");
+        Scanner::new(&doc).quoted_dec().unwrap()
+    }
+
+    #[test]
+    fn decimals_of_every_digit_count_parse_exactly_near_and_far_from_the_end() {
+        let digits = "1234567890123456789012";
+        for total in 1..=21 {
+            for point in 0..=total {
+                let (int, frac) = digits[..total].split_at(point);
+                let text = match (int.is_empty(), frac.is_empty()) {
+                    (true, _) => continue,
+                    (false, true) => int.to_string(),
+                    (false, false) => format!("{int}.{frac}"),
+                };
+                for pad in ["", "]", ",\"0.1\"]}}}}}}}}"] {
+                    assert_eq!(quoted(&text, pad), Dec::parse(&text), "{text}{pad}");
+                    assert_eq!(
+                        quoted(&format!("-{text}"), pad),
+                        Dec::parse(&format!("-{text}"))
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_printable_byte_inside_a_decimal_is_judged_as_dec_parse_judges_it() {
+        for c in (0x20u8..0x7f).filter(|c| *c != b'"' && *c != b'\\') {
+            let c = c as char;
+            for text in [
+                format!("1{c}"),
+                format!("12{c}34"),
+                format!("1234567{c}"),
+                format!("12345678{c}9"),
+                format!("1.2{c}"),
+                format!("{c}1"),
+            ] {
+                let pad = ",\"1\"]}}}}}}}}}}";
+                assert_eq!(quoted(&text, pad), Dec::parse(&text), "{text:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_decimal_paths_agree_with_dec_parse(
+            text in "[-0-9.a :/]{0,24}",
+            pad in "[\\],\"0-9}]{0,12}",
+        ) {
+            // Only strings JSON allows unescaped reach the decimal parsers.
+            proptest::prop_assert_eq!(quoted(&text, &pad), Dec::parse(&text));
+            let doc = format!("[\"{text}\",\"{text}\"]{pad}");
+            if let Some((px, qty)) = Scanner::new(&doc).compact_dec_pair() {
+                proptest::prop_assert_eq!(Ok(px), Dec::parse(&text));
+                proptest::prop_assert_eq!(px, qty);
+            }
+        }
     }
 
     #[test]

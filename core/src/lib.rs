@@ -6,6 +6,7 @@
 
 pub mod backfill;
 pub mod book;
+mod book_template;
 pub mod broker;
 pub mod codec;
 pub mod compute;
@@ -18,6 +19,7 @@ pub mod market;
 pub mod rest;
 pub mod rng;
 pub mod strategy;
+mod swar;
 pub mod ticker;
 pub mod time;
 pub mod topic;

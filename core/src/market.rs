@@ -113,6 +113,12 @@ struct Named<T> {
     last_frame_at: Option<Time>,
 }
 
+/// A frame as it arrived: checked text from a WebSocket, or raw bytes from a file.
+enum FrameText<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
 pub struct Market {
     config: MarketConfig,
     decoder: Decoder,
@@ -205,27 +211,22 @@ impl Market {
     /// As [`Market::handle_frame`], for raw bytes such as a line of a capture file: the length
     /// limit is checked before anything else, then UTF-8.
     pub fn handle_frame_bytes(&mut self, now: Time, bytes: &[u8]) -> Result<Handled, MarketError> {
-        let checked = if bytes.len() > self.config.frame_bytes_max {
-            Err(DecodeError::Oversize {
-                len: bytes.len(),
-                max: self.config.frame_bytes_max,
-            })
-        } else {
-            std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)
-        };
-        match checked {
-            Ok(text) => self.handle_frame(now, text),
-            Err(e) => {
-                self.counters.bad.add(e.reason());
-                Err(MarketError::Decode(e))
-            }
-        }
+        self.handle(now, FrameText::Bytes(bytes))
     }
 
     /// Decodes and applies one WebSocket text frame. A refused frame is counted by reason and
     /// changes nothing else.
     pub fn handle_frame(&mut self, now: Time, text: &str) -> Result<Handled, MarketError> {
-        let frame = match self.decoder.decode(text) {
+        self.handle(now, FrameText::Text(text))
+    }
+
+    fn handle(&mut self, now: Time, input: FrameText<'_>) -> Result<Handled, MarketError> {
+        let decoded = match input {
+            FrameText::Text(text) => self.decoder.decode(text),
+            // The length limit is checked before anything else, then UTF-8.
+            FrameText::Bytes(bytes) => self.decoder.decode_bytes(bytes),
+        };
+        let frame = match decoded {
             Ok(f) => f,
             Err(e) => {
                 self.counters.bad.add(e.reason());

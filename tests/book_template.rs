@@ -1,0 +1,113 @@
+//! The order-book template (the decoder's fast path) against the general scanner: it must take
+//! every real order-book frame, and whatever it accepts, real or damaged, must decode to exactly
+//! what the general path gives.
+
+use keel_core::Decoder;
+use keel_suite::ws_captures;
+use proptest::prelude::*;
+
+fn capture_lines() -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    for f in ws_captures() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.as_bytes().to_vec()),
+        );
+    }
+    assert!(lines.len() > 1000, "captures missing: {}", lines.len());
+    lines
+}
+
+/// What the general path says of `bytes`, as text to compare.
+fn general(bytes: &[u8]) -> String {
+    let mut d = Decoder::default();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => format!("{:?}", d.decode_general(text)),
+        Err(_) => format!(
+            "{:?}",
+            Err::<keel_core::Frame, _>(keel_core::DecodeError::NotUtf8)
+        ),
+    }
+}
+
+#[test]
+fn every_captured_order_book_frame_takes_the_template_and_decodes_as_the_scanner_does() {
+    let (mut taken, mut books) = (0, 0);
+    for line in capture_lines() {
+        let is_book = line.starts_with(br#"{"topic":"orderbook."#);
+        books += is_book as usize;
+        let mut d = Decoder::default();
+        match d.decode_template(&line) {
+            Some(f) => {
+                taken += 1;
+                assert_eq!(
+                    format!("{:?}", Ok::<_, keel_core::DecodeError>(f)),
+                    general(&line)
+                );
+            }
+            None => assert!(!is_book, "{}", String::from_utf8_lossy(&line)),
+        }
+        // And the decoder's own answer, whichever path it took.
+        let mut d = Decoder::default();
+        assert_eq!(format!("{:?}", d.decode_bytes(&line)), general(&line));
+    }
+    assert!(books > 1000 && taken == books, "{taken} of {books}");
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Set(usize, u8),
+    Delete(usize),
+    Insert(usize, u8),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let byte = prop::sample::select(b"0123456789.-+eE\"',:[]{} \\\x01\x7f\x80\xffab".to_vec());
+    prop_oneof![
+        (any::<usize>(), byte.clone()).prop_map(|(i, b)| Edit::Set(i, b)),
+        any::<usize>().prop_map(Edit::Delete),
+        (any::<usize>(), byte).prop_map(|(i, b)| Edit::Insert(i, b)),
+    ]
+}
+
+fn apply(line: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut v = line.to_vec();
+    for e in edits {
+        let n = v.len().max(1);
+        match *e {
+            Edit::Set(i, b) if !v.is_empty() => v[i % n] = b,
+            Edit::Delete(i) if !v.is_empty() => {
+                v.remove(i % n);
+            }
+            Edit::Insert(i, b) => v.insert(i % (v.len() + 1), b),
+            _ => {}
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn damaged_order_book_frames_decode_as_the_scanner_decodes_them(
+        pick in any::<prop::sample::Index>(),
+        edits in prop::collection::vec(edit(), 1..4),
+    ) {
+        thread_local! {
+            static BOOKS: Vec<Vec<u8>> = capture_lines()
+                .into_iter()
+                .filter(|l| l.starts_with(br#"{"topic":"orderbook."#))
+                .collect();
+        }
+        let damaged = BOOKS.with(|b| apply(&b[pick.index(b.len())], &edits));
+        let mut d = Decoder::default();
+        if let Some(f) = d.decode_template(&damaged) {
+            prop_assert_eq!(format!("{:?}", Ok::<_, keel_core::DecodeError>(f)), general(&damaged));
+        }
+        let mut d = Decoder::default();
+        prop_assert_eq!(format!("{:?}", d.decode_bytes(&damaged)), general(&damaged));
+    }
+}

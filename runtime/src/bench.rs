@@ -119,6 +119,9 @@ pub async fn runtime(
     let mut file = crate::config::FileConfig {
         symbols: Some(names),
         consumer_delay_ms: Some(consumer_delay_ms),
+        // A short queue, so that a slow consumer overflows it within the run and the loop is
+        // measured while events are being dropped, not while a long queue is still filling.
+        consumer_events_max: Some(64),
         ops_addr: Some("127.0.0.1:0".into()),
         db: Some(
             std::env::temp_dir()

@@ -31,6 +31,8 @@ use crate::transport::Transports;
 pub const INBOX_MESSAGES_MAX: usize = 4_096;
 /// How often the driver samples its own lateness.
 pub const LAG_TICK_MS: u64 = 50;
+/// How often the probe thread stamps a probe for the loop (see [`LagProbe`]).
+pub const LAG_PROBE_MS: u64 = 10;
 /// How often health and metrics are published to the ops server.
 pub const PUBLISH_MS: u64 = 250;
 /// Largest WebSocket message accepted from the venue.
@@ -88,6 +90,21 @@ pub struct DriverConfig {
     /// The wall clock in ms since the Unix epoch (the venue's clock skew is measured against
     /// it); simulations pass their own.
     pub wall_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub lag_probe: LagProbe,
+}
+
+/// How the loop's lag is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagProbe {
+    /// The lateness of a [`LAG_TICK_MS`] interval timer. It carries the timer wheel's 1 ms
+    /// granularity, so it cannot show a lag under about 1 ms; simulations use it because it runs
+    /// on their virtual clock.
+    Timer,
+    /// A thread outside the runtime stamps a probe every [`LAG_PROBE_MS`] into a one-slot
+    /// channel and the loop takes it like any other message: the lag is how long a message that
+    /// was ready waited for the loop, including the OS waking the loop's thread. A probe that
+    /// finds the slot full is skipped, and the one waiting there measures the stall.
+    Thread,
 }
 
 pub fn system_wall_ms() -> u64 {
@@ -250,6 +267,13 @@ impl Driver {
         let mut publish = tokio::time::interval(Duration::from_millis(PUBLISH_MS));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutting_down = false;
+        let timer_probe = self.config.lag_probe == LagProbe::Timer;
+        let (probe_tx, mut probe_rx) = mpsc::channel::<std::time::Instant>(1);
+        if !timer_probe {
+            spawn_lag_probe(probe_tx);
+        } else {
+            drop(probe_tx);
+        }
         loop {
             self.drain();
             if let Some(msg) = self.fatal.take() {
@@ -278,17 +302,25 @@ impl Driver {
                     let now = self.now();
                     self.engine.handle_timeout(now);
                 }
-                scheduled = lag_tick.tick() => {
+                scheduled = lag_tick.tick(), if timer_probe => {
                     let lag = Instant::now().saturating_duration_since(scheduled);
-                    self.metrics.observe_loop_lag(lag);
-                    self.metrics.tick_progress();
-                    let now = self.now();
-                    self.engine.handle_input(now, Input::LoopLag { lag });
+                    self.on_lag(lag);
+                }
+                Some(stamped) = probe_rx.recv(), if !timer_probe => {
+                    let lag = Instant::now().into_std().saturating_duration_since(stamped);
+                    self.on_lag(lag);
                 }
                 _ = publish.tick() => self.publish(),
                 Some(msg) = self.inbox_rx.recv() => self.on_msg(msg),
             }
         }
+    }
+
+    fn on_lag(&mut self, lag: Duration) {
+        self.metrics.observe_loop_lag(lag);
+        self.metrics.tick_progress();
+        let now = self.now();
+        self.engine.handle_input(now, Input::LoopLag { lag });
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -577,6 +609,24 @@ impl Driver {
     }
 }
 
+/// The thread behind [`LagProbe::Thread`]; it ends when the loop drops the receiver.
+fn spawn_lag_probe(tx: mpsc::Sender<std::time::Instant>) {
+    let spawned = std::thread::Builder::new()
+        .name("keel-lag-probe".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(LAG_PROBE_MS));
+                match tx.try_send(Instant::now().into_std()) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the loop-lag probe thread; loop lag goes unmeasured");
+    }
+}
+
 /// One WebSocket connection: connect, then read into the inbox and write from the queue.
 async fn connection(
     link: LinkId,
@@ -619,6 +669,10 @@ async fn connection(
                     if inbox.send(Msg::WsFrame { link, conn, text, received }).await.is_err() {
                         return;
                     }
+                    // Let the loop apply this frame before this task goes back to the socket: on
+                    // the one-thread runtime it would otherwise wait behind a read that finds
+                    // nothing (a syscall), or behind the rest of a burst already buffered.
+                    tokio::task::yield_now().await;
                 }
                 Some(Ok(Message::Ping(p))) => {
                     let _ = sink.send(Message::Pong(p)).await;

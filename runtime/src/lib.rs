@@ -8,6 +8,7 @@ pub mod config;
 pub mod driver;
 pub mod metrics;
 pub mod ops;
+pub mod priority;
 pub mod replay;
 pub mod run;
 pub mod store;

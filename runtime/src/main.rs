@@ -148,6 +148,18 @@ fn duration(secs: Option<f64>) -> Result<Option<Duration>, String> {
     }
 }
 
+/// The runtime of `keel run`: one thread for the event loop, its sockets, REST calls and the ops
+/// server, so a frame read from a socket reaches the engine without waking another thread.
+/// Everything that may take long has a thread of its own (compute pool, store, consumers,
+/// embedded venue, watchdog, lag probe). BENCHMARKS.md measured the two-worker runtime this
+/// replaced: the hop between workers was most of the ingest latency.
+fn event_loop_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -255,7 +267,7 @@ fn run_cmd(path: Option<PathBuf>, overrides: Overrides, secs: Option<f64>) -> Re
     let cfg = config::resolve(file, overrides).map_err(|e| e.to_string())?;
     let duration = duration(secs)?;
     init_logs(cfg.log_format);
-    let rt = runtime()?;
+    let rt = event_loop_runtime()?;
     let report = rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         keel_runtime::run::spawn_shutdown(tx, duration);
@@ -328,7 +340,7 @@ fn bench_cmd(
     let runtime = match duration(secs)? {
         Some(d) => {
             keel_runtime::run::install_crypto();
-            let rt = runtime()?;
+            let rt = event_loop_runtime()?;
             let slow = rt.block_on(keel_runtime::bench::runtime(10, d.as_secs_f64(), 10, 200))?;
             let quick = rt.block_on(keel_runtime::bench::runtime(10, d.as_secs_f64(), 10, 0))?;
             rt.shutdown_timeout(Duration::from_millis(500));

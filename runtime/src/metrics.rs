@@ -109,7 +109,7 @@ impl Metrics {
         );
         registry.register(
             "keel_loop_lag_seconds",
-            "How late the event loop ran its timers",
+            "How long a ready message waited for the event loop (lag probe)",
             loop_lag.clone(),
         );
         registry.register(

@@ -65,6 +65,7 @@ impl RunningVenue {
         std::thread::Builder::new()
             .name("keel-venue".into())
             .spawn(move || {
+                crate::priority::background_thread();
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -158,6 +159,7 @@ pub fn spawn_log_consumer(
     let handle = std::thread::Builder::new()
         .name("keel-consumer-log".into())
         .spawn(move || {
+            crate::priority::background_thread();
             while let Some(e) = rx.blocking_recv() {
                 s.taken.fetch_add(1, Ordering::Relaxed);
                 if !delay.is_zero() {
@@ -325,6 +327,7 @@ pub async fn run_with_venue_speedup(
             rest_base: rest,
             write_queue_frames_max: cfg.write_queue_frames_max,
             wall_ms: Arc::new(crate::driver::system_wall_ms),
+            lag_probe: crate::driver::LagProbe::Thread,
         },
         transports,
         vec![consumer],

@@ -356,6 +356,7 @@ pub fn spawn_store(mut store: Store, api: crate::api::SharedApi) -> Result<Store
     let thread = std::thread::Builder::new()
         .name("keel-store".into())
         .spawn(move || {
+            crate::priority::background_thread();
             for cmd in rx {
                 match cmd {
                     StoreCmd::Order {

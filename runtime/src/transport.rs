@@ -122,6 +122,7 @@ impl RayonPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("keel-compute-{i}"))
+            .start_handler(|_| crate::priority::background_thread())
             .build()
             .map_err(|e| format!("compute pool: {e}"))?;
         Ok(RayonPool { pool })

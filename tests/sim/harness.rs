@@ -11,7 +11,7 @@ use keel_core::engine::health::Overall;
 use keel_core::engine::scheduler::HttpError;
 use keel_core::engine::{Event, Output};
 use keel_core::{Engine, EngineConfig, Time};
-use keel_runtime::driver::{ConsumerTx, Driver, DriverConfig, Observer};
+use keel_runtime::driver::{ConsumerTx, Driver, DriverConfig, LagProbe, Observer};
 use keel_runtime::metrics::Metrics;
 use keel_runtime::ops::HealthView;
 use keel_runtime::transport::{BoxFuture, Connector, HttpTransport, InlinePool, Io, Transports};
@@ -353,6 +353,7 @@ impl<'a> SimRun<'a> {
                     rest_base: format!("http://{VENUE_HOST}:{VENUE_PORT}"),
                     write_queue_frames_max: 256,
                     wall_ms: Arc::new(harness::sim_wall_ms),
+                    lag_probe: LagProbe::Timer,
                 },
                 transports,
                 vec![ConsumerTx {

@@ -51,7 +51,7 @@ impl<'a> Cursor<'a> {
     /// The rest of a string whose opening quote was matched, up to and past its closing quote.
     /// Escapes and control characters are left to the general path.
     #[inline]
-    fn plain_str(&mut self) -> Option<&'a str> {
+    fn raw_str(&mut self) -> Option<&'a [u8]> {
         let b = self.bytes();
         let start = self.pos;
         let mut i = start;
@@ -64,7 +64,7 @@ impl<'a> Cursor<'a> {
             }
         }
         self.pos = i + 1;
-        std::str::from_utf8(&b[start..i]).ok()
+        Some(&b[start..i])
     }
 
     /// A JSON integer that fits `u64` when written in at most 19 digits; no leading zero.
@@ -144,21 +144,21 @@ pub(crate) fn book<'a>(
     if !c.peek_is(b"orderbook.") {
         return None;
     }
-    let topic = c.plain_str()?;
+    let topic = std::str::from_utf8(c.raw_str()?).ok()?;
     let parsed = Topic::parse(topic).ok()?;
     let Channel::OrderBook { depth } = parsed.channel else {
         return None;
     };
     c.lit(b",\"type\":\"")?;
-    let kind = match c.plain_str()? {
-        "delta" => UpdateKind::Delta,
-        "snapshot" => UpdateKind::Snapshot,
+    let kind = match c.raw_str()? {
+        b"delta" => UpdateKind::Delta,
+        b"snapshot" => UpdateKind::Snapshot,
         _ => return None,
     };
     c.lit(b",\"ts\":")?;
     let ts = c.uint()?;
     c.lit(b",\"data\":{\"s\":\"")?;
-    if c.plain_str()? != parsed.symbol {
+    if c.raw_str()? != parsed.symbol.as_bytes() {
         return None;
     }
     c.lit(b",\"b\":")?;

@@ -111,7 +111,7 @@ pub(crate) fn digit_run(b: &[u8], j: &mut usize) -> Option<(u64, usize)> {
 /// The decimal that fills `b[start..end]` exactly (digits with at most one point between
 /// digits, as [`Dec::parse`] accepts it), or `None`. Up to eight characters take one word: the
 /// point is found and squeezed out, and the digits are checked and read together.
-#[inline]
+#[inline(always)]
 pub(crate) fn decimal_exact(b: &[u8], start: usize, end: usize) -> Option<Dec> {
     let len = end.checked_sub(start)?;
     if len == 0 || len > 8 {
@@ -128,7 +128,7 @@ pub(crate) fn decimal_exact_slow(b: &[u8], start: usize, end: usize) -> Option<D
 }
 
 /// An unsigned decimal of `len` (1..=8) bytes held in the low bytes of `w`.
-#[inline]
+#[inline(always)]
 fn decimal_word(w: u64, len: usize) -> Option<Dec> {
     let dots = eq_mask(w, b'.') & low_bytes(len) & HIGH;
     if dots == 0 {

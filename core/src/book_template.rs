@@ -17,7 +17,7 @@
 
 use crate::codec::{BookFrame, LEVELS_PER_SIDE_MAX, Level, UpdateKind};
 use crate::decimal::Dec;
-use crate::swar::{Quotes, decimal_exact, digit_run};
+use crate::swar::{Quotes, decimal_exact};
 use crate::topic::{Channel, Topic};
 
 struct Cursor<'a> {
@@ -72,8 +72,18 @@ impl<'a> Cursor<'a> {
     fn uint(&mut self) -> Option<u64> {
         let b = self.bytes();
         let start = self.pos;
-        let (v, len) = digit_run(b, &mut self.pos)?;
-        if len == 0 || (len > 1 && b[start] == b'0') {
+        let mut v: u64 = 0;
+        while let Some(d) = b
+            .get(self.pos)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+        {
+            v = v.wrapping_mul(10).wrapping_add(d as u64);
+            self.pos += 1;
+        }
+        // Nineteen digits always fit; longer numbers go to the general path.
+        let len = self.pos - start;
+        if len == 0 || len > 19 || (len > 1 && b[start] == b'0') {
             return None;
         }
         Some(v)

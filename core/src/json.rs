@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 
 use crate::decimal::{DEC_SCALE_DIGITS, Dec, DecError};
-use crate::swar::{POW10_U64, digit_run};
 
 /// Nesting deeper than this is refused instead of recursing without bound.
 pub const JSON_DEPTH_MAX: u32 = 32;
@@ -424,7 +423,9 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// `-?digits(.digits)?` with at most 19 digits and 18 decimals, or `None`.
+/// `-?digits(.digits)?` with at most 19 digits and 18 decimals, or `None`. A byte at a time:
+/// the word-at-a-time reader ([`crate::swar`]) measured slower on the short numbers of klines,
+/// tickers and trades (BENCHMARKS.md).
 #[inline]
 pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
     let mut j = *i;
@@ -432,18 +433,27 @@ pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
     if neg {
         j += 1;
     }
-    let (int, int_len) = digit_run(b, &mut j)?;
-    let (mut acc, mut frac) = (int, 0);
+    let int_start = j;
+    let mut acc: u64 = 0;
+    while let Some(d) = b.get(j).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        acc = acc.wrapping_mul(10).wrapping_add(d as u64);
+        j += 1;
+    }
+    let int_len = j - int_start;
+    let mut frac = 0;
     if b.get(j) == Some(&b'.') {
         j += 1;
-        let (f, f_len) = digit_run(b, &mut j)?;
-        if f_len == 0 || int_len + f_len > 19 {
+        let frac_start = j;
+        while let Some(d) = b.get(j).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            acc = acc.wrapping_mul(10).wrapping_add(d as u64);
+            j += 1;
+        }
+        frac = j - frac_start;
+        if frac == 0 {
             return None;
         }
-        acc = int.wrapping_mul(POW10_U64[f_len]).wrapping_add(f);
-        frac = f_len;
     }
-    if int_len == 0 || frac > DEC_SCALE_DIGITS as usize {
+    if int_len == 0 || int_len + frac > 19 || frac > DEC_SCALE_DIGITS as usize {
         return None;
     }
     *i = j;

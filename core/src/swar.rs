@@ -69,45 +69,6 @@ fn digits_value(w: u64, n: usize) -> Option<u64> {
     Some(x)
 }
 
-/// The leading ASCII digits of `w`: their value and how many there are (0..=8).
-#[inline]
-pub(crate) fn eight_digits(w: u64) -> (u64, usize) {
-    let n = (non_digits(w).trailing_zeros() / 8) as usize;
-    match n {
-        0 => (0, 0),
-        n => (digits_value(w, n).unwrap_or(0), n),
-    }
-}
-
-pub(crate) const POW10_U64: [u64; 20] = {
-    let mut t = [1u64; 20];
-    let mut i = 1;
-    while i < 20 {
-        t[i] = t[i - 1] * 10;
-        i += 1;
-    }
-    t
-};
-
-/// The run of ASCII digits at `*j` as a number and its length, at most 19 digits (`None` when
-/// longer); `*j` moves past it.
-#[inline]
-pub(crate) fn digit_run(b: &[u8], j: &mut usize) -> Option<(u64, usize)> {
-    let start = *j;
-    let mut acc: u64 = 0;
-    loop {
-        // Zero bytes past the end are not digits, so the run stops there.
-        let (v, n) = eight_digits(word_at(b, *j));
-        acc = acc.wrapping_mul(POW10_U64[n]).wrapping_add(v);
-        *j += n;
-        if n < 8 || *j - start > 19 {
-            break;
-        }
-    }
-    let len = *j - start;
-    (len <= 19).then_some((acc, len))
-}
-
 /// The decimal that fills `b[start..end]` exactly (digits with at most one point between
 /// digits, as [`Dec::parse`] accepts it), or `None`. Up to eight characters take one word: the
 /// point is found and squeezed out, and the digits are checked and read together.
@@ -219,19 +180,6 @@ mod tests {
             proptest::prop_assert_eq!(got, scanned, "{:?}", text);
             if let Some(d) = got {
                 proptest::prop_assert_eq!(Ok(d), Dec::parse(&text));
-            }
-        }
-
-        #[test]
-        fn digit_run_reads_what_a_loop_reads(text in "[0-9]{0,24}[a.\"]?[0-9]{0,3}") {
-            let mut j = 0;
-            let got = digit_run(text.as_bytes(), &mut j);
-            let run = text.bytes().take_while(u8::is_ascii_digit).count();
-            if run <= 19 {
-                proptest::prop_assert_eq!(got, Some((text[..run].parse::<u64>().unwrap_or(0), run)));
-                proptest::prop_assert_eq!(j, run);
-            } else {
-                proptest::prop_assert_eq!(got, None);
             }
         }
     }

@@ -370,7 +370,7 @@ const SEARCH_BATCH_LEVELS_MAX: usize = 16;
 /// levels' places in storage only move towards the worst end, so all of them can be searched for
 /// against the side as it stands and applied in the order given: a change at one place never
 /// moves a place still to come. Searching them together overlaps their memory loads; one binary
-/// search after another waited on each load in turn and took a third of a frame's time
+/// search after another waited on each load in turn and took over a quarter of a frame's time
 /// (BENCHMARKS.md, "Closing the gap"). Any other order takes one search per level.
 #[inline]
 fn apply_side(side_levels: &mut VecDeque<Level>, levels: &[Level], side: Side) {

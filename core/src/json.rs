@@ -424,8 +424,8 @@ impl<'a> Scanner<'a> {
 }
 
 /// `-?digits(.digits)?` with at most 19 digits and 18 decimals, or `None`. A byte at a time:
-/// the word-at-a-time reader ([`crate::swar`]) measured slower on the short numbers of klines,
-/// tickers and trades (BENCHMARKS.md).
+/// the word-at-a-time reader ([`crate::swar`]) measured slower on the short numbers of klines and
+/// trades (BENCHMARKS.md).
 #[inline]
 pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
     let mut j = *i;

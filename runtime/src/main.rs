@@ -151,8 +151,8 @@ fn duration(secs: Option<f64>) -> Result<Option<Duration>, String> {
 /// The runtime of `keel run`: one thread for the event loop, its sockets, REST calls and the ops
 /// server, so a frame read from a socket reaches the engine without waking another thread.
 /// Everything that may take long has a thread of its own (compute pool, store, consumers,
-/// embedded venue, watchdog, lag probe). BENCHMARKS.md measured the two-worker runtime this
-/// replaced: the hop between workers was most of the ingest latency.
+/// embedded venue, watchdog, lag probe). With socket tasks yielding after each frame, ingest p99
+/// fell from about 200 us on the two-worker runtime this replaced to about 10 us (BENCHMARKS.md).
 fn event_loop_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -267,13 +267,13 @@ impl Driver {
         let mut publish = tokio::time::interval(Duration::from_millis(PUBLISH_MS));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutting_down = false;
-        let timer_probe = self.config.lag_probe == LagProbe::Timer;
         let (probe_tx, mut probe_rx) = mpsc::channel::<std::time::Instant>(1);
-        if !timer_probe {
-            spawn_lag_probe(probe_tx);
-        } else {
-            drop(probe_tx);
-        }
+        // The timer also stands in when the probe thread cannot start: the watchdog counts on
+        // loop-lag samples as the loop's sign of progress.
+        let timer_probe = match self.config.lag_probe {
+            LagProbe::Thread => !spawn_lag_probe(probe_tx),
+            LagProbe::Timer => true,
+        };
         loop {
             self.drain();
             if let Some(msg) = self.fatal.take() {
@@ -609,8 +609,9 @@ impl Driver {
     }
 }
 
-/// The thread behind [`LagProbe::Thread`]; it ends when the loop drops the receiver.
-fn spawn_lag_probe(tx: mpsc::Sender<std::time::Instant>) {
+/// The thread behind [`LagProbe::Thread`]; it ends when the loop drops the receiver. False when
+/// it could not start.
+fn spawn_lag_probe(tx: mpsc::Sender<std::time::Instant>) -> bool {
     let spawned = std::thread::Builder::new()
         .name("keel-lag-probe".into())
         .spawn(move || {
@@ -622,8 +623,12 @@ fn spawn_lag_probe(tx: mpsc::Sender<std::time::Instant>) {
                 }
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the loop-lag probe thread; loop lag goes unmeasured");
+    match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the loop-lag probe thread; using the timer");
+            false
+        }
     }
 }
 

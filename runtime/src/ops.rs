@@ -1,6 +1,7 @@
 //! The ops HTTP server: GET /health (JSON; 200 when ok or degraded, 503 when down) and
-//! GET /metrics (Prometheus text). It reads snapshots the driver publishes, so a slow scrape can
-//! never touch the event loop.
+//! GET /metrics (Prometheus text). It runs on a thread of its own and reads snapshots the driver
+//! publishes, so a scrape never takes turns on the event loop; and a loop that stops publishing
+//! shows as down within [`HEALTH_STALE_MS`] instead of leaving its last answer standing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +18,21 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// A health view older than this means the event loop stopped publishing (it publishes every
+/// [`crate::driver::PUBLISH_MS`]).
+pub const HEALTH_STALE_MS: u64 = 2_000;
+
 /// The health of the engine at one moment, already rendered.
 #[derive(Debug, Clone)]
 pub struct HealthView {
     pub status: Overall,
     pub body: Value,
+    /// When the loop published it.
+    pub at: std::time::Instant,
+}
+
+fn wall_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 impl HealthView {
@@ -29,6 +40,7 @@ impl HealthView {
         HealthView {
             status: Overall::Degraded,
             body: json!({"status": "degraded", "components": {}}),
+            at: wall_now(),
         }
     }
 
@@ -61,6 +73,7 @@ impl HealthView {
             .collect();
         HealthView {
             status,
+            at: wall_now(),
             body: json!({
                 "status": status.as_str(),
                 "components": components,
@@ -88,16 +101,30 @@ pub fn router(health: watch::Receiver<Arc<HealthView>>, metrics: Arc<Metrics>) -
 
 async fn get_health(State(s): State<OpsState>) -> Response {
     let view = s.health.borrow().clone();
+    let (code, body) = health_answer(&view, wall_now());
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn health_answer(view: &HealthView, now: std::time::Instant) -> (StatusCode, Value) {
+    let age_ms = now.saturating_duration_since(view.at).as_millis() as u64;
+    if age_ms > HEALTH_STALE_MS {
+        let body = json!({
+            "status": "down",
+            "reason": format!("the event loop has not published health for {age_ms} ms"),
+            "last": view.body,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, body);
+    }
     let code = match view.status {
         Overall::Ok | Overall::Degraded => StatusCode::OK,
         Overall::Down => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        view.body.to_string(),
-    )
-        .into_response()
+    (code, view.body.clone())
 }
 
 async fn get_metrics(State(s): State<OpsState>) -> Response {
@@ -117,4 +144,27 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("ops server cannot listen on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_view_the_loop_stopped_refreshing_reads_as_down() {
+        let mut view = HealthView::starting();
+        view.status = Overall::Ok;
+        let (code, _) = health_answer(&view, view.at + std::time::Duration::from_millis(300));
+        assert_eq!(code, StatusCode::OK);
+        let later = view.at + std::time::Duration::from_millis(HEALTH_STALE_MS + 1);
+        let (code, body) = health_answer(&view, later);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "down");
+        assert!(
+            body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("has not published")
+        );
+    }
 }

@@ -371,19 +371,18 @@ const SEARCH_BATCH_LEVELS_MAX: usize = 16;
 /// against the side as it stands and applied in the order given: a change at one place never
 /// moves a place still to come. Searching them together overlaps their memory loads; one binary
 /// search after another waited on each load in turn and took over a quarter of a frame's time
-/// (BENCHMARKS.md, "Closing the gap"). Any other order takes one search per level.
+/// (BENCHMARKS.md, "Closing the gap"). A side in any other order goes one level at a time.
 #[inline]
 fn apply_side(side_levels: &mut VecDeque<Level>, levels: &[Level], side: Side) {
     let best_first = levels
         .windows(2)
         .all(|w| storage_cmp(side, w[1].px, w[0].px) == Ordering::Less);
-    if levels.len() < 2 || !best_first {
-        for l in levels {
-            upsert(side_levels, *l, side);
-        }
-        return;
-    }
-    for chunk in levels.chunks(SEARCH_BATCH_LEVELS_MAX) {
+    let batch = if best_first {
+        SEARCH_BATCH_LEVELS_MAX
+    } else {
+        1
+    };
+    for chunk in levels.chunks(batch) {
         let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
         let at = &mut at[..chunk.len()];
         match side {
@@ -397,6 +396,8 @@ fn apply_side(side_levels: &mut VecDeque<Level>, levels: &[Level], side: Side) {
                     side_levels.remove(i);
                 }
                 (true, false) => side_levels[i].qty = l.qty,
+                // "If you receive an amount that does not exist, insert it" - but a zero for a
+                // price we do not hold has nothing to delete.
                 (false, true) => {}
                 (false, false) => side_levels.insert(i, *l),
             }
@@ -440,20 +441,6 @@ fn lower_bounds<const ASK: bool>(
     }
     for (base, key) in out.iter_mut().zip(keys) {
         *base += before(px_at(*base), key.px) as usize;
-    }
-}
-
-#[inline]
-fn upsert(side_levels: &mut VecDeque<Level>, l: Level, side: Side) {
-    match side_levels.binary_search_by(|s| storage_cmp(side, s.px, l.px)) {
-        Ok(i) if l.qty.is_zero() => {
-            side_levels.remove(i);
-        }
-        Ok(i) => side_levels[i].qty = l.qty,
-        // "If you receive an amount that does not exist, insert it" - but a zero for a price we
-        // do not hold has nothing to delete.
-        Err(_) if l.qty.is_zero() => {}
-        Err(i) => side_levels.insert(i, l),
     }
 }
 

@@ -62,40 +62,24 @@ impl RunningVenue {
     /// stand-in for a remote one and must never take turns on the bot's event loop.
     pub fn start_isolated(addr: SocketAddr, config: VenueConfig) -> Result<RunningVenue, String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("keel-venue".into())
-            .spawn(move || {
-                crate::priority::background_thread();
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("venue runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    match RunningVenue::start(addr, config).await {
-                        Ok(v) => {
-                            let mut stopped = v.stop.subscribe();
-                            let _ = tx.send(Ok(RunningVenue {
-                                venue: v.venue.clone(),
-                                addr: v.addr,
-                                stop: v.stop.clone(),
-                            }));
-                            let _ = stopped.wait_for(|s| *s).await;
-                            // Let the server finish its graceful shutdown.
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| format!("venue thread: {e}"))?;
+        spawn_background_runtime("keel-venue", move || async move {
+            match RunningVenue::start(addr, config).await {
+                Ok(v) => {
+                    let mut stopped = v.stop.subscribe();
+                    let _ = tx.send(Ok(RunningVenue {
+                        venue: v.venue.clone(),
+                        addr: v.addr,
+                        stop: v.stop.clone(),
+                    }));
+                    let _ = stopped.wait_for(|s| *s).await;
+                    // Let the server finish its graceful shutdown.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })?;
         rx.recv()
             .map_err(|_| "venue thread ended early".to_string())?
     }
@@ -123,41 +107,48 @@ fn spawn_ops_server(
     let listener = listener
         .into_std()
         .map_err(|e| format!("ops server: {e}"))?;
+    spawn_background_runtime("keel-ops", move || async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("ops server: {e}");
+                return;
+            }
+        };
+        let done = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(done)
+            .await
+        {
+            tracing::error!("ops server stopped: {e}");
+        }
+    })?;
+    Ok(OpsServer(stop_tx))
+}
+
+/// Runs the future `make` returns on a one-thread runtime of its own, on a thread of its own at
+/// background priority: for what stands in for a remote party or serves on the side, and so must
+/// never take turns on the event loop's thread. The runtime is built here, so a failure to build
+/// it is the caller's error.
+fn spawn_background_runtime<F, Fut>(name: &str, make: F) -> Result<(), String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("{name} runtime: {e}"))?;
     std::thread::Builder::new()
-        .name("keel-ops".into())
+        .name(name.into())
         .spawn(move || {
             crate::priority::background_thread();
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("ops server runtime: {e}");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("ops server: {e}");
-                        return;
-                    }
-                };
-                let done = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(done)
-                    .await
-                {
-                    tracing::error!("ops server stopped: {e}");
-                }
-            });
+            rt.block_on(make());
         })
-        .map(|_| OpsServer(stop_tx))
-        .map_err(|e| format!("ops server thread: {e}"))
+        .map(|_| ())
+        .map_err(|e| format!("{name} thread: {e}"))
 }
 
 /// Stops the ops server when dropped, however `run` returns.

@@ -252,7 +252,7 @@ impl Driver {
 
     /// The engine's clock: virtual under a simulation, since `into_std` keeps tokio's view.
     fn now(&self) -> Time {
-        Time::from_nanos(Instant::now().duration_since(self.origin).as_nanos() as u64)
+        time_since(self.origin)
     }
 
     fn instant(&self, t: Time) -> Instant {
@@ -267,6 +267,7 @@ impl Driver {
         let mut publish = tokio::time::interval(Duration::from_millis(PUBLISH_MS));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutting_down = false;
+        let mut armed: Option<Instant> = None;
         let (probe_tx, mut probe_rx) = mpsc::channel::<std::time::Instant>(1);
         // The timer also stands in when the probe thread cannot start: the watchdog counts on
         // loop-lag samples as the loop's sign of progress.
@@ -285,10 +286,15 @@ impl Driver {
                 self.publish();
                 return (Exit::Clean, self.engine);
             }
+            // Re-arming the timer touches tokio's timer wheel; most turns (a frame each) leave
+            // the engine's deadline where it was. With none, the timer's branch is off.
             let deadline = self.engine.poll_timeout().map(|t| self.instant(t));
-            timer
-                .as_mut()
-                .reset(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d);
+                }
+                armed = deadline;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed(), if !shutting_down => {
@@ -386,12 +392,7 @@ impl Driver {
         loop {
             while let Some(o) = self.engine.poll_output() {
                 if let Some(obs) = self.observer.as_mut() {
-                    obs.output(
-                        Time::from_nanos(
-                            Instant::now().duration_since(self.origin).as_nanos() as u64
-                        ),
-                        &o,
-                    );
+                    obs.output(time_since(self.origin), &o);
                 }
                 self.dispatch(o);
             }
@@ -403,10 +404,7 @@ impl Driver {
             }
             if self.local.is_empty() {
                 if let Some(obs) = self.observer.as_mut() {
-                    let now = Time::from_nanos(
-                        Instant::now().duration_since(self.origin).as_nanos() as u64,
-                    );
-                    obs.turn(now, &self.engine);
+                    obs.turn(time_since(self.origin), &self.engine);
                 }
                 return;
             }
@@ -607,6 +605,11 @@ impl Driver {
         let view = HealthView::from_engine(&self.engine, now);
         self.health_tx.send_replace(Arc::new(view));
     }
+}
+
+/// The engine's time: how long since `origin`.
+fn time_since(origin: Instant) -> Time {
+    Time::from_nanos(Instant::now().duration_since(origin).as_nanos() as u64)
 }
 
 /// The thread behind [`LagProbe::Thread`]; it ends when the loop drops the receiver. False when

@@ -428,12 +428,7 @@ impl Decoder {
 
     /// Decodes raw bytes (a line of a capture file); refuses non-UTF-8 before anything else.
     pub fn decode_bytes<'a>(&'a mut self, bytes: &'a [u8]) -> R<Frame<'a>> {
-        if bytes.len() > self.frame_bytes_max {
-            return Err(DecodeError::Oversize {
-                len: bytes.len(),
-                max: self.frame_bytes_max,
-            });
-        }
+        self.check_len(bytes.len())?;
         if let Some(h) = crate::book_template::book(bytes, &mut self.bids, &mut self.asks) {
             return Ok(self.book_frame(h));
         }
@@ -445,11 +440,20 @@ impl Decoder {
     /// can hold it to the general path's answers.
     #[doc(hidden)]
     pub fn decode_template<'a>(&'a mut self, bytes: &'a [u8]) -> Option<Frame<'a>> {
-        if bytes.len() > self.frame_bytes_max {
-            return None;
-        }
+        self.check_len(bytes.len()).ok()?;
         let h = crate::book_template::book(bytes, &mut self.bids, &mut self.asks)?;
         Some(self.book_frame(h))
+    }
+
+    /// The length limit, checked before anything else.
+    fn check_len(&self, len: usize) -> R<()> {
+        if len > self.frame_bytes_max {
+            return Err(DecodeError::Oversize {
+                len,
+                max: self.frame_bytes_max,
+            });
+        }
+        Ok(())
     }
 
     fn book_frame<'a>(&'a self, head: BookFrame<'a>) -> Frame<'a> {
@@ -461,12 +465,7 @@ impl Decoder {
     }
 
     pub fn decode<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {
-        if text.len() > self.frame_bytes_max {
-            return Err(DecodeError::Oversize {
-                len: text.len(),
-                max: self.frame_bytes_max,
-            });
-        }
+        self.check_len(text.len())?;
         if let Some(h) = crate::book_template::book(text.as_bytes(), &mut self.bids, &mut self.asks)
         {
             return Ok(self.book_frame(h));

@@ -84,7 +84,7 @@ pub(crate) fn decimal_exact(b: &[u8], start: usize, end: usize) -> Option<Dec> {
 
 /// Signs, long numbers and refusals.
 #[cold]
-pub(crate) fn decimal_exact_slow(b: &[u8], start: usize, end: usize) -> Option<Dec> {
+fn decimal_exact_slow(b: &[u8], start: usize, end: usize) -> Option<Dec> {
     let mut i = start;
     raw_dec(b.get(..end)?, &mut i).filter(|_| i == end)
 }

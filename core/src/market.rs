@@ -38,6 +38,13 @@ impl Default for MarketConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BookId(u32);
 
+impl BookId {
+    /// Books are numbered densely from 0 in the order they were first seen.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesId(u32);
 

@@ -416,7 +416,8 @@ pub struct Engine {
     health: Health,
     /// Ordered, so repairs go out in the same order on every run with the same seed.
     repairs: BTreeMap<BookId, Repair>,
-    book_event_at: HashMap<BookId, Time>,
+    /// When each book (by [`BookId::index`]) last sent a top-of-book event.
+    book_event_at: Vec<Option<Time>>,
     preflight_left: usize,
     clock_skew_ms: Option<i64>,
     /// The wall clock at receipt of the latest pre-flight answer, for the clock skew.
@@ -483,7 +484,7 @@ impl Engine {
             topic_link,
             health,
             repairs: BTreeMap::new(),
-            book_event_at: HashMap::new(),
+            book_event_at: Vec::new(),
             preflight_left: 0,
             clock_skew_ms: None,
             pending_wall_ms: None,
@@ -846,12 +847,20 @@ impl Engine {
         if !synced {
             return;
         }
-        let due = self.book_event_at.get(&book).is_none_or(|t| {
-            now.since(*t) >= Duration::from_millis(self.config.book_event_interval_ms)
-        });
+        let due = self
+            .book_event_at
+            .get(book.index())
+            .copied()
+            .flatten()
+            .is_none_or(|t| {
+                now.since(t) >= Duration::from_millis(self.config.book_event_interval_ms)
+            });
         if due && let (Ok(bid), Ok(ask)) = (b.best_bid(), b.best_ask()) {
             let u = b.last_u().unwrap_or(0);
-            self.book_event_at.insert(book, now);
+            if self.book_event_at.len() <= book.index() {
+                self.book_event_at.resize(book.index() + 1, None);
+            }
+            self.book_event_at[book.index()] = Some(now);
             let symbol = self.market.book_symbol(book).to_string();
             self.outputs.push_back(Output::Event(Event::Top {
                 symbol,

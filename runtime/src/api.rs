@@ -49,7 +49,24 @@ fn bad(msg: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response()
 }
 
-/// `limit` (1..=1000, default 20) and nothing else.
+/// The query of a list endpoint: `limit` (1..=1000, default 20) and nothing else; anything else
+/// is refused with a 400 that names it.
+pub struct Limit(pub usize);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Limit {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        limit(&q).map(Limit).map_err(bad)
+    }
+}
+
 fn limit(q: &HashMap<String, String>) -> Result<usize, String> {
     if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
         return Err(format!(
@@ -71,27 +88,13 @@ fn state(api: &SharedApi) -> std::sync::MutexGuard<'_, ApiState> {
     api.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub async fn signals_latest(
-    State(api): State<SharedApi>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let n = match limit(&q) {
-        Ok(n) => n,
-        Err(msg) => return bad(msg),
-    };
+pub async fn signals_latest(State(api): State<SharedApi>, Limit(n): Limit) -> Response {
     let s = state(&api);
     let items: Vec<&Signal> = s.signals.iter().rev().take(n).collect();
     Json(json!({"signals": items})).into_response()
 }
 
-pub async fn orders(
-    State(api): State<SharedApi>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let n = match limit(&q) {
-        Ok(n) => n,
-        Err(msg) => return bad(msg),
-    };
+pub async fn orders(State(api): State<SharedApi>, Limit(n): Limit) -> Response {
     let s = state(&api);
     let items: Vec<serde_json::Value> = s
         .orders

@@ -4,11 +4,15 @@
 mod common;
 
 use common::*;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-/// (candles, requests) from the summary line.
-fn summary(out: &std::process::Output) -> (u64, u64) {
+/// Runs `keel` with `args`, which must succeed: (candles, requests) from its summary line.
+fn backfill(args: &[&str]) -> (u64, u64) {
+    let out = keel().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
@@ -48,17 +52,10 @@ fn backfill_stores_every_closed_candle_and_a_rerun_asks_at_most_once_per_symbol(
         "--db",
         &db,
     ];
-    let out = keel().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (candles, requests) = summary(&out);
+    let (candles, requests) = backfill(&args);
     assert_eq!(candles, WANT, "every closed candle of 2 days for 3 symbols");
     assert_eq!(requests, 9, "pages of 1000");
-    let out = keel().args(args).output().unwrap();
-    let (_, again) = summary(&out);
+    let (_, again) = backfill(&args);
     assert!(
         again <= 3,
         "a re-run makes at most one request per symbol: {again}"
@@ -67,36 +64,21 @@ fn backfill_stores_every_closed_candle_and_a_rerun_asks_at_most_once_per_symbol(
 
 #[test]
 fn backfill_under_429s_403s_and_timeouts_is_bounded_resumable_and_completes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let venue = keel()
-        .args([
-            "venue",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--symbols",
-            "BTCUSDT,ETHUSDT,SOLUSDT",
-        ])
-        .args(["--duration", "90"])
-        .args([
+    let port = free_port();
+    let _venue = spawn_venue(
+        port,
+        "BTCUSDT,ETHUSDT,SOLUSDT",
+        &[
+            "--duration",
+            "90",
             "--fault",
             r#"0:{"kind":"rest_status","status":429,"secs":2.0}"#,
-        ])
-        .args(["--fault", r#"2:{"kind":"forbid","secs":1.5}"#])
-        .args(["--fault", r#"4:{"kind":"delay_rest","ms":1500,"secs":3.0}"#])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _venue = Guard(venue);
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "venue starts");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            "--fault",
+            r#"2:{"kind":"forbid","secs":1.5}"#,
+            "--fault",
+            r#"4:{"kind":"delay_rest","ms":1500,"secs":3.0}"#,
+        ],
+    );
     let db = temp_db("faults");
     let url = format!("http://127.0.0.1:{port}");
     let args = [
@@ -124,13 +106,7 @@ fn backfill_under_429s_403s_and_timeouts_is_bounded_resumable_and_completes() {
             "not complete after {} runs: {total} of {WANT}",
             runs - 1
         );
-        let out = keel().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (candles, requests) = summary(&out);
+        let (candles, requests) = backfill(&args);
         // Nine pages, each tried at most retries_max + 1 = 5 times.
         assert!(requests <= 9 * 5, "bounded retries: {requests} requests");
         total += candles;

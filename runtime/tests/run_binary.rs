@@ -142,26 +142,7 @@ fn bad_configuration_is_a_clear_error_and_a_non_zero_exit() {
 #[test]
 fn unknown_symbol_on_the_venue_is_a_clear_error_and_a_non_zero_exit() {
     let vport = free_port();
-    let venue = keel()
-        .args([
-            "venue",
-            "--addr",
-            &format!("127.0.0.1:{vport}"),
-            "--symbols",
-            "BTCUSDT",
-            "--duration",
-            "60",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _venue = Guard(venue);
-    let t = Instant::now();
-    while get(vport, "/v5/market/time").is_none() {
-        assert!(t.elapsed() < Duration::from_secs(10), "venue starts");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _venue = spawn_venue(vport, "BTCUSDT", &["--duration", "60"]);
     let out = keel()
         .args([
             "run",

@@ -1,5 +1,6 @@
 //! Helpers the runtime's integration tests share: the binary, free ports, temporary stores, a
-//! minimal HTTP GET, and a guard that stops a child process however a test ends.
+//! minimal HTTP GET, a venue to test against, and a guard that stops a child process however a
+//! test ends.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{Read, Write};
@@ -56,6 +57,31 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `keel venue` on 127.0.0.1:`port` for `symbols`, with `extra` flags; returns once its REST
+/// answers (at most 10 s), and stops it when the guard drops.
+pub fn spawn_venue(port: u16, symbols: &str, extra: &[&str]) -> Guard {
+    let child = keel()
+        .args([
+            "venue",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--symbols",
+            symbols,
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    let t = std::time::Instant::now();
+    while get(port, "/v5/market/time").is_none() {
+        assert!(t.elapsed() < Duration::from_secs(10), "venue starts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard
 }
 
 pub fn sigterm(child: &Child) {

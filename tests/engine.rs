@@ -713,6 +713,22 @@ fn bars(from_min: u64, n: u64) -> Vec<keel_core::kline::Bar> {
         .collect()
 }
 
+/// No preflight or warm-up, 29,001 stored candles from END_MIN - 30,000 on, leaving a hole (a
+/// merge big enough for a compute job), and compute jobs held for the test to run.
+fn stored_history_wire() -> Wire {
+    let mut c = history_config();
+    c.preflight = false;
+    c.warmup_candles = 0;
+    let mut w = Wire::new(c);
+    w.engine.seed_history(
+        "BTCUSDT",
+        keel_core::topic::Interval::Min1,
+        &bars(END_MIN - 30_000, 29_001),
+    );
+    w.hold_compute = true;
+    w
+}
+
 fn history_config() -> EngineConfig {
     let mut c = config(&["BTCUSDT"]);
     c.kline_interval = Some(keel_core::topic::Interval::Min1);
@@ -732,18 +748,7 @@ fn big_history_merge_runs_as_a_compute_job_and_is_installed() {
         "warm-up asked for history"
     );
     // The REST page was merged inline (small); now a big stored history and a gap backfill.
-    let mut w2 = {
-        let mut c = history_config();
-        c.preflight = false;
-        c.warmup_candles = 0;
-        Wire::new(c)
-    };
-    w2.engine.seed_history(
-        "BTCUSDT",
-        keel_core::topic::Interval::Min1,
-        &bars(END_MIN - 30_000, 29_001),
-    );
-    w2.hold_compute = true;
+    let mut w2 = stored_history_wire();
     // A live close after a hole: the engine asks REST for the hole, then merges it.
     let topic = "kline.1.BTCUSDT";
     let close = format!(
@@ -786,16 +791,7 @@ fn big_history_merge_runs_as_a_compute_job_and_is_installed() {
 
 #[test]
 fn a_live_close_during_a_merge_job_makes_the_engine_redo_it_and_lose_nothing() {
-    let mut c = history_config();
-    c.preflight = false;
-    c.warmup_candles = 0;
-    let mut w = Wire::new(c);
-    w.engine.seed_history(
-        "BTCUSDT",
-        keel_core::topic::Interval::Min1,
-        &bars(END_MIN - 30_000, 29_001),
-    );
-    w.hold_compute = true;
+    let mut w = stored_history_wire();
     let topic = "kline.1.BTCUSDT";
     let close = |m: u64| {
         format!(

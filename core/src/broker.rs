@@ -393,6 +393,18 @@ mod tests {
         }
     }
 
+    /// A signal for `side` against a one-level book: `qty` at `bid` and at `ask`.
+    fn trade(
+        b: &mut Broker,
+        side: SignalSide,
+        bid: i64,
+        ask: i64,
+        qty: &str,
+        now_ms: u64,
+    ) -> Option<Execution> {
+        b.on_signal(&sig(side), &[l(bid, qty)], &[l(ask, qty)], None, now_ms)
+    }
+
     fn sig(side: SignalSide) -> Signal {
         Signal {
             symbol: "BTCUSDT".into(),
@@ -442,23 +454,8 @@ mod tests {
     #[test]
     fn sell_after_buy_flips_the_position_and_realises_pnl() {
         let mut b = Broker::new(cfg(), 7, 0);
-        b.on_signal(
-            &sig(SignalSide::Buy),
-            &[l(99, "100")],
-            &[l(100, "100")],
-            None,
-            0,
-        )
-        .unwrap();
-        let e = b
-            .on_signal(
-                &sig(SignalSide::Sell),
-                &[l(110, "100")],
-                &[l(111, "100")],
-                None,
-                1,
-            )
-            .unwrap();
+        trade(&mut b, SignalSide::Buy, 99, 100, "100", 0).unwrap();
+        let e = trade(&mut b, SignalSide::Sell, 110, 111, "100", 1).unwrap();
         assert_eq!(e.order.client_order_id, "keel-7-0000000001");
         let p = b.position("BTCUSDT").unwrap();
         assert!(p.qty.is_negative());
@@ -472,15 +469,7 @@ mod tests {
         let mut small = cfg();
         small.position_notional_max = 500.0;
         let mut b = Broker::new(small, 1, 0);
-        let e = b
-            .on_signal(
-                &sig(SignalSide::Buy),
-                &[l(99, "100")],
-                &[l(100, "100")],
-                None,
-                0,
-            )
-            .unwrap();
+        let e = trade(&mut b, SignalSide::Buy, 99, 100, "100", 0).unwrap();
         assert_eq!(
             e.order.status,
             OrderStatus::Rejected("position limit".into())
@@ -493,26 +482,11 @@ mod tests {
             1,
             0,
         );
-        b.on_signal(
-            &sig(SignalSide::Buy),
-            &[l(99, "100")],
-            &[l(100, "100")],
-            None,
-            0,
-        )
-        .unwrap();
+        trade(&mut b, SignalSide::Buy, 99, 100, "100", 0).unwrap();
         // ~10 units from 100: a fall to 60 loses ~400, within 500; a fall to 1 does not.
         assert!(b.check_risk(1, &|_| Some(Dec::from_int(60))).is_none());
         assert!(b.check_risk(2, &|_| Some(Dec::from_int(1))).is_some());
-        let e = b
-            .on_signal(
-                &sig(SignalSide::Sell),
-                &[l(1, "100")],
-                &[l(2, "100")],
-                None,
-                3,
-            )
-            .unwrap();
+        let e = trade(&mut b, SignalSide::Sell, 1, 2, "100", 3).unwrap();
         assert!(
             matches!(e.order.status, OrderStatus::Rejected(ref r) if r.starts_with("kill switch"))
         );
@@ -521,15 +495,7 @@ mod tests {
     #[test]
     fn thin_books_reject_instead_of_filling_partially() {
         let mut b = Broker::new(cfg(), 1, 0);
-        let e = b
-            .on_signal(
-                &sig(SignalSide::Buy),
-                &[l(99, "1")],
-                &[l(100, "1")],
-                None,
-                0,
-            )
-            .unwrap();
+        let e = trade(&mut b, SignalSide::Buy, 99, 100, "1", 0).unwrap();
         assert_eq!(
             e.order.status,
             OrderStatus::Rejected("not enough depth in the book".into())

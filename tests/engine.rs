@@ -210,11 +210,16 @@ impl Wire {
                 r#"{{"retCode":0,"retMsg":"OK","result":{result},"retExtInfo":{{}},"time":1700000000000}}"#
             )
         };
+        // Every market path but the time names one symbol.
+        let symbol = path
+            .split("symbol=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .unwrap_or("");
         if path.starts_with("/v5/market/time") {
             return env(r#"{"timeSecond":"1700000000","timeNano":"1700000000250000000"}"#.into());
         }
         if path.starts_with("/v5/market/instruments-info") {
-            let symbol = path.split("symbol=").nth(1).unwrap_or("");
             let list = if self.listed.iter().any(|s| s == symbol) {
                 format!(r#"[{{"symbol":"{symbol}","status":"Trading"}}]"#)
             } else {
@@ -231,26 +236,12 @@ impl Wire {
                     format!(r#"["{start}","1","2","0.5","1.5","10","15"]"#)
                 })
                 .collect();
-            let symbol = path
-                .split("symbol=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap();
             return env(format!(
                 r#"{{"symbol":"{symbol}","category":"linear","list":[{}]}}"#,
                 rows.join(",")
             ));
         }
         if path.starts_with("/v5/market/orderbook") {
-            let symbol = path
-                .split("symbol=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap();
             let (u, bid, ask) = self.books[&format!("orderbook.1000.{symbol}")];
             return env(format!(
                 r#"{{"s":"{symbol}","b":[["{bid}","5"]],"a":[["{ask}","5"]],"ts":1,"u":{u},"seq":{u}}}"#

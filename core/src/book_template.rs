@@ -17,7 +17,7 @@
 
 use crate::codec::{BookFrame, LEVELS_PER_SIDE_MAX, Level, UpdateKind};
 use crate::decimal::Dec;
-use crate::swar::{Quotes, decimal_exact};
+use crate::swar::{json_uint, quoted_decimal, word_at};
 use crate::topic::{Channel, Topic};
 
 struct Cursor<'a> {
@@ -70,30 +70,17 @@ impl<'a> Cursor<'a> {
     /// A JSON integer that fits `u64` when written in at most 19 digits; no leading zero.
     #[inline]
     fn uint(&mut self) -> Option<u64> {
-        let b = self.bytes();
-        let start = self.pos;
-        let mut v: u64 = 0;
-        while let Some(d) = b
-            .get(self.pos)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|d| *d <= 9)
-        {
-            v = v.wrapping_mul(10).wrapping_add(d as u64);
-            self.pos += 1;
-        }
-        // Nineteen digits always fit; longer numbers go to the general path.
-        let len = self.pos - start;
-        if len == 0 || len > 19 || (len > 1 && b[start] == b'0') {
-            return None;
-        }
+        let (v, len) = json_uint(self.bytes(), self.pos)?;
+        self.pos += len;
         Some(v)
     }
 
     /// `[]` or `[["px","qty"],...]` with a positive price and a size of zero or more.
     ///
-    /// The quotes are found eight bytes at a time ahead of the digits, so each level's numbers
-    /// are known to lie between quotes before they are read, and one number never waits on the
-    /// reading of the one before it.
+    /// Each number's text is read as one word, which also shows where its closing quote is; the
+    /// punctuation around it is checked a word at a time. Finding the quotes ahead of the digits
+    /// with a running bitmap cost a mispredicted branch whenever a level straddled a word
+    /// (BENCHMARKS.md, "Closing the gap").
     #[inline]
     fn levels(&mut self, out: &mut Vec<Level>) -> Option<()> {
         out.clear();
@@ -102,43 +89,43 @@ impl<'a> Cursor<'a> {
             return Some(());
         }
         let b = self.bytes();
-        let mut quotes = Quotes::from(b, self.pos);
+        let mut pos = self.pos;
         loop {
             if out.len() == LEVELS_PER_SIDE_MAX {
                 return None;
             }
-            // `["` px `","` qty `"]`: four quotes, and between them only what is checked here.
-            let open = self.pos;
-            let (q0, q1, q2, q3) = (
-                quotes.next_quote()?,
-                quotes.next_quote()?,
-                quotes.next_quote()?,
-                quotes.next_quote()?,
-            );
-            if b[open] != b'[' || q0 != open + 1 || q2 != q1 + 2 || b[q1 + 1] != b',' {
+            // `["` px `","` qty `"]` and then `,` or the closing `]`.
+            if word_at(b, pos) & 0xFFFF != OPEN_LEVEL {
                 return None;
             }
-            if b.get(q3 + 1) != Some(&b']') {
+            let (px, end) = quoted_decimal(b, pos + 2)?;
+            if word_at(b, end) & 0xFF_FFFF != BETWEEN_NUMBERS {
                 return None;
             }
-            let px = decimal_exact(b, q0 + 1, q1)?;
-            let qty = decimal_exact(b, q2 + 1, q3)?;
+            let (qty, end) = quoted_decimal(b, end + 3)?;
             if px <= Dec::ZERO || qty.is_negative() {
                 return None;
             }
             out.push(Level { px, qty });
-            self.pos = q3 + 2;
-            match b.get(self.pos)? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            let tail = word_at(b, end) & 0xFF_FFFF;
+            pos = end + 3;
+            if tail == LEVEL_THEN_MORE {
+                continue;
             }
+            if tail == LEVEL_THEN_END {
+                self.pos = pos;
+                return Some(());
+            }
+            return None;
         }
     }
 }
+
+/// The punctuation of a level as little-endian words of its bytes.
+const OPEN_LEVEL: u64 = u16::from_le_bytes(*b"[\"") as u64;
+const BETWEEN_NUMBERS: u64 = u32::from_le_bytes(*b"\",\"\0") as u64;
+const LEVEL_THEN_MORE: u64 = u32::from_le_bytes(*b"\"],\0") as u64;
+const LEVEL_THEN_END: u64 = u32::from_le_bytes(*b"\"]]\0") as u64;
 
 /// Reads `b` as an order-book frame laid out as Bybit lays it out, filling `bids` and `asks`;
 /// `None` when it is laid out any other way or would be refused. The buffers may hold anything

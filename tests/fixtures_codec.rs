@@ -57,8 +57,8 @@ fn doc_orderbook_delta_example_decodes_with_exact_levels() {
     );
     assert_eq!(b.bids.len(), 5);
     assert_eq!(b.asks.len(), 7);
-    assert_eq!(b.bids[0].px, Dec::parse("30247.2").unwrap());
-    assert!(b.bids[4].qty.is_zero());
+    assert_eq!(b.bids[0].px(), Dec::parse("30247.2").unwrap());
+    assert!(b.bids[4].qty().is_zero());
 }
 
 #[test]

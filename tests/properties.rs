@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use keel_core::book::{Applied, BookState, OrderBook};
-use keel_core::codec::{KlineData, Level};
+use keel_core::codec::{BookFrame, KlineData, Level, UpdateKind, WireLevel};
 use keel_core::kline::{Bar, CandleSource, KlineSeries};
 use keel_core::market::Market;
 use keel_core::topic::Interval;
@@ -28,6 +28,8 @@ enum BookOp {
         bids: Vec<(u32, u32)>,
         asks: Vec<(u32, u32)>,
         du: i64,
+        /// Applied as a decoded frame (the live path) rather than as decimals (REST, replays).
+        as_frame: bool,
     },
     Restart {
         bids: Vec<(u32, u32)>,
@@ -44,26 +46,36 @@ fn side(lo: u32, hi: u32) -> impl Strategy<Value = Vec<(u32, u32)>> {
 fn book_op() -> impl Strategy<Value = BookOp> {
     prop_oneof![
         1 => (side(1, 60), side(40, 100), 1u64..1000).prop_map(|(bids, asks, u)| BookOp::Snapshot { bids, asks, u }),
-        8 => (side(1, 60), side(40, 100), prop_oneof![8 => Just(1i64), 1 => -3i64..=0, 1 => 2i64..5], any::<bool>())
-            .prop_map(|(mut bids, mut asks, du, best_first)| {
+        8 => (side(1, 60), side(40, 100), prop_oneof![8 => Just(1i64), 1 => -3i64..=0, 1 => 2i64..5], any::<bool>(), any::<bool>())
+            .prop_map(|(mut bids, mut asks, du, best_first, as_frame)| {
                 if best_first {
                     bids.sort_by_key(|l| std::cmp::Reverse(l.0));
                     bids.dedup_by_key(|l| l.0);
                     asks.sort_by_key(|l| l.0);
                     asks.dedup_by_key(|l| l.0);
                 }
-                BookOp::Delta { bids, asks, du }
+                BookOp::Delta { bids, asks, du, as_frame }
             }),
         1 => (side(1, 60), side(40, 100)).prop_map(|(bids, asks)| BookOp::Restart { bids, asks }),
     ]
 }
 
+/// Ticks as hundredths of a price and thousandths of a size: "0.5" and "0.37" need different
+/// places, so the book widens its units as levels arrive (the order of the ticks is kept).
 fn lv(v: &[(u32, u32)]) -> Vec<Level> {
     v.iter()
         .map(|(p, q)| Level {
-            px: Dec::from_int(*p as i64),
-            qty: Dec::from_int(*q as i64),
+            px: Dec::from_parts(*p as u64, 2, false),
+            qty: Dec::from_parts(*q as u64, 3, false),
         })
+        .collect()
+}
+
+/// The same levels as the decoder hands them over, for the book's frame path.
+fn wire(v: &[(u32, u32)]) -> Vec<WireLevel> {
+    lv(v)
+        .into_iter()
+        .map(|l| WireLevel::from_level(l).unwrap())
         .collect()
 }
 
@@ -136,10 +148,26 @@ proptest! {
                         m.load(&bids, &asks, 1);
                     }
                 }
-                BookOp::Delta { bids, asks, du } => {
+                BookOp::Delta { bids, asks, du, as_frame } => {
                     let last = m.u.unwrap_or(0);
                     let u = (last as i64 + du).max(0) as u64;
-                    let got = book.apply_delta(&lv(&bids), &lv(&asks), u, None, 0);
+                    let got = if as_frame {
+                        let (b, a) = (wire(&bids), wire(&asks));
+                        book.apply(&BookFrame {
+                            topic: "orderbook.50.T",
+                            symbol: "T",
+                            depth: 50,
+                            kind: UpdateKind::Delta,
+                            ts: 0,
+                            u,
+                            seq: None,
+                            cts: None,
+                            bids: &b,
+                            asks: &a,
+                        })
+                    } else {
+                        book.apply_delta(&lv(&bids), &lv(&asks), u, None, 0)
+                    };
                     if m.state != BookState::Synced {
                         prop_assert_eq!(got, Applied::Ignored);
                     } else if u <= last {

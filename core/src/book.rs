@@ -4,11 +4,12 @@
 //! descending. An insert or delete moves whichever side of it is shorter, so changes at the top
 //! and at the deep edge of the window (where levels enter and leave) are both cheap, and a delta
 //! costs a binary search plus a short move (BENCHMARKS.md: a plain `Vec` paid a full-book move
-//! for every change at the deep edge). Nothing is ever re-sorted per delta.
+//! for every change at the deep edge). Nothing is ever re-sorted per delta. Levels are stored as
+//! integer counts of the book's units ([`crate::book_side`]) and read back as exact decimals.
 
-use std::cmp::Ordering;
 use std::collections::VecDeque;
 
+use crate::book_side::{self, Countable, OutOfRange, Slot, Units};
 use crate::codec::{BookFrame, Level, UpdateKind};
 use crate::decimal::Dec;
 
@@ -40,6 +41,9 @@ pub enum ResyncReason {
     Crossed,
     /// The connection was lost or replaced; a new snapshot must come first.
     Reconnect,
+    /// A level the book cannot hold exactly: a negative value, or a book that would need a huge
+    /// price and many decimal places at once. The frame was not applied.
+    OutOfRange,
 }
 
 /// What one frame did to a book.
@@ -102,28 +106,19 @@ pub struct BookCounters {
     pub levels_truncated: u64,
     /// Deltas dropped because the hold buffer was full (the repair then starts over).
     pub held_overflow: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Bid,
-    Ask,
-}
-
-/// Orders a side's storage so that its best level is last.
-#[inline]
-fn storage_cmp(side: Side, stored: Dec, px: Dec) -> Ordering {
-    match side {
-        Side::Bid => stored.cmp(&px),
-        Side::Ask => px.cmp(&stored),
-    }
+    /// Frames refused because a level was out of the book's range.
+    pub out_of_range: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct OrderBook {
     depth: usize,
-    bids: VecDeque<Level>,
-    asks: VecDeque<Level>,
+    bids: VecDeque<Slot>,
+    asks: VecDeque<Slot>,
+    units: Units,
+    /// The frame being applied, in the book's units; kept to reuse their allocations.
+    incoming_bids: Vec<Slot>,
+    incoming_asks: Vec<Slot>,
     state: BookState,
     last_u: Option<u64>,
     last_seq: Option<u64>,
@@ -144,6 +139,9 @@ impl OrderBook {
             depth,
             bids: VecDeque::with_capacity(capacity),
             asks: VecDeque::with_capacity(capacity),
+            units: Units::default(),
+            incoming_bids: Vec::new(),
+            incoming_asks: Vec::new(),
             state: BookState::Empty,
             last_u: None,
             last_seq: None,
@@ -194,12 +192,14 @@ impl OrderBook {
 
     pub fn best_bid(&self) -> Result<Level, BookReadError> {
         self.synced()?;
-        self.bids.back().copied().ok_or(BookReadError::EmptySide)
+        let best = self.bids.back().ok_or(BookReadError::EmptySide)?;
+        Ok(self.units.level(*best))
     }
 
     pub fn best_ask(&self) -> Result<Level, BookReadError> {
         self.synced()?;
-        self.asks.back().copied().ok_or(BookReadError::EmptySide)
+        let best = self.asks.back().ok_or(BookReadError::EmptySide)?;
+        Ok(self.units.level(*best))
     }
 
     /// The mid price of a synced book with both sides; the mark for PnL and risk.
@@ -214,23 +214,27 @@ impl OrderBook {
     /// Up to `n` bids, best first.
     pub fn top_bids(&self, n: usize) -> Result<impl Iterator<Item = Level> + '_, BookReadError> {
         self.synced()?;
-        Ok(self.bids.iter().rev().take(n).copied())
+        let units = self.units;
+        Ok(self.bids.iter().rev().take(n).map(move |s| units.level(*s)))
     }
 
     /// Up to `n` asks, best first.
     pub fn top_asks(&self, n: usize) -> Result<impl Iterator<Item = Level> + '_, BookReadError> {
         self.synced()?;
-        Ok(self.asks.iter().rev().take(n).copied())
+        let units = self.units;
+        Ok(self.asks.iter().rev().take(n).map(move |s| units.level(*s)))
     }
 
     /// The book's contents whatever its state, best first: for diagnostics, replays and
     /// comparisons, never for trading decisions.
     pub fn raw_bids(&self) -> impl ExactSizeIterator<Item = Level> + '_ {
-        self.bids.iter().rev().copied()
+        let units = self.units;
+        self.bids.iter().rev().map(move |s| units.level(*s))
     }
 
     pub fn raw_asks(&self) -> impl ExactSizeIterator<Item = Level> + '_ {
-        self.asks.iter().rev().copied()
+        let units = self.units;
+        self.asks.iter().rev().map(move |s| units.level(*s))
     }
 
     fn synced(&self) -> Result<(), BookReadError> {
@@ -245,8 +249,8 @@ impl OrderBook {
     /// Applies one decoded frame of this book's topic.
     pub fn apply(&mut self, f: &BookFrame<'_>) -> Applied {
         match f.kind {
-            UpdateKind::Snapshot => self.apply_snapshot(f.bids, f.asks, f.u, f.seq, f.ts),
-            UpdateKind::Delta => self.apply_delta(f.bids, f.asks, f.u, f.seq, f.ts),
+            UpdateKind::Snapshot => self.snapshot(f.bids, f.asks, f.u, f.seq, f.ts),
+            UpdateKind::Delta => self.delta(f.bids, f.asks, f.u, f.seq, f.ts),
         }
     }
 
@@ -260,14 +264,42 @@ impl OrderBook {
         seq: Option<u64>,
         ts: u64,
     ) -> Applied {
+        self.snapshot(bids, asks, u, seq, ts)
+    }
+
+    /// Applies a delta that must follow the last applied `u`.
+    pub fn apply_delta(
+        &mut self,
+        bids: &[Level],
+        asks: &[Level],
+        u: u64,
+        seq: Option<u64>,
+        ts: u64,
+    ) -> Applied {
+        self.delta(bids, asks, u, seq, ts)
+    }
+
+    fn snapshot<L: Countable>(
+        &mut self,
+        bids: &[L],
+        asks: &[L],
+        u: u64,
+        seq: Option<u64>,
+        ts: u64,
+    ) -> Applied {
         // Level 1 re-pushes an unchanged book every 3 s with the same `u` (Bybit v5 docs).
         if self.depth == 1 && self.state == BookState::Synced && self.last_u == Some(u) {
             self.counters.repeats += 1;
             return Applied::Repeat;
         }
+        if self.encode(bids, asks).is_err() {
+            return self.out_of_range();
+        }
         self.counters.snapshots += 1;
-        self.counters.levels_truncated += fill_side(&mut self.bids, bids, Side::Bid, self.depth);
-        self.counters.levels_truncated += fill_side(&mut self.asks, asks, Side::Ask, self.depth);
+        self.counters.levels_truncated +=
+            book_side::fill::<false>(&mut self.bids, &self.incoming_bids, self.depth);
+        self.counters.levels_truncated +=
+            book_side::fill::<true>(&mut self.asks, &self.incoming_asks, self.depth);
         self.last_u = Some(u);
         self.last_seq = seq;
         self.last_ts = Some(ts);
@@ -282,7 +314,7 @@ impl OrderBook {
     /// Applies held deltas newer than the snapshot just loaded, in order.
     fn replay_held(&mut self, held: Vec<HeldDelta>) -> Applied {
         for d in held {
-            match self.apply_delta(&d.bids, &d.asks, d.u, d.seq, d.ts) {
+            match self.delta(&d.bids, &d.asks, d.u, d.seq, d.ts) {
                 Applied::Desynced(r) => return Applied::Desynced(r),
                 Applied::Delta | Applied::Stale => {}
                 other => return other,
@@ -291,10 +323,10 @@ impl OrderBook {
         Applied::Snapshot
     }
 
-    pub fn apply_delta(
+    fn delta<L: Countable>(
         &mut self,
-        bids: &[Level],
-        asks: &[Level],
+        bids: &[L],
+        asks: &[L],
         u: u64,
         seq: Option<u64>,
         ts: u64,
@@ -306,8 +338,8 @@ impl OrderBook {
                         u,
                         seq,
                         ts,
-                        bids: bids.to_vec(),
-                        asks: asks.to_vec(),
+                        bids: bids.iter().map(L::level).collect(),
+                        asks: asks.iter().map(L::level).collect(),
                     });
                 } else {
                     // The repair fell too far behind; it will be retried from scratch.
@@ -332,10 +364,13 @@ impl OrderBook {
             self.state = BookState::Resyncing;
             return Applied::Desynced(reason);
         }
-        apply_side(&mut self.bids, bids, Side::Bid);
-        apply_side(&mut self.asks, asks, Side::Ask);
-        self.counters.levels_truncated += truncate_worst(&mut self.bids, self.depth);
-        self.counters.levels_truncated += truncate_worst(&mut self.asks, self.depth);
+        if self.encode(bids, asks).is_err() {
+            return self.out_of_range();
+        }
+        book_side::apply_side::<false>(&mut self.bids, &self.incoming_bids);
+        book_side::apply_side::<true>(&mut self.asks, &self.incoming_asks);
+        self.counters.levels_truncated += book_side::truncate_worst(&mut self.bids, self.depth);
+        self.counters.levels_truncated += book_side::truncate_worst(&mut self.asks, self.depth);
         self.counters.deltas += 1;
         self.last_u = Some(u);
         self.last_seq = seq;
@@ -351,6 +386,28 @@ impl OrderBook {
         }
     }
 
+    /// The frame's levels in the book's units, in `incoming_*`.
+    fn encode<L: Countable>(&mut self, bids: &[L], asks: &[L]) -> Result<(), OutOfRange> {
+        book_side::encode(
+            [bids, asks],
+            &mut self.units,
+            [&mut self.incoming_bids, &mut self.incoming_asks],
+            [&mut self.bids, &mut self.asks],
+        )
+    }
+
+    /// Refuses a frame with a level the book cannot hold; the book is not read until a
+    /// snapshot it can hold arrives.
+    #[cold]
+    fn out_of_range(&mut self) -> Applied {
+        self.counters.out_of_range += 1;
+        self.state = match self.state {
+            BookState::Empty => BookState::Empty,
+            _ => BookState::Resyncing,
+        };
+        Applied::Desynced(ResyncReason::OutOfRange)
+    }
+
     fn check_crossed(&mut self, ok: Applied) -> Applied {
         if let (Some(b), Some(a)) = (self.bids.back(), self.asks.back())
             && b.px >= a.px
@@ -361,119 +418,6 @@ impl OrderBook {
         }
         ok
     }
-}
-
-/// Most levels whose places are searched for together; a delta carries about ten.
-const SEARCH_BATCH_LEVELS_MAX: usize = 16;
-
-/// Applies one side of a delta. Bybit lists a side best first with each price once; then the
-/// levels' places in storage only move towards the worst end, so all of them can be searched for
-/// against the side as it stands and applied in the order given: a change at one place never
-/// moves a place still to come. Searching them together overlaps their memory loads; one binary
-/// search after another waited on each load in turn and took over a quarter of a frame's time
-/// (BENCHMARKS.md, "Closing the gap"). A side in any other order goes one level at a time.
-#[inline]
-fn apply_side(side_levels: &mut VecDeque<Level>, levels: &[Level], side: Side) {
-    let best_first = levels
-        .windows(2)
-        .all(|w| storage_cmp(side, w[1].px, w[0].px) == Ordering::Less);
-    let batch = if best_first {
-        SEARCH_BATCH_LEVELS_MAX
-    } else {
-        1
-    };
-    for chunk in levels.chunks(batch) {
-        let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
-        let at = &mut at[..chunk.len()];
-        match side {
-            Side::Bid => lower_bounds::<false>(&mut *side_levels, chunk, at),
-            Side::Ask => lower_bounds::<true>(&mut *side_levels, chunk, at),
-        }
-        for (l, &i) in chunk.iter().zip(at.iter()) {
-            let found = side_levels.get(i).is_some_and(|s| s.px == l.px);
-            match (found, l.qty.is_zero()) {
-                (true, true) => {
-                    side_levels.remove(i);
-                }
-                (true, false) => side_levels[i].qty = l.qty,
-                // "If you receive an amount that does not exist, insert it" - but a zero for a
-                // price we do not hold has nothing to delete.
-                (false, true) => {}
-                (false, false) => side_levels.insert(i, *l),
-            }
-        }
-    }
-}
-
-/// For each level, the first place in storage order not before it, searched in lock step: every
-/// search takes the same number of halvings, so each round issues one independent load per level.
-/// Branch-free so that the rounds do not wait on comparisons. `ASK` reverses the order (asks are
-/// stored descending).
-#[inline]
-fn lower_bounds<const ASK: bool>(
-    side_levels: &mut VecDeque<Level>,
-    keys: &[Level],
-    out: &mut [usize],
-) {
-    // Rotates only when the deque has wrapped; the rounds then index one slice instead of
-    // choosing between two halves at every load (BENCHMARKS.md: 700 -> 658 ns a frame).
-    let all: &[Level] = side_levels.make_contiguous();
-    let n = all.len();
-    if n == 0 {
-        out.fill(0);
-        return;
-    }
-    let px_at = |i: usize| -> Dec { all[i].px };
-    let before = |stored: Dec, key: Dec| if ASK { stored > key } else { stored < key };
-    out.fill(0);
-    let mut size = n;
-    while size > 1 {
-        let half = size / 2;
-        for (base, key) in out.iter_mut().zip(keys) {
-            let mid = *base + half;
-            *base = if before(px_at(mid), key.px) {
-                mid
-            } else {
-                *base
-            };
-        }
-        size -= half;
-    }
-    for (base, key) in out.iter_mut().zip(keys) {
-        *base += before(px_at(*base), key.px) as usize;
-    }
-}
-
-/// Drops the worst levels beyond `depth`; returns how many.
-fn truncate_worst(side_levels: &mut VecDeque<Level>, depth: usize) -> u64 {
-    let excess = side_levels.len().saturating_sub(depth);
-    if excess > 0 {
-        side_levels.drain(..excess);
-    }
-    excess as u64
-}
-
-/// Loads a snapshot side; returns how many levels did not fit the depth.
-fn fill_side(dst: &mut VecDeque<Level>, src: &[Level], side: Side, depth: usize) -> u64 {
-    let mut v: Vec<Level> = std::mem::take(dst).into();
-    v.clear();
-    v.extend_from_slice(src);
-    let dst_vec = &mut v;
-    let n = fill_vec(dst_vec, side);
-    *dst = v.into();
-    n + truncate_worst(dst, depth)
-}
-
-fn fill_vec(dst: &mut Vec<Level>, side: Side) -> u64 {
-    // Venue snapshots arrive best first, so the reversed slice is already in storage order and
-    // the stable sort below is a single linear pass; it still copes with any order.
-    dst.reverse();
-    dst.sort_by(|a, b| storage_cmp(side, a.px, b.px));
-    // The reverse put the venue's later entry for a repeated price first, and the sort is
-    // stable, so keeping the first of each run keeps what the venue said last.
-    dst.dedup_by(|next, kept| next.px == kept.px);
-    dst.retain(|l| !l.qty.is_zero());
-    0
 }
 
 #[cfg(test)]
@@ -677,6 +621,52 @@ mod tests {
         assert_eq!(b.mid(), Ok(Dec::parse("100.5").unwrap()));
         b.invalidate();
         assert_eq!(b.mid(), Err(BookReadError::NotSynced(BookState::Resyncing)));
+    }
+
+    #[test]
+    fn a_level_with_more_places_widens_the_book_without_changing_it() {
+        let mut b = synced_book();
+        b.apply_delta(&[l("99.125", "0.5")], &[l("101.5", "2.25")], 11, None, 0);
+        assert_eq!(
+            bids(&b),
+            vec![
+                l("100", "1"),
+                l("99.125", "0.5"),
+                l("99", "2"),
+                l("98", "3")
+            ]
+        );
+        assert_eq!(b.best_ask(), Ok(l("101", "1")));
+        assert_eq!(
+            b.raw_asks().collect::<Vec<_>>(),
+            vec![l("101", "1"), l("101.5", "2.25"), l("102", "2")]
+        );
+    }
+
+    #[test]
+    fn a_level_the_book_cannot_hold_is_refused_and_the_book_left_as_it_was() {
+        let mut b = synced_book();
+        // A price of 10^17 and one with 3 places cannot share u64 thousandths.
+        let huge = l("100000000000000000", "1");
+        assert_eq!(
+            b.apply_delta(&[], &[huge], 11, None, 0),
+            Applied::Delta,
+            "alone it fits"
+        );
+        let asks_before: Vec<Level> = b.raw_asks().collect();
+        let got = b.apply_delta(&[l("99.125", "1")], &[], 12, None, 0);
+        assert_eq!(got, Applied::Desynced(ResyncReason::OutOfRange));
+        assert_eq!(b.state(), BookState::Resyncing);
+        assert_eq!(b.counters().out_of_range, 1);
+        assert_eq!(b.last_u(), Some(11));
+        assert_eq!(bids(&b), vec![l("100", "1"), l("99", "2"), l("98", "3")]);
+        assert_eq!(b.raw_asks().collect::<Vec<_>>(), asks_before);
+        assert_eq!(asks_before.last(), Some(&huge));
+        // A negative size is refused the same way, before any level moves.
+        let mut b = synced_book();
+        let got = b.apply_snapshot(&[l("90", "-1")], &[l("91", "1")], 20, None, 0);
+        assert_eq!(got, Applied::Desynced(ResyncReason::OutOfRange));
+        assert_eq!(bids(&b), vec![l("100", "1"), l("99", "2"), l("98", "3")]);
     }
 
     #[test]

@@ -15,8 +15,7 @@
 //! gives the typed error. So this path has one duty: accept only what the scanner accepts and
 //! produce the same frame; `tests/book_template.rs` checks that on real and mutated frames.
 
-use crate::codec::{BookFrame, LEVELS_PER_SIDE_MAX, Level, UpdateKind};
-use crate::decimal::Dec;
+use crate::codec::{BookFrame, LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
 use crate::swar::{json_uint, quoted_decimal, word_at};
 use crate::topic::{Channel, Topic};
 
@@ -82,7 +81,7 @@ impl<'a> Cursor<'a> {
     /// with a running bitmap cost a mispredicted branch whenever a level straddled a word
     /// (BENCHMARKS.md, "Closing the gap").
     #[inline]
-    fn levels(&mut self, out: &mut Vec<Level>) -> Option<()> {
+    fn levels(&mut self, out: &mut Vec<WireLevel>) -> Option<()> {
         out.clear();
         self.lit(b"[")?;
         if self.lit(b"]").is_some() {
@@ -98,15 +97,15 @@ impl<'a> Cursor<'a> {
             if word_at(b, pos) & 0xFFFF != OPEN_LEVEL {
                 return None;
             }
-            let (px, end) = quoted_decimal(b, pos + 2)?;
+            let ((px, px_places), end) = quoted_decimal(b, pos + 2)?;
             if word_at(b, end) & 0xFF_FFFF != BETWEEN_NUMBERS {
                 return None;
             }
-            let (qty, end) = quoted_decimal(b, end + 3)?;
-            if px <= Dec::ZERO || qty.is_negative() {
+            let ((qty, qty_places), end) = quoted_decimal(b, end + 3)?;
+            if px == 0 {
                 return None;
             }
-            out.push(Level { px, qty });
+            out.push(WireLevel::new(px, px_places, qty, qty_places)?);
             let tail = word_at(b, end) & 0xFF_FFFF;
             pos = end + 3;
             if tail == LEVEL_THEN_MORE {
@@ -133,8 +132,8 @@ const LEVEL_THEN_END: u64 = u32::from_le_bytes(*b"\"]]\0") as u64;
 #[inline]
 pub(crate) fn book<'a>(
     b: &'a [u8],
-    bids: &mut Vec<Level>,
-    asks: &mut Vec<Level>,
+    bids: &mut Vec<WireLevel>,
+    asks: &mut Vec<WireLevel>,
 ) -> Option<BookFrame<'a>> {
     let mut c = Cursor { b, pos: 0 };
     c.lit(b"{\"topic\":\"")?;

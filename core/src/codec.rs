@@ -5,7 +5,7 @@
 //! Key order is never relied on: `data` is parsed in place when the topic came first (as it does
 //! in every capture we hold) and otherwise re-read once the topic is known.
 
-use crate::decimal::Dec;
+use crate::decimal::{DEC_SCALE_DIGITS, Dec};
 use crate::error::{DecodeError, NumberWhy};
 use crate::json::{JStr, JsonError, Scanner};
 use crate::topic::{Channel, Interval, Topic};
@@ -27,6 +27,82 @@ pub struct Level {
     pub qty: Dec,
 }
 
+/// An order-book level as the decoder reads it: price and size each an integer count of
+/// 10^-places ("65114.20" is 6511420 at two places). The book counts levels in integer units of
+/// its own, and reaching them from this form is one multiply, where a [`Dec`] took an exact
+/// 128-bit division (BENCHMARKS.md, "Closing the gap"). Compared and shown by value:
+/// "65114.20" equals "65114.2" (dropping the zero in the decoder cost more than the multiply
+/// saved).
+#[derive(Clone, Copy)]
+pub struct WireLevel {
+    px: u64,
+    qty: u64,
+    px_places: u8,
+    qty_places: u8,
+}
+
+impl WireLevel {
+    /// A level from counts and places; `None` when a place count passes [`DEC_SCALE_DIGITS`].
+    pub fn new(px: u64, px_places: u32, qty: u64, qty_places: u32) -> Option<WireLevel> {
+        (px_places <= DEC_SCALE_DIGITS && qty_places <= DEC_SCALE_DIGITS).then_some(WireLevel {
+            px,
+            qty,
+            px_places: px_places as u8,
+            qty_places: qty_places as u8,
+        })
+    }
+
+    /// The same level, when both values are zero or more and fit this form.
+    pub fn from_level(l: Level) -> Option<WireLevel> {
+        let (px, px_places) = l.px.to_parts()?;
+        let (qty, qty_places) = l.qty.to_parts()?;
+        WireLevel::new(px, px_places, qty, qty_places)
+    }
+
+    /// The price as a count of 10^-`places`, and `places`.
+    #[inline]
+    pub fn px_parts(&self) -> (u64, u32) {
+        (self.px, self.px_places as u32)
+    }
+
+    #[inline]
+    pub fn qty_parts(&self) -> (u64, u32) {
+        (self.qty, self.qty_places as u32)
+    }
+
+    pub fn px(&self) -> Dec {
+        Dec::from_parts(self.px, self.px_places as u32, false)
+    }
+
+    pub fn qty(&self) -> Dec {
+        Dec::from_parts(self.qty, self.qty_places as u32, false)
+    }
+
+    pub fn level(&self) -> Level {
+        Level {
+            px: self.px(),
+            qty: self.qty(),
+        }
+    }
+}
+
+impl PartialEq for WireLevel {
+    fn eq(&self, other: &Self) -> bool {
+        self.level() == other.level()
+    }
+}
+
+impl Eq for WireLevel {}
+
+impl std::fmt::Debug for WireLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireLevel")
+            .field("px", &self.px())
+            .field("qty", &self.qty())
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateKind {
     Snapshot,
@@ -44,8 +120,8 @@ pub struct BookFrame<'a> {
     pub u: u64,
     pub seq: Option<u64>,
     pub cts: Option<u64>,
-    pub bids: &'a [Level],
-    pub asks: &'a [Level],
+    pub bids: &'a [WireLevel],
+    pub asks: &'a [WireLevel],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,8 +383,8 @@ pub enum Frame<'a> {
 #[derive(Debug)]
 pub struct Decoder {
     frame_bytes_max: usize,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
+    bids: Vec<WireLevel>,
+    asks: Vec<WireLevel>,
     candles: Vec<KlineData>,
     trades: Vec<TradeData>,
     ticker: Vec<TickerUpdate>,
@@ -834,7 +910,7 @@ fn owned(sc: &mut Scanner<'_>, field: &'static str) -> R<String> {
 }
 
 #[inline]
-fn levels(sc: &mut Scanner<'_>, out: &mut Vec<Level>, field: &'static str) -> R<()> {
+fn levels(sc: &mut Scanner<'_>, out: &mut Vec<WireLevel>, field: &'static str) -> R<()> {
     out.clear();
     sc.begin_array().map_err(typed(field))?;
     let mut first = true;
@@ -852,7 +928,10 @@ fn levels(sc: &mut Scanner<'_>, out: &mut Vec<Level>, field: &'static str) -> R<
         if px <= Dec::ZERO || qty.is_negative() {
             return Err(DecodeError::BadValue { field });
         }
-        out.push(Level { px, qty });
+        // Every decimal the scanner accepts (19 digits at most) has this form.
+        let wire =
+            WireLevel::from_level(Level { px, qty }).ok_or(DecodeError::BadValue { field })?;
+        out.push(wire);
     }
     Ok(())
 }
@@ -1012,9 +1091,10 @@ mod tests {
             assert_eq!(f.depth, 50);
             assert_eq!(f.kind, UpdateKind::Delta);
             assert_eq!((f.u, f.seq, f.ts, f.cts), (7, Some(9), 1, Some(2)));
+            let bids: Vec<Level> = f.bids.iter().map(WireLevel::level).collect();
             assert_eq!(
-                f.bids,
-                &[Level {
+                bids,
+                [Level {
                     px: d("30247.2"),
                     qty: d("30.028")
                 }]

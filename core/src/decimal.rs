@@ -43,17 +43,20 @@ impl fmt::Display for DecError {
 
 impl std::error::Error for DecError {}
 
-/// Powers of ten up to the scale, as `u64`: scaling a `u64` mantissa is then one 64x64->128
-/// multiply instead of a 128-bit one (three multiplies), on every price and size read.
-const POW10: [u64; 19] = {
-    let mut t = [1u64; 19];
+/// `base^0 ..= base^19`; the caller's base must keep `base^19` within `u64` (10 and 5 do).
+pub(crate) const fn powers_of(base: u64) -> [u64; 20] {
+    let mut t = [1u64; 20];
     let mut i = 1;
-    while i < 19 {
-        t[i] = t[i - 1] * 10;
+    while i < 20 {
+        t[i] = t[i - 1] * base;
         i += 1;
     }
     t
-};
+}
+
+/// Powers of ten as `u64`: scaling a `u64` mantissa is then one 64x64->128 multiply instead of a
+/// 128-bit one (three multiplies), on every price and size read.
+pub(crate) const POW10: [u64; 20] = powers_of(10);
 
 impl Dec {
     pub const ZERO: Dec = Dec(0);
@@ -161,6 +164,22 @@ impl Dec {
         let v =
             (mantissa as u128 * POW10[(DEC_SCALE_DIGITS - frac_digits) as usize] as u128) as i128;
         Dec(if neg { -v } else { v })
+    }
+
+    /// `(count, places)` with `self == count * 10^-places` and the fewest places, when `self` is
+    /// zero or more and the count fits a `u64`.
+    pub fn to_parts(self) -> Option<(u64, u32)> {
+        if self.0 < 0 {
+            return None;
+        }
+        let mut places = 0;
+        while places < DEC_SCALE_DIGITS
+            && self.0 % POW10[(DEC_SCALE_DIGITS - places) as usize] as i128 != 0
+        {
+            places += 1;
+        }
+        let count = self.0 / POW10[(DEC_SCALE_DIGITS - places) as usize] as i128;
+        u64::try_from(count).ok().map(|c| (c, places))
     }
 
     pub fn is_zero(self) -> bool {

@@ -6,6 +6,7 @@
 
 pub mod backfill;
 pub mod book;
+mod book_side;
 mod book_template;
 pub mod broker;
 pub mod codec;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use keel_core::codec::{Decoder, Frame, Level, UpdateKind};
+use keel_core::codec::{Decoder, Frame, Level, UpdateKind, WireLevel};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -79,14 +79,14 @@ impl Resort {
             book.1.clear();
         }
         for (side, levels) in [(&mut book.0, f.bids), (&mut book.1, f.asks)] {
-            for l in levels {
+            for l in levels.iter().map(WireLevel::level) {
                 match side.iter().position(|x| x.px == l.px) {
                     Some(i) if l.qty.is_zero() => {
                         side.swap_remove(i);
                     }
                     Some(i) => side[i].qty = l.qty,
                     None if l.qty.is_zero() => {}
-                    None => side.push(*l),
+                    None => side.push(l),
                 }
             }
         }

@@ -1,0 +1,403 @@
+//! How an order book stores a side: each level as two `u64` counts of the book's units (sixteen
+//! bytes), sorted with the best level last.
+//!
+//! A `Level` of two `Dec`s is 32 bytes of `i128`. Every insert or delete moves a run of levels
+//! and every search compares prices, so halving the level and comparing one word instead of two
+//! halves the book's memory traffic (BENCHMARKS.md, "Closing the gap"). The units are decimal
+//! places chosen per book, the fewest that hold every value it has seen exactly, so nothing is
+//! rounded: 65114.20 is 6511420 hundredths, and a later price with three places widens the whole
+//! book to thousandths first.
+
+use std::collections::VecDeque;
+
+use crate::codec::{Level, WireLevel};
+use crate::decimal::{DEC_SCALE_DIGITS, Dec, POW10, powers_of};
+
+/// A level as a side stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub px: u64,
+    pub qty: u64,
+}
+
+/// The decimal places a book counts prices and sizes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Units {
+    pub px_digits: u32,
+    pub qty_digits: u32,
+}
+
+/// A value no count of the book's units can hold: negative, or so large at the places the book
+/// needs that it passes `u64`. Each value the codec accepts (19 digits at most) fits on its own;
+/// this takes a book holding both a huge price and one with many decimal places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutOfRange;
+
+const POW5: [u64; 20] = powers_of(5);
+
+/// The inverse of each power of five modulo 2^64 (Newton's iteration doubles the correct bits each
+/// step): an exact quotient by 5^k is then one multiply.
+const INV5: [u64; 19] = {
+    let mut t = [1u64; 19];
+    let mut i = 0;
+    while i < 19 {
+        let d = POW5[i];
+        let mut inv = d; // correct to 3 bits for any odd d
+        let mut step = 0;
+        while step < 5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(inv)));
+            step += 1;
+        }
+        t[i] = inv;
+        i += 1;
+    }
+    t
+};
+
+impl Units {
+    /// `v` as a count of 10^-`digits`, when that is exact and fits.
+    ///
+    /// Dividing the `i128` by 10^k was a library call; 10^k is 2^k * 5^k, so the count is a shift
+    /// and, when the division is exact, one multiply by the inverse of 5^k, checked by multiplying
+    /// back.
+    #[inline(always)]
+    fn count(v: Dec, digits: u32) -> Option<u64> {
+        let raw = v.raw();
+        if raw < 0 {
+            return None;
+        }
+        let k = (DEC_SCALE_DIGITS - digits) as usize;
+        let x = raw as u128;
+        if x & ((1u128 << k) - 1) != 0 {
+            return None;
+        }
+        let y = x >> k;
+        let q = (y as u64).wrapping_mul(INV5[k]);
+        (q as u128 * POW5[k] as u128 == y).then_some(q)
+    }
+
+    #[inline]
+    pub(crate) fn level(self, s: Slot) -> Level {
+        Level {
+            px: Dec::from_parts(s.px, self.px_digits, false),
+            qty: Dec::from_parts(s.qty, self.qty_digits, false),
+        }
+    }
+}
+
+/// A level a book can count in its units.
+pub(crate) trait Countable: Copy {
+    /// The level in `units`, when they hold it exactly.
+    fn slot(&self, units: Units) -> Option<Slot>;
+    /// `units` widened to hold the level exactly; `None` when no units can (a negative value).
+    fn widened(&self, units: Units) -> Option<Units>;
+    fn level(&self) -> Level;
+}
+
+/// Decimals from REST snapshots and callers: an exact division each, off the hot path.
+impl Countable for Level {
+    #[inline]
+    fn slot(&self, units: Units) -> Option<Slot> {
+        Some(Slot {
+            px: Units::count(self.px, units.px_digits)?,
+            qty: Units::count(self.qty, units.qty_digits)?,
+        })
+    }
+
+    fn widened(&self, units: Units) -> Option<Units> {
+        Some(Units {
+            px_digits: units.px_digits.max(places(self.px)?),
+            qty_digits: units.qty_digits.max(places(self.qty)?),
+        })
+    }
+
+    fn level(&self) -> Level {
+        *self
+    }
+}
+
+/// Levels straight from the decoder: one multiply each.
+impl Countable for WireLevel {
+    #[inline(always)]
+    fn slot(&self, units: Units) -> Option<Slot> {
+        let (px, px_places) = self.px_parts();
+        let (qty, qty_places) = self.qty_parts();
+        Some(Slot {
+            px: in_digits(px, px_places, units.px_digits)?,
+            qty: in_digits(qty, qty_places, units.qty_digits)?,
+        })
+    }
+
+    fn widened(&self, units: Units) -> Option<Units> {
+        // A zero needs no places ("0.000" is held at any).
+        let need = |(count, places): (u64, u32), have: u32| {
+            if count == 0 { have } else { have.max(places) }
+        };
+        Some(Units {
+            px_digits: need(self.px_parts(), units.px_digits),
+            qty_digits: need(self.qty_parts(), units.qty_digits),
+        })
+    }
+
+    fn level(&self) -> Level {
+        WireLevel::level(self)
+    }
+}
+
+/// `count` * 10^-`places` as a count of 10^-`digits`, when that is exact and fits.
+#[inline(always)]
+fn in_digits(count: u64, places: u32, digits: u32) -> Option<u64> {
+    // More places than the book's digits wraps to an index past the table.
+    match POW10.get(digits.wrapping_sub(places) as usize) {
+        Some(scale) => count.checked_mul(*scale),
+        None => (count == 0).then_some(0),
+    }
+}
+
+/// The fewest decimal places that hold `v` exactly.
+fn places(v: Dec) -> Option<u32> {
+    let raw = v.raw();
+    if raw < 0 {
+        return None;
+    }
+    let mut digits = 0;
+    while digits < DEC_SCALE_DIGITS && raw % 10i128.pow(DEC_SCALE_DIGITS - digits) != 0 {
+        digits += 1;
+    }
+    Some(digits)
+}
+
+/// Converts a frame's levels into slots of `units`, widening `units` and rescaling everything
+/// already counted in them (`counted`) when a level needs more places. On an error nothing a
+/// reader can see has changed: a rescale that would not fit is refused before any slot moves.
+pub(crate) fn encode<L: Countable>(
+    levels: [&[L]; 2],
+    units: &mut Units,
+    out: [&mut Vec<Slot>; 2],
+    counted: [&mut VecDeque<Slot>; 2],
+) -> Result<(), OutOfRange> {
+    let [out_bids, out_asks] = out;
+    out_bids.clear();
+    out_asks.clear();
+    let [stored_bids, stored_asks] = counted;
+    for (levels, is_asks) in [(levels[0], false), (levels[1], true)] {
+        for l in levels {
+            let slot = match l.slot(*units) {
+                Some(s) => s,
+                None => {
+                    let wider = l.widened(*units).ok_or(OutOfRange)?;
+                    let (b0, b1) = stored_bids.as_mut_slices();
+                    let (a0, a1) = stored_asks.as_mut_slices();
+                    let mut all = [
+                        b0,
+                        b1,
+                        a0,
+                        a1,
+                        out_bids.as_mut_slice(),
+                        out_asks.as_mut_slice(),
+                    ];
+                    rescale(&mut all, *units, wider)?;
+                    *units = wider;
+                    l.slot(*units).ok_or(OutOfRange)?
+                }
+            };
+            if is_asks {
+                out_asks.push(slot);
+            } else {
+                out_bids.push(slot);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Multiplies every slot from `from` units into `to` units, or changes none when one would not
+/// fit.
+#[cold]
+fn rescale(slots: &mut [&mut [Slot]], from: Units, to: Units) -> Result<(), OutOfRange> {
+    let px_by = 10u64.pow(to.px_digits - from.px_digits);
+    let qty_by = 10u64.pow(to.qty_digits - from.qty_digits);
+    let fits = slots.iter().all(|run| {
+        run.iter()
+            .all(|s| s.px.checked_mul(px_by).is_some() && s.qty.checked_mul(qty_by).is_some())
+    });
+    if !fits {
+        return Err(OutOfRange);
+    }
+    for s in slots.iter_mut().flat_map(|run| run.iter_mut()) {
+        s.px *= px_by;
+        s.qty *= qty_by;
+    }
+    Ok(())
+}
+
+/// Most levels whose places are searched for together; a delta carries about ten.
+const SEARCH_BATCH_LEVELS_MAX: usize = 16;
+
+/// Applies one side of a delta. `ASK` says the side is stored descending (asks); bids ascend.
+///
+/// Bybit lists a side best first with each price once; then the levels' places in storage only
+/// move towards the worst end, so all of them can be searched for against the side as it stands
+/// and applied in the order given: a change at one place never moves a place still to come.
+/// Searching them together overlaps their memory loads; one binary search after another waited
+/// on each load in turn and took over a quarter of a frame's time (BENCHMARKS.md, "Closing the
+/// gap"). A side in any other order goes one level at a time.
+#[inline]
+pub(crate) fn apply_side<const ASK: bool>(side: &mut VecDeque<Slot>, levels: &[Slot]) {
+    let best_first = levels.windows(2).all(|w| {
+        if ASK {
+            w[1].px > w[0].px
+        } else {
+            w[1].px < w[0].px
+        }
+    });
+    let batch = if best_first {
+        SEARCH_BATCH_LEVELS_MAX
+    } else {
+        1
+    };
+    for chunk in levels.chunks(batch) {
+        let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
+        let at = &mut at[..chunk.len()];
+        lower_bounds::<ASK>(side, chunk, at);
+        for (l, &i) in chunk.iter().zip(at.iter()) {
+            let found = side.get(i).is_some_and(|s| s.px == l.px);
+            match (found, l.qty == 0) {
+                (true, true) => {
+                    side.remove(i);
+                }
+                (true, false) => side[i].qty = l.qty,
+                // "If you receive an amount that does not exist, insert it" - but a zero for a
+                // price we do not hold has nothing to delete.
+                (false, true) => {}
+                (false, false) => side.insert(i, *l),
+            }
+        }
+    }
+}
+
+/// Searches run side by side in [`lower_bounds`]: four bases fit in registers; a longer array
+/// of them lived on the stack, and every round waited on a store and a reload.
+const SEARCH_LANES: usize = 4;
+
+/// For each level, the first place in storage order not before it, searched in lock step: every
+/// search takes the same number of halvings, so each round issues one independent load per level.
+/// Branch-free so that the rounds do not wait on comparisons.
+#[inline]
+fn lower_bounds<const ASK: bool>(side: &mut VecDeque<Slot>, keys: &[Slot], out: &mut [usize]) {
+    // Rotates only when the deque has wrapped; the rounds then index one slice instead of
+    // choosing between two halves at every load (BENCHMARKS.md: 700 -> 658 ns a frame).
+    let all: &[Slot] = side.make_contiguous();
+    let n = all.len();
+    if n == 0 {
+        out.fill(0);
+        return;
+    }
+    let before = |stored: u64, key: u64| if ASK { stored > key } else { stored < key };
+    for (keys, out) in keys.chunks(SEARCH_LANES).zip(out.chunks_mut(SEARCH_LANES)) {
+        // A short last group repeats its last key rather than branching per lane.
+        let last = keys[keys.len() - 1].px;
+        let key: [u64; SEARCH_LANES] = std::array::from_fn(|j| keys.get(j).map_or(last, |k| k.px));
+        let mut base = [0usize; SEARCH_LANES];
+        let mut size = n;
+        while size > 1 {
+            let half = size / 2;
+            for j in 0..SEARCH_LANES {
+                let mid = base[j] + half;
+                // Without the hint the compiler branches on a comparison that is a coin toss.
+                base[j] =
+                    std::hint::select_unpredictable(before(all[mid].px, key[j]), mid, base[j]);
+            }
+            size -= half;
+        }
+        for (o, (b, k)) in out.iter_mut().zip(base.iter().zip(key)) {
+            *o = b + before(all[*b].px, k) as usize;
+        }
+    }
+}
+
+/// Drops the worst levels beyond `depth`; returns how many.
+pub(crate) fn truncate_worst(side: &mut VecDeque<Slot>, depth: usize) -> u64 {
+    let excess = side.len().saturating_sub(depth);
+    if excess > 0 {
+        side.drain(..excess);
+    }
+    excess as u64
+}
+
+/// Loads a snapshot side (any order, repeats allowed, the venue's last word for a price wins,
+/// zero sizes dropped); returns how many levels did not fit the depth.
+pub(crate) fn fill<const ASK: bool>(dst: &mut VecDeque<Slot>, src: &[Slot], depth: usize) -> u64 {
+    let mut v: Vec<Slot> = std::mem::take(dst).into();
+    v.clear();
+    v.extend_from_slice(src);
+    // Venue snapshots arrive best first, so the reversed slice is already in storage order and
+    // the stable sort below is a single linear pass; it still copes with any order.
+    v.reverse();
+    if ASK {
+        v.sort_by_key(|l| std::cmp::Reverse(l.px));
+    } else {
+        v.sort_by_key(|l| l.px);
+    }
+    // The reverse put the venue's later entry for a repeated price first, and the sort is
+    // stable, so keeping the first of each run keeps what the venue said last.
+    v.dedup_by(|next, kept| next.px == kept.px);
+    v.retain(|l| l.qty != 0);
+    *dst = v.into();
+    truncate_worst(dst, depth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Dec {
+        Dec::parse(s).unwrap()
+    }
+
+    #[test]
+    fn inverses_of_the_powers_of_five_are_exact() {
+        for k in 0..19 {
+            assert_eq!(POW5[k].wrapping_mul(INV5[k]), 1, "5^{k}");
+        }
+    }
+
+    #[test]
+    fn counts_are_exact_or_refused() {
+        assert_eq!(Units::count(dec("65114.20"), 2), Some(6_511_420));
+        assert_eq!(Units::count(dec("65114.20"), 1), Some(651_142));
+        assert_eq!(Units::count(dec("65114.25"), 1), None);
+        assert_eq!(Units::count(dec("0"), 0), Some(0));
+        assert_eq!(Units::count(dec("-1"), 0), None);
+        assert_eq!(Units::count(dec("0.000000000000000001"), 18), Some(1));
+        // u64::MAX hundredths fits; one more hundredth does not.
+        assert_eq!(
+            Units::count(dec("184467440737095516.15"), 2),
+            Some(u64::MAX)
+        );
+        assert_eq!(Units::count(dec("184467440737095516.16"), 2), None);
+        assert_eq!(places(dec("65114.20")), Some(1));
+        assert_eq!(places(dec("0.001")), Some(3));
+        assert_eq!(places(dec("100")), Some(0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_count_read_back_is_the_same_decimal(
+            mantissa in proptest::prelude::any::<u64>(),
+            frac in 0u32..=18,
+            digits in 0u32..=18,
+        ) {
+            let v = Dec::from_parts(mantissa, frac, false);
+            match Units::count(v, digits) {
+                Some(c) => proptest::prop_assert_eq!(Dec::from_parts(c, digits, false), v),
+                None => {
+                    // Refused only when inexact or too large at these places.
+                    let wide = v.raw() / 10i128.pow(DEC_SCALE_DIGITS - digits);
+                    let exact = v.raw() % 10i128.pow(DEC_SCALE_DIGITS - digits) == 0;
+                    proptest::prop_assert!(!exact || wide > u64::MAX as i128, "{v:?} at {digits}");
+                }
+            }
+        }
+    }
+}

@@ -15,8 +15,8 @@
 //! gives the typed error. So this path has one duty: accept only what the scanner accepts and
 //! produce the same frame; `tests/book_template.rs` checks that on real and mutated frames.
 
-use crate::codec::{BookFrame, LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
-use crate::swar::{json_uint, quoted_decimal, word_at};
+use crate::codec::{LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
+use crate::swar::{first_eq, json_uint, quoted_decimal, word_at};
 use crate::topic::{Channel, Topic};
 
 struct Cursor<'a> {
@@ -105,7 +105,7 @@ impl<'a> Cursor<'a> {
             if px == 0 {
                 return None;
             }
-            out.push(WireLevel::new(px, px_places, qty, qty_places)?);
+            out.push(WireLevel::from_counts(px, px_places, qty, qty_places));
             let tail = word_at(b, end) & 0xFF_FFFF;
             pos = end + 3;
             if tail == LEVEL_THEN_MORE {
@@ -126,25 +126,136 @@ const BETWEEN_NUMBERS: u64 = u32::from_le_bytes(*b"\",\"\0") as u64;
 const LEVEL_THEN_MORE: u64 = u32::from_le_bytes(*b"\"],\0") as u64;
 const LEVEL_THEN_END: u64 = u32::from_le_bytes(*b"\"]]\0") as u64;
 
+/// The order-book topics read recently, so that a frame of a known topic skips the UTF-8 check,
+/// the topic parse and the byte-by-byte scan for its end (about a twentieth of a frame). A fixed
+/// table indexed by a hash of the topic's bytes; a topic that lands on a taken slot replaces it
+/// and is parsed in full next time it comes, which costs time and loses nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct BookTopics {
+    /// An empty text marks a free slot: every topic looked up starts "orderbook.".
+    slots: Vec<BookTopic>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct BookTopic {
+    pub text: Box<str>,
+    pub depth: u16,
+    /// Where the symbol starts in `text`.
+    pub symbol_at: usize,
+}
+
+/// Slots in [`BookTopics`]: more than the order-book topics one connection carries.
+const BOOK_TOPIC_SLOTS: usize = 64;
+/// Longest topic looked for in the table; longer ones are parsed every time.
+const BOOK_TOPIC_BYTES_MAX: usize = 64;
+
+impl Default for BookTopics {
+    fn default() -> Self {
+        BookTopics {
+            slots: vec![
+                BookTopic {
+                    text: "".into(),
+                    depth: 0,
+                    symbol_at: 0,
+                };
+                BOOK_TOPIC_SLOTS
+            ],
+        }
+    }
+}
+
+impl BookTopics {
+    /// The topic in `slot` (a slot number from [`book`]).
+    pub(crate) fn get(&self, slot: usize) -> &BookTopic {
+        &self.slots[slot % BOOK_TOPIC_SLOTS]
+    }
+
+    #[inline]
+    fn slot_of(text: &[u8]) -> usize {
+        // Topics differ in their last eight bytes (the symbol) or in their length (the depth).
+        let tail = word_at(text, text.len().saturating_sub(8));
+        let h = (tail ^ text.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 58) as usize % BOOK_TOPIC_SLOTS
+    }
+
+    /// The slot holding the topic whose text starts at `b[start..]`, and where its closing
+    /// quote is; parsed and stored when it is not there.
+    #[inline]
+    fn find(&mut self, b: &[u8], start: usize) -> Option<(usize, usize)> {
+        let end = start + closing_quote(b.get(start..)?)?;
+        let text = &b[start..end];
+        let slot = Self::slot_of(text);
+        if self.slots[slot].text.as_bytes() == text {
+            return Some((slot, end));
+        }
+        self.learn(slot, b, start, end)
+    }
+
+    #[cold]
+    fn learn(&mut self, slot: usize, b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+        let mut c = Cursor { b, pos: start };
+        let text = std::str::from_utf8(c.raw_str()?).ok()?;
+        if c.pos != end + 1 {
+            return None;
+        }
+        let parsed = Topic::parse(text).ok()?;
+        let Channel::OrderBook { depth } = parsed.channel else {
+            return None;
+        };
+        self.slots[slot] = BookTopic {
+            text: text.into(),
+            depth,
+            symbol_at: text.len() - parsed.symbol.len(),
+        };
+        Some((slot, end))
+    }
+}
+
+/// The place of the first `"` in `b`, looked for a word at a time within
+/// [`BOOK_TOPIC_BYTES_MAX`].
+#[inline]
+fn closing_quote(b: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < BOOK_TOPIC_BYTES_MAX.min(b.len()) {
+        let q = first_eq(word_at(b, at), b'"');
+        if q != 0 {
+            let i = at + (q.trailing_zeros() / 8) as usize;
+            return (i < b.len()).then_some(i);
+        }
+        at += 8;
+    }
+    None
+}
+
+/// What the template read of a frame besides the levels, which it leaves in the caller's buffers.
+pub(crate) struct BookHead {
+    /// The topic's slot in the caller's [`BookTopics`].
+    pub topic_slot: usize,
+    pub kind: UpdateKind,
+    pub ts: u64,
+    pub u: u64,
+    pub seq: Option<u64>,
+    pub cts: Option<u64>,
+}
+
 /// Reads `b` as an order-book frame laid out as Bybit lays it out, filling `bids` and `asks`;
 /// `None` when it is laid out any other way or would be refused. The buffers may hold anything
 /// afterwards in that case: the general path clears them before use.
 #[inline]
-pub(crate) fn book<'a>(
-    b: &'a [u8],
+pub(crate) fn book(
+    b: &[u8],
     bids: &mut Vec<WireLevel>,
     asks: &mut Vec<WireLevel>,
-) -> Option<BookFrame<'a>> {
+    topics: &mut BookTopics,
+) -> Option<BookHead> {
     let mut c = Cursor { b, pos: 0 };
     c.lit(b"{\"topic\":\"")?;
     if !c.peek_is(b"orderbook.") {
         return None;
     }
-    let topic = std::str::from_utf8(c.raw_str()?).ok()?;
-    let parsed = Topic::parse(topic).ok()?;
-    let Channel::OrderBook { depth } = parsed.channel else {
-        return None;
-    };
+    let (topic_slot, end) = topics.find(b, c.pos)?;
+    c.pos = end + 1;
+    let topic = topics.get(topic_slot);
     c.lit(b",\"type\":\"")?;
     let kind = match c.raw_str()? {
         b"delta" => UpdateKind::Delta,
@@ -154,9 +265,8 @@ pub(crate) fn book<'a>(
     c.lit(b",\"ts\":")?;
     let ts = c.uint()?;
     c.lit(b",\"data\":{\"s\":\"")?;
-    if c.raw_str()? != parsed.symbol.as_bytes() {
-        return None;
-    }
+    c.lit(&topic.text.as_bytes()[topic.symbol_at..])?;
+    c.lit(b"\"")?;
     c.lit(b",\"b\":")?;
     c.levels(bids)?;
     c.lit(b",\"a\":")?;
@@ -176,17 +286,12 @@ pub(crate) fn book<'a>(
     if c.pos != b.len() {
         return None;
     }
-    // The levels are in the caller's buffers; it lends them to the frame.
-    Some(BookFrame {
-        topic,
-        symbol: parsed.symbol,
-        depth,
+    Some(BookHead {
+        topic_slot,
         kind,
         ts,
         u,
         seq,
         cts,
-        bids: &[],
-        asks: &[],
     })
 }

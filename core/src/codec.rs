@@ -5,6 +5,7 @@
 //! Key order is never relied on: `data` is parsed in place when the topic came first (as it does
 //! in every capture we hold) and otherwise re-read once the topic is known.
 
+use crate::book_template::{BookHead, BookTopics};
 use crate::decimal::{DEC_SCALE_DIGITS, Dec};
 use crate::error::{DecodeError, NumberWhy};
 use crate::json::{JStr, JsonError, Scanner};
@@ -50,6 +51,19 @@ impl WireLevel {
             px_places: px_places as u8,
             qty_places: qty_places as u8,
         })
+    }
+
+    /// [`WireLevel::new`] for places a parser has already bounded (at most
+    /// [`DEC_SCALE_DIGITS`]).
+    #[inline(always)]
+    pub(crate) fn from_counts(px: u64, px_places: u32, qty: u64, qty_places: u32) -> WireLevel {
+        debug_assert!(px_places <= DEC_SCALE_DIGITS && qty_places <= DEC_SCALE_DIGITS);
+        WireLevel {
+            px,
+            qty,
+            px_places: px_places as u8,
+            qty_places: qty_places as u8,
+        }
     }
 
     /// The same level, when both values are zero or more and fit this form.
@@ -385,6 +399,7 @@ pub struct Decoder {
     frame_bytes_max: usize,
     bids: Vec<WireLevel>,
     asks: Vec<WireLevel>,
+    book_topics: BookTopics,
     candles: Vec<KlineData>,
     trades: Vec<TradeData>,
     ticker: Vec<TickerUpdate>,
@@ -492,6 +507,7 @@ impl Decoder {
             frame_bytes_max,
             bids: Vec::new(),
             asks: Vec::new(),
+            book_topics: BookTopics::default(),
             candles: Vec::new(),
             trades: Vec::new(),
             ticker: Vec::new(),
@@ -505,7 +521,7 @@ impl Decoder {
     /// Decodes raw bytes (a line of a capture file); refuses non-UTF-8 before anything else.
     pub fn decode_bytes<'a>(&'a mut self, bytes: &'a [u8]) -> R<Frame<'a>> {
         self.check_len(bytes.len())?;
-        if let Some(h) = crate::book_template::book(bytes, &mut self.bids, &mut self.asks) {
+        if let Some(h) = self.template(bytes) {
             return Ok(self.book_frame(h));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
@@ -517,7 +533,7 @@ impl Decoder {
     #[doc(hidden)]
     pub fn decode_template<'a>(&'a mut self, bytes: &'a [u8]) -> Option<Frame<'a>> {
         self.check_len(bytes.len()).ok()?;
-        let h = crate::book_template::book(bytes, &mut self.bids, &mut self.asks)?;
+        let h = self.template(bytes)?;
         Some(self.book_frame(h))
     }
 
@@ -532,18 +548,32 @@ impl Decoder {
         Ok(())
     }
 
-    fn book_frame<'a>(&'a self, head: BookFrame<'a>) -> Frame<'a> {
+    /// The frame the template read; its topic lives in this decoder's topic table.
+    fn book_frame(&self, head: BookHead) -> Frame<'_> {
+        let topic = self.book_topics.get(head.topic_slot);
         Frame::Book(BookFrame {
+            topic: &topic.text,
+            symbol: &topic.text[topic.symbol_at..],
+            depth: topic.depth,
+            kind: head.kind,
+            ts: head.ts,
+            u: head.u,
+            seq: head.seq,
+            cts: head.cts,
             bids: &self.bids,
             asks: &self.asks,
-            ..head
         })
+    }
+
+    /// The order-book template over `bytes`, into this decoder's buffers.
+    #[inline]
+    fn template(&mut self, bytes: &[u8]) -> Option<BookHead> {
+        crate::book_template::book(bytes, &mut self.bids, &mut self.asks, &mut self.book_topics)
     }
 
     pub fn decode<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {
         self.check_len(text.len())?;
-        if let Some(h) = crate::book_template::book(text.as_bytes(), &mut self.bids, &mut self.asks)
-        {
+        if let Some(h) = self.template(text.as_bytes()) {
             return Ok(self.book_frame(h));
         }
         self.decode_general(text)

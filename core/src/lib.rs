@@ -25,6 +25,10 @@ pub mod ticker;
 pub mod time;
 pub mod topic;
 
+/// The core's hash maps: keyed by topics and symbols and read per frame, hashed fast and with a
+/// fixed seed so that nothing in the core depends on OS randomness.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
 pub use book::{Applied, BookState, OrderBook};
 pub use codec::{Decoder, Frame, Level};
 pub use decimal::Dec;

@@ -3,7 +3,9 @@
 //! Frames go in through [`Market::handle_frame`]; what other machines must react to comes out
 //! of [`Market::poll_event`], which the caller drains after every call.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::FastMap;
 
 use crate::book::{Applied, OrderBook, ResyncReason};
 use crate::codec::{Ack, Control, Decoder, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
@@ -129,12 +131,12 @@ enum FrameText<'a> {
 pub struct Market {
     config: MarketConfig,
     decoder: Decoder,
-    book_ids: HashMap<Box<str>, BookId>,
+    book_ids: FastMap<Box<str>, BookId>,
     books: Vec<Named<OrderBook>>,
-    series_ids: HashMap<Box<str>, SeriesId>,
+    series_ids: FastMap<Box<str>, SeriesId>,
     series: Vec<Named<KlineSeries>>,
-    tickers: HashMap<Box<str>, Ticker>,
-    trades: HashMap<Box<str>, LastTrade>,
+    tickers: FastMap<Box<str>, Ticker>,
+    trades: FastMap<Box<str>, LastTrade>,
     events: VecDeque<MarketEvent>,
     counters: MarketCounters,
 }
@@ -144,12 +146,12 @@ impl Market {
         Market {
             decoder: Decoder::new(config.frame_bytes_max),
             config,
-            book_ids: HashMap::new(),
+            book_ids: FastMap::default(),
             books: Vec::new(),
-            series_ids: HashMap::new(),
+            series_ids: FastMap::default(),
             series: Vec::new(),
-            tickers: HashMap::new(),
-            trades: HashMap::new(),
+            tickers: FastMap::default(),
+            trades: FastMap::default(),
             events: VecDeque::new(),
             counters: MarketCounters::default(),
         }

@@ -15,7 +15,9 @@ pub mod link;
 pub mod scheduler;
 pub mod supervisor;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::FastMap;
 use std::time::Duration;
 
 use crate::book::{Applied, BookState};
@@ -409,7 +411,7 @@ pub struct Engine {
     rng: Rng,
     market: Market,
     links: Vec<Link>,
-    topic_link: HashMap<String, LinkId>,
+    topic_link: FastMap<String, LinkId>,
     budget: ConnectBudget,
     sched: Scheduler<Purpose>,
     signals: Job,
@@ -433,7 +435,7 @@ pub struct Engine {
     counters: EngineCounters,
     broker: Broker,
     /// Lot sizes from instruments-info, for rounding paper orders.
-    qty_steps: HashMap<String, crate::Dec>,
+    qty_steps: FastMap<String, crate::Dec>,
     store_backlog: usize,
     merge_jobs: BTreeMap<u64, MergeJob>,
     merge_runs: u64,
@@ -457,7 +459,7 @@ impl Engine {
         config.validate()?;
         let topics = config.topics()?;
         let links = pack_links(&config, topics)?;
-        let mut topic_link = HashMap::new();
+        let mut topic_link = FastMap::default();
         for l in &links {
             for s in l.subscriptions() {
                 topic_link.insert(s.topic.clone(), l.id());
@@ -498,7 +500,7 @@ impl Engine {
             outputs: VecDeque::new(),
             counters: EngineCounters::default(),
             broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
-            qty_steps: HashMap::new(),
+            qty_steps: FastMap::default(),
             store_backlog: 0,
             merge_jobs: BTreeMap::new(),
             merge_runs: 0,

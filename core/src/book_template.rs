@@ -88,16 +88,17 @@ impl<'a> Cursor<'a> {
             return Some(());
         }
         let b = self.bytes();
-        let mut pos = self.pos;
+        // `["` px `","` qty `"]` and then `,["` and the next level, or the closing `]`. The word
+        // read after each level also holds the next one's opening.
+        if word_at(b, self.pos) & 0xFFFF != OPEN_LEVEL {
+            return None;
+        }
+        let mut pos = self.pos + 2;
         loop {
             if out.len() == LEVELS_PER_SIDE_MAX {
                 return None;
             }
-            // `["` px `","` qty `"]` and then `,` or the closing `]`.
-            if word_at(b, pos) & 0xFFFF != OPEN_LEVEL {
-                return None;
-            }
-            let ((px, px_places), end) = quoted_decimal(b, pos + 2)?;
+            let ((px, px_places), end) = quoted_decimal(b, pos)?;
             if word_at(b, end) & 0xFF_FFFF != BETWEEN_NUMBERS {
                 return None;
             }
@@ -106,13 +107,13 @@ impl<'a> Cursor<'a> {
                 return None;
             }
             out.push(WireLevel::from_counts(px, px_places, qty, qty_places));
-            let tail = word_at(b, end) & 0xFF_FFFF;
-            pos = end + 3;
-            if tail == LEVEL_THEN_MORE {
+            let tail = word_at(b, end);
+            if tail & 0xFF_FFFF_FFFF == LEVEL_THEN_NEXT {
+                pos = end + 5;
                 continue;
             }
-            if tail == LEVEL_THEN_END {
-                self.pos = pos;
+            if tail & 0xFF_FFFF == LEVEL_THEN_END {
+                self.pos = end + 3;
                 return Some(());
             }
             return None;
@@ -123,7 +124,7 @@ impl<'a> Cursor<'a> {
 /// The punctuation of a level as little-endian words of its bytes.
 const OPEN_LEVEL: u64 = u16::from_le_bytes(*b"[\"") as u64;
 const BETWEEN_NUMBERS: u64 = u32::from_le_bytes(*b"\",\"\0") as u64;
-const LEVEL_THEN_MORE: u64 = u32::from_le_bytes(*b"\"],\0") as u64;
+const LEVEL_THEN_NEXT: u64 = u64::from_le_bytes(*b"\"],[\"\0\0\0");
 const LEVEL_THEN_END: u64 = u32::from_le_bytes(*b"\"]]\0") as u64;
 
 /// The order-book topics read recently, so that a frame of a known topic skips the UTF-8 check,

@@ -258,10 +258,11 @@ pub(crate) fn book(
     c.pos = end + 1;
     let topic = topics.get(topic_slot);
     c.lit(b",\"type\":\"")?;
-    let kind = match c.raw_str()? {
-        b"delta" => UpdateKind::Delta,
-        b"snapshot" => UpdateKind::Snapshot,
-        _ => return None,
+    let kind = if c.lit(b"delta\"").is_some() {
+        UpdateKind::Delta
+    } else {
+        c.lit(b"snapshot\"")?;
+        UpdateKind::Snapshot
     };
     c.lit(b",\"ts\":")?;
     let ts = c.uint()?;

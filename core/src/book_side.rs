@@ -307,27 +307,44 @@ fn lower_bounds<const ASK: bool>(side: &mut VecDeque<Slot>, keys: &[Slot], out: 
         out.fill(0);
         return;
     }
-    let before = |stored: u64, key: u64| if ASK { stored > key } else { stored < key };
-    for (keys, out) in keys.chunks(SEARCH_LANES).zip(out.chunks_mut(SEARCH_LANES)) {
-        // A short last group repeats its last key rather than branching per lane.
-        let last = keys[keys.len() - 1].px;
-        let key: [u64; SEARCH_LANES] = std::array::from_fn(|j| keys.get(j).map_or(last, |k| k.px));
-        let mut base = [0usize; SEARCH_LANES];
-        let mut size = n;
-        while size > 1 {
-            let half = size / 2;
-            for j in 0..SEARCH_LANES {
-                let mid = base[j] + half;
-                // Without the hint the compiler branches on a comparison that is a coin toss.
-                base[j] =
-                    std::hint::select_unpredictable(before(all[mid].px, key[j]), mid, base[j]);
-            }
-            size -= half;
-        }
-        for (o, (b, k)) in out.iter_mut().zip(base.iter().zip(key)) {
-            *o = b + before(all[*b].px, k) as usize;
-        }
+    let (mut keys, mut out) = (keys, out);
+    // Four at a time, then two, then one: a padded lane searched for nothing, and a side of a
+    // delta often has fewer than four levels.
+    while !keys.is_empty() {
+        let lanes = match keys.len() {
+            1 => search_lanes::<ASK, 1>(all, keys, out),
+            2 | 3 => search_lanes::<ASK, 2>(all, keys, out),
+            _ => search_lanes::<ASK, SEARCH_LANES>(all, keys, out),
+        };
+        keys = &keys[lanes..];
+        out = &mut out[lanes..];
     }
+}
+
+/// [`lower_bounds`] for the first `LANES` keys, searched in lock step; returns `LANES`.
+#[inline(always)]
+fn search_lanes<const ASK: bool, const LANES: usize>(
+    all: &[Slot],
+    keys: &[Slot],
+    out: &mut [usize],
+) -> usize {
+    let before = |stored: u64, key: u64| if ASK { stored > key } else { stored < key };
+    let key: [u64; LANES] = std::array::from_fn(|j| keys[j].px);
+    let mut base = [0usize; LANES];
+    let mut size = all.len();
+    while size > 1 {
+        let half = size / 2;
+        for j in 0..LANES {
+            let mid = base[j] + half;
+            // Without the hint the compiler branches on a comparison that is a coin toss.
+            base[j] = std::hint::select_unpredictable(before(all[mid].px, key[j]), mid, base[j]);
+        }
+        size -= half;
+    }
+    for j in 0..LANES {
+        out[j] = base[j] + before(all[base[j]].px, key[j]) as usize;
+    }
+    LANES
 }
 
 /// Drops the worst levels beyond `depth`; returns how many.

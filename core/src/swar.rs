@@ -86,13 +86,12 @@ fn digits_value(w: u64, n: usize) -> Option<u64> {
     Some(known_digits_value(w, n))
 }
 
-/// [`digits_value`] for `n` (0..=8) bytes already known to be digits; 0 for none.
+/// [`digits_value`] for `n` (1..=8) bytes already known to be digits.
 #[inline(always)]
 fn known_digits_value(w: u64, n: usize) -> u64 {
     let t = w.wrapping_sub(0x30 * LANES);
-    // Shifting the run to the top leaves zero digits below it (nothing at all for `n` = 0); then
-    // pairs, quads and halves.
-    let mut x = t.checked_shl(8 * (8 - n as u32)).unwrap_or(0);
+    // Shifting the run to the top leaves zero digits below it; then pairs, quads and halves.
+    let mut x = t << (8 * (8 - n));
     x = (x.wrapping_mul(10).wrapping_add(x >> 8)) & 0x00FF_00FF_00FF_00FF;
     x = (x.wrapping_mul(100).wrapping_add(x >> 16)) & 0x0000_FFFF_0000_FFFF;
     (x.wrapping_mul(10_000).wrapping_add(x >> 32)) & 0xFFFF_FFFF
@@ -127,7 +126,8 @@ pub(crate) fn json_uint(b: &[u8], start: usize) -> Option<(u64, usize)> {
         return json_uint_long(b, start);
     }
     // `more` may be 0: a factor of 1 and a value of 0 keep the first word's.
-    Some((value * POW10[more] + known_digits_value(w, more), 8 + more))
+    let tail = known_digits_value(w, more.max(1)) * (more != 0) as u64;
+    Some((value * POW10[more] + tail, 8 + more))
 }
 
 /// 16 to 19 digits, and refusals past that.

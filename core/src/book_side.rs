@@ -154,17 +154,9 @@ fn in_digits(count: u64, places: u32, digits: u32) -> Option<u64> {
     }
 }
 
-/// The fewest decimal places that hold `v` exactly.
+/// The fewest decimal places that hold `v` exactly, when a count can hold it at all.
 fn places(v: Dec) -> Option<u32> {
-    let raw = v.raw();
-    if raw < 0 {
-        return None;
-    }
-    let mut digits = 0;
-    while digits < DEC_SCALE_DIGITS && raw % 10i128.pow(DEC_SCALE_DIGITS - digits) != 0 {
-        digits += 1;
-    }
-    Some(digits)
+    (!v.is_negative()).then(|| v.places())
 }
 
 /// Converts a frame's levels into slots of `units`, widening `units` and rescaling the slots

@@ -166,18 +166,24 @@ impl Dec {
         Dec(if neg { -v } else { v })
     }
 
-    /// `(count, places)` with `self == count * 10^-places` and the fewest places, when `self` is
-    /// zero or more and the count fits a `u64`.
-    pub fn to_parts(self) -> Option<(u64, u32)> {
-        if self.0 < 0 {
-            return None;
-        }
+    /// The fewest decimal places that write `self` exactly: 0 for "100", 1 for "65114.20".
+    pub fn places(self) -> u32 {
         let mut places = 0;
         while places < DEC_SCALE_DIGITS
             && self.0 % POW10[(DEC_SCALE_DIGITS - places) as usize] as i128 != 0
         {
             places += 1;
         }
+        places
+    }
+
+    /// `(count, places)` with `self == count * 10^-places` and the fewest places, when `self` is
+    /// zero or more and the count fits a `u64`.
+    pub fn to_parts(self) -> Option<(u64, u32)> {
+        if self.0 < 0 {
+            return None;
+        }
+        let places = self.places();
         let count = self.0 / POW10[(DEC_SCALE_DIGITS - places) as usize] as i128;
         u64::try_from(count).ok().map(|c| (c, places))
     }

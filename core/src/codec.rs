@@ -519,6 +519,8 @@ impl Decoder {
     }
 
     /// Decodes raw bytes (a line of a capture file); refuses non-UTF-8 before anything else.
+    /// Inlined so that the frame is built where the caller keeps it, not copied out.
+    #[inline]
     pub fn decode_bytes<'a>(&'a mut self, bytes: &'a [u8]) -> R<Frame<'a>> {
         self.check_len(bytes.len())?;
         if let Some(h) = self.template(bytes) {
@@ -549,6 +551,7 @@ impl Decoder {
     }
 
     /// The frame the template read; its topic lives in this decoder's topic table.
+    #[inline]
     fn book_frame(&self, head: BookHead) -> Frame<'_> {
         let topic = self.book_topics.get(head.topic_slot);
         Frame::Book(BookFrame {

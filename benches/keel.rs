@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use keel_core::book::OrderBook;
-use keel_core::codec::{Decoder, Level};
+use keel_core::codec::{BookFrame, Decoder, Level, UpdateKind, WireLevel};
 use keel_core::compute::{self, BookView, MergeInput};
 use keel_core::engine::link::LinkId;
 use keel_core::kline::{Bar, CandleSource, ClosedCandle};
@@ -57,19 +57,22 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
-/// Bids and asks of one frame.
-type Sides = (Vec<Level>, Vec<Level>);
+/// Bids and asks of one frame, as the decoder hands them to the book.
+type Sides = (Vec<WireLevel>, Vec<WireLevel>);
 
 /// A snapshot and `n` deltas of a depth-`depth` book, from the venue's market generator.
 fn book_stream(depth: usize, n: usize) -> (Sides, Vec<Sides>) {
     let mut rng = Rng::new(42);
     let spec = SymbolSpec::guess("BTCUSDT");
     let mut m = SymbolMarket::new(spec.clone(), &mut rng, 0, 42);
-    let conv = |v: &[(i64, u64)]| -> Vec<Level> {
+    let conv = |v: &[(i64, u64)]| -> Vec<WireLevel> {
         v.iter()
-            .map(|(p, q)| Level {
-                px: spec.px(*p),
-                qty: spec.qty(*q),
+            .map(|(p, q)| {
+                WireLevel::from_level(Level {
+                    px: spec.px(*p),
+                    qty: spec.qty(*q),
+                })
+                .expect("the generator's levels are positive")
             })
             .collect()
     };
@@ -104,12 +107,25 @@ fn apply(c: &mut Criterion) {
     for depth in [50usize, 200, 1000] {
         let ((sb, sa), deltas) = book_stream(depth, 2_000);
         g.throughput(Throughput::Elements(deltas.len() as u64));
+        // Frames as the market passes them to the book (the live path).
+        let frame = |kind, u, bids, asks| BookFrame {
+            topic: "orderbook.200.BTCUSDT",
+            symbol: "BTCUSDT",
+            depth: depth as u16,
+            kind,
+            ts: 0,
+            u,
+            seq: None,
+            cts: None,
+            bids,
+            asks,
+        };
         g.bench_function(BenchmarkId::new("per_delta", depth), |b| {
             let mut book = OrderBook::new(depth);
             b.iter(|| {
-                book.apply_snapshot(&sb, &sa, 1, None, 0);
+                book.apply(&frame(UpdateKind::Snapshot, 1, &sb, &sa));
                 for (u, (db, da)) in deltas.iter().enumerate() {
-                    black_box(book.apply_delta(db, da, u as u64 + 2, None, 0));
+                    black_box(book.apply(&frame(UpdateKind::Delta, u as u64 + 2, db, da)));
                 }
             })
         });

@@ -1,0 +1,64 @@
+//! The profiling loop behind BENCHMARKS.md's "Closing the gap" figures: decode + apply + drain over
+//! the orderbook.200 captures, a fresh market per pass, and the best and quantiles of the passes.
+//! keel alone in a loop, so caches and branch predictors stay warm (unlike `keel bench`, which
+//! interleaves the baselines). Under `valgrind --tool=cachegrind` it gives instruction counts,
+//! which do not move with the machine's noise.
+//!
+//! ```sh
+//! cargo run --release --example book_loop -- 300                   # all four captures
+//! SYMBOLS=BTCUSDT cargo run --release --example book_loop -- 300   # one
+//! DECODE_ONLY=1 cargo run --release --example book_loop -- 300     # the decoder alone
+//! ```
+
+use keel_core::codec::Decoder;
+use keel_core::{Market, MarketConfig, Time};
+use keel_suite::fixtures_dir;
+
+fn main() {
+    let symbols = std::env::var("SYMBOLS").unwrap_or("BTCUSDT ETHUSDT SOLUSDT DOGEUSDT".into());
+    let passes: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300)
+        .max(1);
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for s in symbols.split_whitespace() {
+        let path = fixtures_dir().join(format!("ws/linear/orderbook.200.{s}.jsonl"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.as_bytes().to_vec()),
+        );
+    }
+    let decode_only = std::env::var_os("DECODE_ONLY").is_some();
+    let mut samples = Vec::with_capacity(passes);
+    for _ in 0..passes {
+        let t = std::time::Instant::now();
+        if decode_only {
+            let mut d = Decoder::default();
+            for l in &lines {
+                std::hint::black_box(d.decode_bytes(l).is_ok());
+            }
+        } else {
+            let mut m = Market::new(MarketConfig::default());
+            for l in &lines {
+                let _ = m.handle_frame_bytes(Time::ZERO, l);
+                while m.poll_event().is_some() {}
+            }
+            std::hint::black_box(&m);
+        }
+        samples.push(t.elapsed().as_nanos() as f64 / lines.len() as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    let q = |f: f64| samples[((samples.len() - 1) as f64 * f) as usize];
+    println!(
+        "{} frames, ns a frame: best {:.0} p10 {:.0} median {:.0} p75 {:.0}",
+        lines.len(),
+        samples[0],
+        q(0.1),
+        q(0.5),
+        q(0.75)
+    );
+}

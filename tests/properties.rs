@@ -60,13 +60,17 @@ fn book_op() -> impl Strategy<Value = BookOp> {
     ]
 }
 
-/// Ticks as hundredths of a price and thousandths of a size: "0.5" and "0.37" need different
-/// places, so the book widens its units as levels arrive (the order of the ticks is kept).
+/// Ticks as hundredths of a price ("0.5" and "0.37" need different places, so the book widens
+/// its units as levels arrive; the order of the ticks is kept) and sizes with 3, 2 or no places.
 fn lv(v: &[(u32, u32)]) -> Vec<Level> {
+    const SIZES: [(u64, u32); 4] = [(0, 0), (1, 3), (1, 2), (2, 0)];
     v.iter()
-        .map(|(p, q)| Level {
-            px: Dec::from_parts(*p as u64, 2, false),
-            qty: Dec::from_parts(*q as u64, 3, false),
+        .map(|(p, q)| {
+            let (count, places) = SIZES[*q as usize % SIZES.len()];
+            Level {
+                px: Dec::from_parts(*p as u64, 2, false),
+                qty: Dec::from_parts(count, places, false),
+            }
         })
         .collect()
 }

@@ -364,11 +364,22 @@ impl OrderBook {
             self.state = BookState::Resyncing;
             return Applied::Desynced(reason);
         }
-        if self.encode(bids, asks).is_err() {
-            return self.out_of_range();
+        match (
+            L::as_counted(bids, self.units),
+            L::as_counted(asks, self.units),
+        ) {
+            (Some(bids), Some(asks)) => {
+                book_side::apply_side::<false, _>(&mut self.bids, bids);
+                book_side::apply_side::<true, _>(&mut self.asks, asks);
+            }
+            _ => {
+                if self.encode(bids, asks).is_err() {
+                    return self.out_of_range();
+                }
+                book_side::apply_side::<false, _>(&mut self.bids, &self.incoming_bids);
+                book_side::apply_side::<true, _>(&mut self.asks, &self.incoming_asks);
+            }
         }
-        book_side::apply_side::<false>(&mut self.bids, &self.incoming_bids);
-        book_side::apply_side::<true>(&mut self.asks, &self.incoming_asks);
         self.counters.levels_truncated += book_side::truncate_worst(&mut self.bids, self.depth);
         self.counters.levels_truncated += book_side::truncate_worst(&mut self.asks, self.depth);
         self.counters.deltas += 1;

@@ -92,6 +92,52 @@ pub(crate) trait Countable: Copy {
     /// `units` widened to hold the level exactly; `None` when no units can (a negative value).
     fn widened(&self, units: Units) -> Option<Units>;
     fn level(&self) -> Level;
+    /// `levels` as they are, when each is already a count of `units` (the same places, or zero):
+    /// then the frame needs no conversion pass at all.
+    fn as_counted(_levels: &[Self], _units: Units) -> Option<&[WireLevel]> {
+        None
+    }
+}
+
+/// A level whose price and size are counts of the book's units.
+pub(crate) trait InUnits: Copy {
+    fn px(&self) -> u64;
+    fn qty(&self) -> u64;
+    fn slot(&self) -> Slot;
+}
+
+impl InUnits for Slot {
+    #[inline(always)]
+    fn px(&self) -> u64 {
+        self.px
+    }
+    #[inline(always)]
+    fn qty(&self) -> u64 {
+        self.qty
+    }
+    #[inline(always)]
+    fn slot(&self) -> Slot {
+        *self
+    }
+}
+
+/// Only where [`Countable::as_counted`] said so: the places are the book's.
+impl InUnits for WireLevel {
+    #[inline(always)]
+    fn px(&self) -> u64 {
+        self.px_parts().0
+    }
+    #[inline(always)]
+    fn qty(&self) -> u64 {
+        self.qty_parts().0
+    }
+    #[inline(always)]
+    fn slot(&self) -> Slot {
+        Slot {
+            px: InUnits::px(self),
+            qty: InUnits::qty(self),
+        }
+    }
 }
 
 /// Decimals from REST snapshots and callers: an exact division each, off the hot path.
@@ -141,6 +187,18 @@ impl Countable for WireLevel {
 
     fn level(&self) -> Level {
         WireLevel::level(self)
+    }
+
+    /// Bybit writes a symbol's prices and sizes with fixed places ("65114.20", "0.002"), so after
+    /// the first snapshot a delta's counts are almost always the book's own.
+    #[inline]
+    fn as_counted(levels: &[Self], units: Units) -> Option<&[WireLevel]> {
+        let mut same = true;
+        for l in levels {
+            let ((px, pp), (qty, qp)) = (l.px_parts(), l.qty_parts());
+            same &= (pp == units.px_digits || px == 0) & (qp == units.qty_digits || qty == 0);
+        }
+        same.then_some(levels)
     }
 }
 
@@ -249,12 +307,12 @@ const SEARCH_BATCH_LEVELS_MAX: usize = 16;
 /// on each load in turn and took over a quarter of a frame's time (BENCHMARKS.md, "Closing the
 /// gap"). A side in any other order goes one level at a time.
 #[inline]
-pub(crate) fn apply_side<const ASK: bool>(side: &mut VecDeque<Slot>, levels: &[Slot]) {
+pub(crate) fn apply_side<const ASK: bool, L: InUnits>(side: &mut VecDeque<Slot>, levels: &[L]) {
     let best_first = levels.windows(2).all(|w| {
         if ASK {
-            w[1].px > w[0].px
+            w[1].px() > w[0].px()
         } else {
-            w[1].px < w[0].px
+            w[1].px() < w[0].px()
         }
     });
     let batch = if best_first {
@@ -265,18 +323,18 @@ pub(crate) fn apply_side<const ASK: bool>(side: &mut VecDeque<Slot>, levels: &[S
     for chunk in levels.chunks(batch) {
         let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
         let at = &mut at[..chunk.len()];
-        lower_bounds::<ASK>(side, chunk, at);
+        lower_bounds::<ASK, L>(side, chunk, at);
         for (l, &i) in chunk.iter().zip(at.iter()) {
-            let found = side.get(i).is_some_and(|s| s.px == l.px);
-            match (found, l.qty == 0) {
+            let found = side.get(i).is_some_and(|s| s.px == l.px());
+            match (found, l.qty() == 0) {
                 (true, true) => {
                     side.remove(i);
                 }
-                (true, false) => side[i].qty = l.qty,
+                (true, false) => side[i].qty = l.qty(),
                 // "If you receive an amount that does not exist, insert it" - but a zero for a
                 // price we do not hold has nothing to delete.
                 (false, true) => {}
-                (false, false) => side.insert(i, *l),
+                (false, false) => side.insert(i, l.slot()),
             }
         }
     }
@@ -290,7 +348,11 @@ const SEARCH_LANES: usize = 4;
 /// search takes the same number of halvings, so each round issues one independent load per level.
 /// Branch-free so that the rounds do not wait on comparisons.
 #[inline]
-fn lower_bounds<const ASK: bool>(side: &mut VecDeque<Slot>, keys: &[Slot], out: &mut [usize]) {
+fn lower_bounds<const ASK: bool, L: InUnits>(
+    side: &mut VecDeque<Slot>,
+    keys: &[L],
+    out: &mut [usize],
+) {
     // Rotates only when the deque has wrapped; the rounds then index one slice instead of
     // choosing between two halves at every load (BENCHMARKS.md: 700 -> 658 ns a frame).
     let all: &[Slot] = side.make_contiguous();
@@ -304,9 +366,9 @@ fn lower_bounds<const ASK: bool>(side: &mut VecDeque<Slot>, keys: &[Slot], out: 
     // delta often has fewer than four levels.
     while !keys.is_empty() {
         let lanes = match keys.len() {
-            1 => search_lanes::<ASK, 1>(all, keys, out),
-            2 | 3 => search_lanes::<ASK, 2>(all, keys, out),
-            _ => search_lanes::<ASK, SEARCH_LANES>(all, keys, out),
+            1 => search_lanes::<ASK, 1, L>(all, keys, out),
+            2 | 3 => search_lanes::<ASK, 2, L>(all, keys, out),
+            _ => search_lanes::<ASK, SEARCH_LANES, L>(all, keys, out),
         };
         keys = &keys[lanes..];
         out = &mut out[lanes..];
@@ -315,13 +377,13 @@ fn lower_bounds<const ASK: bool>(side: &mut VecDeque<Slot>, keys: &[Slot], out: 
 
 /// [`lower_bounds`] for the first `LANES` keys, searched in lock step; returns `LANES`.
 #[inline(always)]
-fn search_lanes<const ASK: bool, const LANES: usize>(
+fn search_lanes<const ASK: bool, const LANES: usize, L: InUnits>(
     all: &[Slot],
-    keys: &[Slot],
+    keys: &[L],
     out: &mut [usize],
 ) -> usize {
     let before = |stored: u64, key: u64| if ASK { stored > key } else { stored < key };
-    let key: [u64; LANES] = std::array::from_fn(|j| keys[j].px);
+    let key: [u64; LANES] = std::array::from_fn(|j| keys[j].px());
     let mut base = [0usize; LANES];
     let mut size = all.len();
     while size > 1 {

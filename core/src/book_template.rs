@@ -143,6 +143,8 @@ pub(crate) struct BookTopic {
     pub depth: u16,
     /// Where the symbol starts in `text`.
     pub symbol_at: usize,
+    /// The bytes from the end of `ts` to the bids, which name the symbol again: one comparison.
+    data_head: Box<[u8]>,
 }
 
 /// Slots in [`BookTopics`]: more than the order-book topics one connection carries.
@@ -158,6 +160,7 @@ impl Default for BookTopics {
                     text: "".into(),
                     depth: 0,
                     symbol_at: 0,
+                    data_head: Box::new([]),
                 };
                 BOOK_TOPIC_SLOTS
             ],
@@ -207,6 +210,9 @@ impl BookTopics {
             text: text.into(),
             depth,
             symbol_at: text.len() - parsed.symbol.len(),
+            data_head: format!(",\"data\":{{\"s\":\"{}\",\"b\":", parsed.symbol)
+                .into_bytes()
+                .into(),
         };
         Some((slot, end))
     }
@@ -266,10 +272,7 @@ pub(crate) fn book(
     };
     c.lit(b",\"ts\":")?;
     let ts = c.uint()?;
-    c.lit(b",\"data\":{\"s\":\"")?;
-    c.lit(&topic.text.as_bytes()[topic.symbol_at..])?;
-    c.lit(b"\"")?;
-    c.lit(b",\"b\":")?;
+    c.lit(&topic.data_head)?;
     c.levels(bids)?;
     c.lit(b",\"a\":")?;
     c.levels(asks)?;

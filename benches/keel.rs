@@ -119,6 +119,7 @@ fn apply(c: &mut Criterion) {
             cts: None,
             bids,
             asks,
+            topic_key: 0,
         };
         g.bench_function(BenchmarkId::new("per_delta", depth), |b| {
             let mut book = OrderBook::new(depth);

@@ -168,6 +168,7 @@ proptest! {
                             cts: None,
                             bids: &b,
                             asks: &a,
+                            topic_key: 0,
                         })
                     } else {
                         book.apply_delta(&lv(&bids), &lv(&asks), u, None, 0)

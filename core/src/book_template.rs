@@ -135,6 +135,8 @@ const LEVEL_THEN_END: u64 = u32::from_le_bytes(*b"\"]]\0") as u64;
 pub(crate) struct BookTopics {
     /// An empty text marks a free slot: every topic looked up starts "orderbook.".
     slots: Vec<BookTopic>,
+    /// The key the next topic learned gets; keys are never reused, even after the topic leaves.
+    next_key: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +145,8 @@ pub(crate) struct BookTopic {
     pub depth: u16,
     /// Where the symbol starts in `text`.
     pub symbol_at: usize,
+    /// This topic's [`crate::codec::BookFrame::topic_key`]; 0 for a free slot.
+    pub key: u64,
     /// The bytes from the end of `ts` to the bids, which name the symbol again: one comparison.
     data_head: Box<[u8]>,
 }
@@ -160,10 +164,12 @@ impl Default for BookTopics {
                     text: "".into(),
                     depth: 0,
                     symbol_at: 0,
+                    key: 0,
                     data_head: Box::new([]),
                 };
                 BOOK_TOPIC_SLOTS
             ],
+            next_key: 1,
         }
     }
 }
@@ -210,10 +216,12 @@ impl BookTopics {
             text: text.into(),
             depth,
             symbol_at: text.len() - parsed.symbol.len(),
+            key: self.next_key,
             data_head: format!(",\"data\":{{\"s\":\"{}\",\"b\":", parsed.symbol)
                 .into_bytes()
                 .into(),
         };
+        self.next_key += 1;
         Some((slot, end))
     }
 }

@@ -136,6 +136,9 @@ pub struct BookFrame<'a> {
     pub cts: Option<u64>,
     pub bids: &'a [WireLevel],
     pub asks: &'a [WireLevel],
+    /// The decoder's key for this topic, 0 when it has none: never the same for two topics, so
+    /// a caller can remember what it looked up for a key instead of hashing the topic again.
+    pub topic_key: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,6 +568,7 @@ impl Decoder {
             cts: head.cts,
             bids: &self.bids,
             asks: &self.asks,
+            topic_key: topic.key,
         })
     }
 
@@ -709,6 +713,7 @@ impl Decoder {
                     cts: top.cts,
                     bids: &self.bids,
                     asks: &self.asks,
+                    topic_key: 0,
                 })
             }
             (Channel::Kline { interval }, Parsed::Kline) => {

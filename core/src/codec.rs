@@ -959,16 +959,22 @@ fn levels(sc: &mut Scanner<'_>, out: &mut Vec<WireLevel>, field: &'static str) -
                 max: LEVELS_PER_SIDE_MAX,
             });
         }
-        let (px, qty) = match sc.compact_dec_pair() {
-            Some(pair) => pair,
-            None => level_slow(sc, field)?,
+        let wire = match sc.compact_level() {
+            Some(((px, px_places), (qty, qty_places))) => {
+                WireLevel::from_counts(px, px_places, qty, qty_places)
+            }
+            None => {
+                let (px, qty) = level_slow(sc, field)?;
+                if qty.is_negative() {
+                    return Err(DecodeError::BadValue { field });
+                }
+                // None only for a negative price or one too long for a count; both refused.
+                WireLevel::from_level(Level { px, qty }).ok_or(DecodeError::BadValue { field })?
+            }
         };
-        if px <= Dec::ZERO || qty.is_negative() {
+        if wire.px_parts().0 == 0 {
             return Err(DecodeError::BadValue { field });
         }
-        // Every decimal the scanner accepts (19 digits at most) has this form.
-        let wire =
-            WireLevel::from_level(Level { px, qty }).ok_or(DecodeError::BadValue { field })?;
         out.push(wire);
     }
     Ok(())

@@ -277,27 +277,28 @@ impl<'a> Scanner<'a> {
     }
 
     /// The compact pair `["<decimal>","<decimal>"]` that every order-book level is, read
-    /// without any per-token dispatch. On anything else (white space, escapes, another shape)
-    /// it returns `None` and leaves the position alone, so the caller takes the general path.
+    /// without any per-token dispatch, as `(count, places)` of each. On anything else (white
+    /// space, escapes, a sign, another shape) it returns `None` and leaves the position alone, so
+    /// the caller takes the general path.
     #[inline]
-    pub fn compact_dec_pair(&mut self) -> Option<(Dec, Dec)> {
+    pub fn compact_level(&mut self) -> Option<((u64, u32), (u64, u32))> {
         let b = self.bytes();
         let mut i = self.pos;
         if b.get(i..i + 2)? != b"[\"" {
             return None;
         }
         i += 2;
-        let px = raw_dec(b, &mut i)?;
+        let (px, px_places, px_neg) = raw_parts(b, &mut i)?;
         if b.get(i..i + 3)? != b"\",\"" {
             return None;
         }
         i += 3;
-        let qty = raw_dec(b, &mut i)?;
-        if b.get(i..i + 2)? != b"\"]" {
+        let (qty, qty_places, qty_neg) = raw_parts(b, &mut i)?;
+        if px_neg || qty_neg || b.get(i..i + 2)? != b"\"]" {
             return None;
         }
         self.pos = i + 2;
-        Some((px, qty))
+        Some(((px, px_places), (qty, qty_places)))
     }
 
     /// The raw text of a JSON number, validated against the grammar.
@@ -428,6 +429,13 @@ impl<'a> Scanner<'a> {
 /// trades (BENCHMARKS.md).
 #[inline]
 pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
+    raw_parts(b, i).map(|(count, places, neg)| Dec::from_parts(count, places, neg))
+}
+
+/// [`raw_dec`] as it was written: `(count, places, negative)`, for readers that keep the count
+/// (order-book levels) rather than build a [`Dec`] and take it apart again.
+#[inline]
+pub(crate) fn raw_parts(b: &[u8], i: &mut usize) -> Option<(u64, u32, bool)> {
     let mut j = *i;
     let neg = b.get(j) == Some(&b'-');
     if neg {
@@ -457,7 +465,7 @@ pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {
         return None;
     }
     *i = j;
-    Some(Dec::from_parts(acc, frac as u32, neg))
+    Some((acc, frac as u32, neg))
 }
 
 #[inline]
@@ -645,9 +653,16 @@ mod tests {
             // Only strings JSON allows unescaped reach the decimal parsers.
             proptest::prop_assert_eq!(quoted(&text, &pad), Dec::parse(&text));
             let doc = format!("[\"{text}\",\"{text}\"]{pad}");
-            if let Some((px, qty)) = Scanner::new(&doc).compact_dec_pair() {
-                proptest::prop_assert_eq!(Ok(px), Dec::parse(&text));
-                proptest::prop_assert_eq!(px, qty);
+            match Scanner::new(&doc).compact_level() {
+                Some(((px, pp), (qty, qp))) => {
+                    proptest::prop_assert_eq!(Ok(Dec::from_parts(px, pp, false)), Dec::parse(&text));
+                    proptest::prop_assert_eq!((px, pp), (qty, qp));
+                }
+                // Refused: not a decimal, or a sign (left to the general path).
+                None => proptest::prop_assert!(
+                    Dec::parse(&text).is_err() || text.starts_with('-'),
+                    "{:?}", text
+                ),
             }
         }
     }

@@ -6,8 +6,8 @@
 //! a frame from 790 to 700 ns (BENCHMARKS.md, "Closing the gap"). Every function here is tested
 //! against a plain reference.
 
-use crate::decimal::{Dec, POW10};
-use crate::json::raw_dec;
+use crate::decimal::POW10;
+use crate::json::raw_parts;
 
 const LANES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x80 * LANES;
@@ -95,13 +95,6 @@ fn known_digits_value(w: u64, n: usize) -> u64 {
     x = (x.wrapping_mul(10).wrapping_add(x >> 8)) & 0x00FF_00FF_00FF_00FF;
     x = (x.wrapping_mul(100).wrapping_add(x >> 16)) & 0x0000_FFFF_0000_FFFF;
     (x.wrapping_mul(10_000).wrapping_add(x >> 32)) & 0xFFFF_FFFF
-}
-
-/// Signs, long numbers and refusals.
-#[cold]
-fn decimal_exact_slow(b: &[u8], start: usize, end: usize) -> Option<Dec> {
-    let mut i = start;
-    raw_dec(b.get(..end)?, &mut i).filter(|_| i == end)
 }
 
 /// A JSON integer at `start`: its value and length, for up to 19 digits (which always fit a
@@ -199,13 +192,17 @@ pub(crate) fn quoted_decimal(b: &[u8], start: usize) -> Option<((u64, u32), usiz
 #[cold]
 fn quoted_decimal_slow(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
     let end = start + b.get(start..)?.iter().position(|c| *c == b'"')?;
-    let d = decimal_exact_slow(b, start, end)?;
-    Some((d.to_parts()?, end))
+    let mut i = start;
+    let (count, places, neg) = raw_parts(&b[..end], &mut i)?;
+    // "-0" is zero, as `Dec` reads it; any other sign is refused.
+    (i == end && (!neg || count == 0)).then_some(((count, places), end))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decimal::Dec;
+    use crate::json::raw_dec;
 
     #[test]
     fn words_near_and_past_the_end_read_zeros_beyond_it() {

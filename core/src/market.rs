@@ -253,24 +253,21 @@ impl Market {
         let full = topics >= self.config.topics_max;
         let out = match frame {
             Frame::Book(f) => {
+                // A key the decoder gave this topic finds its book without hashing the topic.
                 let slot = (f.topic_key % BOOK_KEYS_REMEMBERED as u64) as usize;
                 let id = match self.book_keys[slot] {
                     (key, id) if key == f.topic_key && key != 0 => id,
                     _ => {
-                        let id = match self.book_ids.get(f.topic) {
-                            Some(id) => *id,
-                            None if full => return Err(self.too_many_topics()),
-                            None => {
-                                let id = BookId(self.books.len() as u32);
-                                self.books.push(Named {
-                                    topic: f.topic.into(),
-                                    symbol: f.symbol.into(),
-                                    value: OrderBook::new(book_levels_max(f.depth)),
-                                    last_frame_at: None,
-                                });
-                                self.book_ids.insert(f.topic.into(), id);
-                                id
-                            }
+                        let depth = f.depth;
+                        let Some(id) = id_for(
+                            &mut self.book_ids,
+                            &mut self.books,
+                            (f.topic, f.symbol),
+                            full,
+                            || OrderBook::new(book_levels_max(depth)),
+                            BookId,
+                        ) else {
+                            return Err(self.too_many_topics());
                         };
                         self.book_keys[slot] = (f.topic_key, id);
                         id
@@ -290,20 +287,16 @@ impl Market {
                 Handled::Book { book: id, applied }
             }
             Frame::Kline(f) => {
-                let id = match self.series_ids.get(f.topic) {
-                    Some(id) => *id,
-                    None if full => return Err(self.too_many_topics()),
-                    None => {
-                        let id = SeriesId(self.series.len() as u32);
-                        self.series.push(Named {
-                            topic: f.topic.into(),
-                            symbol: f.symbol.into(),
-                            value: KlineSeries::new(f.interval, self.config.closed_candles_max),
-                            last_frame_at: None,
-                        });
-                        self.series_ids.insert(f.topic.into(), id);
-                        id
-                    }
+                let candles_max = self.config.closed_candles_max;
+                let Some(id) = id_for(
+                    &mut self.series_ids,
+                    &mut self.series,
+                    (f.topic, f.symbol),
+                    full,
+                    || KlineSeries::new(f.interval, candles_max),
+                    SeriesId,
+                ) else {
+                    return Err(self.too_many_topics());
                 };
                 let named = &mut self.series[id.0 as usize];
                 named.last_frame_at = Some(now);
@@ -430,6 +423,33 @@ impl Market {
             max: self.config.topics_max,
         }
     }
+}
+
+/// The id of `topic` among `items`, adding it (made by `make`, numbered by `id_of`) when it is
+/// new and the market is not `full`; `None` when it is new and the market is full.
+fn id_for<T, Id: Copy>(
+    ids: &mut FastMap<Box<str>, Id>,
+    items: &mut Vec<Named<T>>,
+    (topic, symbol): (&str, &str),
+    full: bool,
+    make: impl FnOnce() -> T,
+    id_of: impl FnOnce(u32) -> Id,
+) -> Option<Id> {
+    if let Some(id) = ids.get(topic) {
+        return Some(*id);
+    }
+    if full {
+        return None;
+    }
+    let id = id_of(items.len() as u32);
+    items.push(Named {
+        topic: topic.into(),
+        symbol: symbol.into(),
+        value: make(),
+        last_frame_at: None,
+    });
+    ids.insert(topic.into(), id);
+    Some(id)
 }
 
 fn push_event(

@@ -364,24 +364,22 @@ impl OrderBook {
             self.state = BookState::Resyncing;
             return Applied::Desynced(reason);
         }
-        match (
+        self.counters.levels_truncated += match (
             L::as_counted(bids, self.units),
             L::as_counted(asks, self.units),
         ) {
+            // Already in the book's units: applied as they came.
             (Some(bids), Some(asks)) => {
-                book_side::apply_side::<false, _>(&mut self.bids, bids);
-                book_side::apply_side::<true, _>(&mut self.asks, asks);
+                book_side::apply_sides([&mut self.bids, &mut self.asks], [bids, asks], self.depth)
             }
             _ => {
                 if self.encode(bids, asks).is_err() {
                     return self.out_of_range();
                 }
-                book_side::apply_side::<false, _>(&mut self.bids, &self.incoming_bids);
-                book_side::apply_side::<true, _>(&mut self.asks, &self.incoming_asks);
+                let incoming = [&self.incoming_bids[..], &self.incoming_asks[..]];
+                book_side::apply_sides([&mut self.bids, &mut self.asks], incoming, self.depth)
             }
-        }
-        self.counters.levels_truncated += book_side::truncate_worst(&mut self.bids, self.depth);
-        self.counters.levels_truncated += book_side::truncate_worst(&mut self.asks, self.depth);
+        };
         self.counters.deltas += 1;
         self.last_u = Some(u);
         self.last_seq = seq;

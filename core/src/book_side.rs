@@ -295,6 +295,19 @@ fn rescale(slots: &mut [&mut [Slot]], from: Units, to: Units) -> Result<(), OutO
     Ok(())
 }
 
+/// Applies a delta's bids and asks to their sides and keeps each within `depth`; returns how
+/// many levels that dropped.
+#[inline]
+pub(crate) fn apply_sides<L: InUnits>(
+    [bids, asks]: [&mut VecDeque<Slot>; 2],
+    [bid_levels, ask_levels]: [&[L]; 2],
+    depth: usize,
+) -> u64 {
+    apply_side::<false, L>(bids, bid_levels);
+    apply_side::<true, L>(asks, ask_levels);
+    truncate_worst(bids, depth) + truncate_worst(asks, depth)
+}
+
 /// Most levels whose places are searched for together; a delta carries about ten.
 const SEARCH_BATCH_LEVELS_MAX: usize = 16;
 
@@ -307,7 +320,7 @@ const SEARCH_BATCH_LEVELS_MAX: usize = 16;
 /// on each load in turn and took over a quarter of a frame's time (BENCHMARKS.md, "Closing the
 /// gap"). A side in any other order goes one level at a time.
 #[inline]
-pub(crate) fn apply_side<const ASK: bool, L: InUnits>(side: &mut VecDeque<Slot>, levels: &[L]) {
+fn apply_side<const ASK: bool, L: InUnits>(side: &mut VecDeque<Slot>, levels: &[L]) {
     let best_first = levels.windows(2).all(|w| {
         if ASK {
             w[1].px() > w[0].px()
@@ -402,7 +415,7 @@ fn search_lanes<const ASK: bool, const LANES: usize, L: InUnits>(
 }
 
 /// Drops the worst levels beyond `depth`; returns how many.
-pub(crate) fn truncate_worst(side: &mut VecDeque<Slot>, depth: usize) -> u64 {
+fn truncate_worst(side: &mut VecDeque<Slot>, depth: usize) -> u64 {
     let excess = side.len().saturating_sub(depth);
     if excess > 0 {
         side.drain(..excess);

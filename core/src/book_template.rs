@@ -139,7 +139,8 @@ pub(crate) struct BookTopics {
     next_key: u64,
 }
 
-#[derive(Debug, Clone)]
+/// A free slot is the default: an empty text, which no topic looked up has.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct BookTopic {
     pub text: Box<str>,
     pub depth: u16,
@@ -159,16 +160,7 @@ const BOOK_TOPIC_BYTES_MAX: usize = 64;
 impl Default for BookTopics {
     fn default() -> Self {
         BookTopics {
-            slots: vec![
-                BookTopic {
-                    text: "".into(),
-                    depth: 0,
-                    symbol_at: 0,
-                    key: 0,
-                    data_head: Box::new([]),
-                };
-                BOOK_TOPIC_SLOTS
-            ],
+            slots: vec![BookTopic::default(); BOOK_TOPIC_SLOTS],
             next_key: 1,
         }
     }

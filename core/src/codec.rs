@@ -45,12 +45,8 @@ pub struct WireLevel {
 impl WireLevel {
     /// A level from counts and places; `None` when a place count passes [`DEC_SCALE_DIGITS`].
     pub fn new(px: u64, px_places: u32, qty: u64, qty_places: u32) -> Option<WireLevel> {
-        (px_places <= DEC_SCALE_DIGITS && qty_places <= DEC_SCALE_DIGITS).then_some(WireLevel {
-            px,
-            qty,
-            px_places: px_places as u8,
-            qty_places: qty_places as u8,
-        })
+        (px_places <= DEC_SCALE_DIGITS && qty_places <= DEC_SCALE_DIGITS)
+            .then(|| WireLevel::from_counts(px, px_places, qty, qty_places))
     }
 
     /// [`WireLevel::new`] for places a parser has already bounded (at most

@@ -32,12 +32,7 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn lit(&mut self, want: &[u8]) -> Option<()> {
-        if self.bytes().get(self.pos..self.pos + want.len())? == want {
-            self.pos += want.len();
-            Some(())
-        } else {
-            None
-        }
+        self.peek_is(want).then(|| self.pos += want.len())
     }
 
     #[inline]

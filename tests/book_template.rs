@@ -137,3 +137,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn levels_within_a_word_of_the_frame_end_decode_as_the_scanner_does() {
+    // The template reads a level through a 32-byte window when the frame has one left, and from
+    // the frame itself near its end: short frames put every level there.
+    let sides = [
+        r#"[["1.5","2"]]"#,
+        r#"[["1","0"],["0.5","2.25"]]"#,
+        r#"[["65114.20","0.002"]]"#,
+        r#"[["123456789.5","0.000000001"]]"#,
+        r#"[["0.000012345","12345678901"],["7","1"]]"#,
+    ];
+    for bids in sides {
+        for asks in sides {
+            for tail in [r#""u":7}}"#, r#""u":7,"seq":8},"cts":9}"#] {
+                let line = format!(
+                    r#"{{"topic":"orderbook.50.X","type":"delta","ts":1,"data":{{"s":"X","b":{bids},"a":{asks},{tail}"#
+                );
+                let mut d = Decoder::default();
+                let f = d.decode_template(line.as_bytes());
+                assert!(f.is_some(), "{line}");
+                assert_eq!(
+                    shown(Ok::<_, keel_core::DecodeError>(f.unwrap())),
+                    general(line.as_bytes()),
+                    "{line}"
+                );
+            }
+        }
+    }
+}

@@ -169,28 +169,36 @@ fn decimal_word(w: u64, len: usize) -> Option<(u64, u32)> {
 
 /// The decimal in the JSON string whose text starts at `start` as `((count, places), end)`, `end`
 /// being the place of its closing quote; `None` when the text is not a decimal [`Dec::parse`]
-/// accepts, or is negative. One word holds the whole text of up to eight characters and so also
-/// tells where it ends.
-#[inline(always)]
+/// accepts, or is negative.
+#[cfg(test)]
 pub(crate) fn quoted_decimal(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
-    let w = word_at(b, start);
+    quoted_decimal_word(&|at| word_at(b, at), start).or_else(|| quoted_decimal_slow(b, start))
+}
+
+/// [`quoted_decimal`] for texts of up to eight characters, read through `word(at)`, the eight
+/// bytes at `at`; `None` for anything else, which [`quoted_decimal_slow`] then reads. One word
+/// holds the whole text and so also tells where it ends.
+#[inline(always)]
+pub(crate) fn quoted_decimal_word(
+    word: &impl Fn(usize) -> u64,
+    start: usize,
+) -> Option<((u64, u32), usize)> {
+    let w = word(start);
     let quotes = first_eq(w, b'"');
     let len = if quotes != 0 {
         (quotes.trailing_zeros() / 8) as usize
     } else {
         8
     };
-    if (quotes != 0 || b.get(start + 8) == Some(&b'"'))
-        && let Some(d) = decimal_word(w, len)
-    {
-        return Some((d, start + len));
+    if quotes != 0 || word(start + 8) & 0xFF == b'"' as u64 {
+        return decimal_word(w, len).map(|d| (d, start + len));
     }
-    quoted_decimal_slow(b, start)
+    None
 }
 
-/// Longer texts, signs and refusals.
+/// Longer texts, signs and refusals: [`quoted_decimal`] for any text.
 #[cold]
-fn quoted_decimal_slow(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
+pub(crate) fn quoted_decimal_slow(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
     let end = start + b.get(start..)?.iter().position(|c| *c == b'"')?;
     let mut i = start;
     let (count, places, neg) = raw_parts(&b[..end], &mut i)?;

@@ -8,7 +8,14 @@
 //! cargo run --release --example book_loop -- 300                   # all four captures
 //! SYMBOLS=BTCUSDT cargo run --release --example book_loop -- 300   # one
 //! DECODE_ONLY=1 cargo run --release --example book_loop -- 300     # the decoder alone
+//! COLD=1 cargo run --release --example book_loop -- 300            # branch predictors scrambled
 //! ```
+//!
+//! A pass replays the same frames every time, and the CPU's branch predictors learn a good part
+//! of keel's data-dependent branches across passes. `COLD=1` runs 100,000 random branches before
+//! each pass (untimed), leaving the predictors as a live stream or `keel bench`'s baselines leave
+//! them: the best pass then took 10% longer on the four captures and 22% longer on BTCUSDT
+//! (BENCHMARKS.md, "Session 4").
 
 use keel_core::codec::Decoder;
 use keel_core::{Market, MarketConfig, Time};
@@ -33,8 +40,12 @@ fn main() {
         );
     }
     let decode_only = std::env::var_os("DECODE_ONLY").is_some();
+    let cold = std::env::var_os("COLD").is_some();
     let mut samples = Vec::with_capacity(passes);
-    for _ in 0..passes {
+    for pass in 0..passes {
+        if cold {
+            scramble_branch_predictors(pass as u64);
+        }
         let t = std::time::Instant::now();
         if decode_only {
             let mut d = Decoder::default();
@@ -61,4 +72,22 @@ fn main() {
         q(0.5),
         q(0.75)
     );
+}
+
+/// Branches on random bits: whatever the predictors learned of the last pass is overwritten.
+fn scramble_branch_predictors(seed: u64) {
+    let (mut x, mut c) = (seed | 1, 0u64);
+    for _ in 0..100_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x & 1 == 0 {
+            c += 1;
+        } else if x & 2 == 0 {
+            c += 3;
+        } else if x & 4 == 0 {
+            c ^= 5;
+        }
+    }
+    std::hint::black_box(c);
 }

@@ -1,15 +1,14 @@
 //! One order book per topic, kept in sync by Bybit's `u` sequence.
 //!
 //! Each side is a sorted `VecDeque` whose best level is at the END: bids ascending, asks
-//! descending. An insert or delete moves whichever side of it is shorter, so changes at the top
-//! and at the deep edge of the window (where levels enter and leave) are both cheap, and a delta
-//! costs a binary search plus a short move (BENCHMARKS.md: a plain `Vec` paid a full-book move
-//! for every change at the deep edge). Nothing is ever re-sorted per delta. Levels are stored as
-//! integer counts of the book's units ([`crate::book_side`]) and read back as exact decimals.
+//! descending. An insert moves whichever side of it is shorter, so changes at the top and at the
+//! deep edge of the window (where levels enter and leave) are both cheap, and a delta costs a
+//! binary search plus a short move (BENCHMARKS.md: a plain `Vec` paid a full-book move for every
+//! change at the deep edge); a delete leaves a hole that a later insert fills, so most changes
+//! move nothing ([`crate::book_side::Side`]). Nothing is ever re-sorted per delta. Levels are
+//! stored as integer counts of the book's units and read back as exact decimals.
 
-use std::collections::VecDeque;
-
-use crate::book_side::{self, Countable, OutOfRange, Slot, Units};
+use crate::book_side::{self, Countable, OutOfRange, Side, Slot, Units};
 use crate::codec::{BookFrame, Level, UpdateKind};
 use crate::decimal::Dec;
 
@@ -113,8 +112,8 @@ pub struct BookCounters {
 #[derive(Debug, Clone)]
 pub struct OrderBook {
     depth: usize,
-    bids: VecDeque<Slot>,
-    asks: VecDeque<Slot>,
+    bids: Side,
+    asks: Side,
     units: Units,
     /// The frame being applied, in the book's units; kept to reuse their allocations.
     incoming_bids: Vec<Slot>,
@@ -137,8 +136,8 @@ impl OrderBook {
         let capacity = (depth + 1).min(1024);
         OrderBook {
             depth,
-            bids: VecDeque::with_capacity(capacity),
-            asks: VecDeque::with_capacity(capacity),
+            bids: Side::with_capacity(capacity),
+            asks: Side::with_capacity(capacity),
             units: Units::default(),
             incoming_bids: Vec::new(),
             incoming_asks: Vec::new(),
@@ -296,10 +295,8 @@ impl OrderBook {
             return self.out_of_range();
         }
         self.counters.snapshots += 1;
-        self.counters.levels_truncated +=
-            book_side::fill::<false>(&mut self.bids, &self.incoming_bids, self.depth);
-        self.counters.levels_truncated +=
-            book_side::fill::<true>(&mut self.asks, &self.incoming_asks, self.depth);
+        self.counters.levels_truncated += self.bids.fill::<false>(&self.incoming_bids, self.depth);
+        self.counters.levels_truncated += self.asks.fill::<true>(&self.incoming_asks, self.depth);
         self.last_u = Some(u);
         self.last_seq = seq;
         self.last_ts = Some(ts);

@@ -225,7 +225,7 @@ pub(crate) fn encode<L: Countable>(
     levels: [&[L]; 2],
     units: &mut Units,
     out: [&mut Vec<Slot>; 2],
-    counted: [&mut VecDeque<Slot>; 2],
+    counted: [&mut Side; 2],
 ) -> Result<(), OutOfRange> {
     let [out_bids, out_asks] = out;
     let bids_fit = count_into(levels[0], *units, out_bids);
@@ -258,15 +258,15 @@ fn widen<L: Countable>(
     levels: [&[L]; 2],
     units: &mut Units,
     out: [&mut Vec<Slot>; 2],
-    counted: [&mut VecDeque<Slot>; 2],
+    counted: [&mut Side; 2],
 ) -> Result<(), OutOfRange> {
     let mut wider = *units;
     for l in levels.iter().flat_map(|side| side.iter()) {
         wider = l.widened(wider).ok_or(OutOfRange)?;
     }
     let [stored_bids, stored_asks] = counted;
-    let (b0, b1) = stored_bids.as_mut_slices();
-    let (a0, a1) = stored_asks.as_mut_slices();
+    let (b0, b1) = stored_bids.slots.as_mut_slices();
+    let (a0, a1) = stored_asks.slots.as_mut_slices();
     rescale(&mut [b0, b1, a0, a1], *units, wider)?;
     *units = wider;
     let [out_bids, out_asks] = out;
@@ -299,57 +299,222 @@ fn rescale(slots: &mut [&mut [Slot]], from: Units, to: Units) -> Result<(), OutO
 /// many levels that dropped.
 #[inline]
 pub(crate) fn apply_sides<L: InUnits>(
-    [bids, asks]: [&mut VecDeque<Slot>; 2],
+    [bids, asks]: [&mut Side; 2],
     [bid_levels, ask_levels]: [&[L]; 2],
     depth: usize,
 ) -> u64 {
-    apply_side::<false, L>(bids, bid_levels);
-    apply_side::<true, L>(asks, ask_levels);
-    truncate_worst(bids, depth) + truncate_worst(asks, depth)
+    bids.apply::<false, L>(bid_levels);
+    asks.apply::<true, L>(ask_levels);
+    bids.truncate_worst(depth) + asks.truncate_worst(depth)
 }
 
 /// Most levels whose places are searched for together; a delta carries about ten.
 const SEARCH_BATCH_LEVELS_MAX: usize = 16;
 
-/// Applies one side of a delta. `ASK` says the side is stored descending (asks); bids ascend.
+/// Holes a side keeps beyond a quarter of its levels before it closes them all.
+const HOLES_SLACK: usize = 16;
+
+/// One side of a book: its levels sorted in storage order (bids ascending, asks descending, so
+/// the best is last), in a `VecDeque` so that an insert moves whichever part of the side is
+/// shorter.
 ///
-/// Bybit lists a side best first with each price once; then the levels' places in storage only
-/// move towards the worst end, so all of them can be searched for against the side as it stands
-/// and applied in the order given: a change at one place never moves a place still to come.
-/// Searching them together overlaps their memory loads; one binary search after another waited
-/// on each load in turn and took over a quarter of a frame's time (BENCHMARKS.md, "Closing the
-/// gap"). A side in any other order goes one level at a time.
-#[inline]
-fn apply_side<const ASK: bool, L: InUnits>(side: &mut VecDeque<Slot>, levels: &[L]) {
-    let best_first = levels.windows(2).all(|w| {
-        if ASK {
-            w[1].px() > w[0].px()
-        } else {
-            w[1].px() < w[0].px()
+/// A deleted level stays where it was as a hole (its price kept, its size zero), so the side
+/// stays sorted and nothing moves; a later insert of that price, or of a price between the
+/// hole's neighbours, fills it. On the orderbook.200 captures that leaves 802 moves where there
+/// were 3,590 (every insert and delete): 852 of 1,795 inserts bring back a price that had left.
+/// Each move went through `memmove`, whose dispatch on the length is a branch on the data, and
+/// with the branch predictors cold that made BTCUSDT's frames 10 to 12% slower (BENCHMARKS.md,
+/// "Session 4"). Holes are never at either end, so the best level is the last slot, and a side
+/// closes its holes when they pass a quarter of its levels (and [`HOLES_SLACK`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Side {
+    slots: VecDeque<Slot>,
+    /// Slots that are levels, not holes.
+    live: usize,
+}
+
+/// An iterator that knows how many items it will give: the side's levels without its holes.
+struct Counted<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let next = self.inner.next();
+        self.left -= next.is_some() as usize;
+        next
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<I: DoubleEndedIterator> DoubleEndedIterator for Counted<I> {
+    fn next_back(&mut self) -> Option<I::Item> {
+        let next = self.inner.next_back();
+        self.left -= next.is_some() as usize;
+        next
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}
+
+impl Side {
+    pub(crate) fn with_capacity(levels: usize) -> Side {
+        Side {
+            slots: VecDeque::with_capacity(levels),
+            live: 0,
         }
-    });
-    let batch = if best_first {
-        SEARCH_BATCH_LEVELS_MAX
-    } else {
-        1
-    };
-    for chunk in levels.chunks(batch) {
-        let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
-        let at = &mut at[..chunk.len()];
-        lower_bounds::<ASK, L>(side, chunk, at);
-        for (l, &i) in chunk.iter().zip(at.iter()) {
-            let found = side.get(i).is_some_and(|s| s.px == l.px());
-            match (found, l.qty() == 0) {
-                (true, true) => {
-                    side.remove(i);
-                }
-                (true, false) => side[i].qty = l.qty(),
-                // "If you receive an amount that does not exist, insert it" - but a zero for a
-                // price we do not hold has nothing to delete.
-                (false, true) => {}
-                (false, false) => side.insert(i, l.slot()),
+    }
+
+    /// The best level.
+    pub(crate) fn back(&self) -> Option<&Slot> {
+        self.slots.back()
+    }
+
+    /// The levels in storage order (worst first).
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Slot> + ExactSizeIterator {
+        Counted {
+            inner: self.slots.iter().filter(|s| s.qty != 0),
+            left: self.live,
+        }
+    }
+
+    /// Loads a snapshot side (any order, repeats allowed, the venue's last word for a price
+    /// wins, zero sizes dropped); returns how many levels did not fit the depth.
+    pub(crate) fn fill<const ASK: bool>(&mut self, src: &[Slot], depth: usize) -> u64 {
+        let mut v: Vec<Slot> = std::mem::take(&mut self.slots).into();
+        v.clear();
+        v.extend_from_slice(src);
+        // Venue snapshots arrive best first, so the reversed slice is already in storage order
+        // and the stable sort below is a single linear pass; it still copes with any order.
+        v.reverse();
+        if ASK {
+            v.sort_by_key(|l| std::cmp::Reverse(l.px));
+        } else {
+            v.sort_by_key(|l| l.px);
+        }
+        // The reverse put the venue's later entry for a repeated price first, and the sort is
+        // stable, so keeping the first of each run keeps what the venue said last.
+        v.dedup_by(|next, kept| next.px == kept.px);
+        v.retain(|l| l.qty != 0);
+        self.live = v.len();
+        self.slots = v.into();
+        self.truncate_worst(depth)
+    }
+
+    /// Drops the worst levels beyond `depth`; returns how many.
+    pub(crate) fn truncate_worst(&mut self, depth: usize) -> u64 {
+        let excess = self.live.saturating_sub(depth);
+        let mut left = excess;
+        while left > 0 {
+            match self.slots.pop_front() {
+                Some(s) => left -= (s.qty != 0) as usize,
+                None => break,
             }
         }
+        self.live -= excess - left;
+        self.trim_holes();
+        (excess - left) as u64
+    }
+
+    /// Drops the holes at both ends.
+    fn trim_holes(&mut self) {
+        while self.slots.back().is_some_and(|s| s.qty == 0) {
+            self.slots.pop_back();
+        }
+        while self.slots.front().is_some_and(|s| s.qty == 0) {
+            self.slots.pop_front();
+        }
+    }
+
+    /// Applies one side of a delta. `ASK` says the side is stored descending (asks).
+    ///
+    /// Bybit lists a side best first with each price once; then the levels' places in storage
+    /// only move towards the worst end, so all of them can be searched for against the side as
+    /// it stands and applied in the order given: a change at one place never moves a place
+    /// still to come, and a hole filled just below a place brings the places still to come down
+    /// to it. Searching them together overlaps their memory loads; one binary search after
+    /// another waited on each load in turn and took over a quarter of a frame's time
+    /// (BENCHMARKS.md, "Closing the gap"). A side in any other order goes one level at a time.
+    #[inline]
+    pub(crate) fn apply<const ASK: bool, L: InUnits>(&mut self, levels: &[L]) {
+        let best_first = levels.windows(2).all(|w| {
+            if ASK {
+                w[1].px() > w[0].px()
+            } else {
+                w[1].px() < w[0].px()
+            }
+        });
+        let batch = if best_first {
+            SEARCH_BATCH_LEVELS_MAX
+        } else {
+            1
+        };
+        for chunk in levels.chunks(batch) {
+            let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
+            let at = &mut at[..chunk.len()];
+            lower_bounds::<ASK, L>(&mut self.slots, chunk, at);
+            let mut ceiling = usize::MAX;
+            for (l, &i) in chunk.iter().zip(at.iter()) {
+                let i = i.min(ceiling);
+                if let Some(ceiling_now) = self.apply_at(i, l.slot()) {
+                    ceiling = ceiling_now;
+                }
+            }
+        }
+        self.trim_holes();
+        if self.slots.len() - self.live > self.live / 4 + HOLES_SLACK {
+            self.close_holes();
+        }
+    }
+
+    /// Moves every level down over the holes below it, in one pass without a branch per slot
+    /// (`VecDeque::retain` took a tenth of BTCUSDT's book time).
+    #[cold]
+    fn close_holes(&mut self) {
+        let all = self.slots.make_contiguous();
+        let mut kept = 0;
+        for i in 0..all.len() {
+            all[kept] = all[i];
+            kept += (all[i].qty != 0) as usize;
+        }
+        self.slots.truncate(kept);
+    }
+
+    /// Applies one level whose place is `i`; when it filled the hole below `i`, that hole's place,
+    /// which the places still to come may not pass.
+    #[inline]
+    fn apply_at(&mut self, i: usize, l: Slot) -> Option<usize> {
+        let live_before = self.live;
+        if let Some(s) = self.slots.get_mut(i).filter(|s| s.px == l.px) {
+            // An update, a delete (the level becomes a hole) or a hole filled again.
+            self.live = live_before + (s.qty == 0 && l.qty != 0) as usize
+                - (s.qty != 0 && l.qty == 0) as usize;
+            s.qty = l.qty;
+            return None;
+        }
+        // "If you receive an amount that does not exist, insert it" - but a zero for a price we
+        // do not hold has nothing to delete.
+        if l.qty == 0 {
+            return None;
+        }
+        self.live = live_before + 1;
+        // A hole on either side of the place takes the level: the hole's price lies between the
+        // level's neighbours, so the side stays sorted.
+        if let Some(below) = i.checked_sub(1).and_then(|b| self.slots.get_mut(b))
+            && below.qty == 0
+        {
+            *below = l;
+            return Some(i - 1);
+        }
+        match self.slots.get_mut(i) {
+            Some(above) if above.qty == 0 => *above = l,
+            _ => self.slots.insert(i, l),
+        }
+        None
     }
 }
 
@@ -414,37 +579,6 @@ fn search_lanes<const ASK: bool, const LANES: usize, L: InUnits>(
     LANES
 }
 
-/// Drops the worst levels beyond `depth`; returns how many.
-fn truncate_worst(side: &mut VecDeque<Slot>, depth: usize) -> u64 {
-    let excess = side.len().saturating_sub(depth);
-    if excess > 0 {
-        side.drain(..excess);
-    }
-    excess as u64
-}
-
-/// Loads a snapshot side (any order, repeats allowed, the venue's last word for a price wins,
-/// zero sizes dropped); returns how many levels did not fit the depth.
-pub(crate) fn fill<const ASK: bool>(dst: &mut VecDeque<Slot>, src: &[Slot], depth: usize) -> u64 {
-    let mut v: Vec<Slot> = std::mem::take(dst).into();
-    v.clear();
-    v.extend_from_slice(src);
-    // Venue snapshots arrive best first, so the reversed slice is already in storage order and
-    // the stable sort below is a single linear pass; it still copes with any order.
-    v.reverse();
-    if ASK {
-        v.sort_by_key(|l| std::cmp::Reverse(l.px));
-    } else {
-        v.sort_by_key(|l| l.px);
-    }
-    // The reverse put the venue's later entry for a repeated price first, and the sort is
-    // stable, so keeping the first of each run keeps what the venue said last.
-    v.dedup_by(|next, kept| next.px == kept.px);
-    v.retain(|l| l.qty != 0);
-    *dst = v.into();
-    truncate_worst(dst, depth)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +629,178 @@ mod tests {
                     let exact = v.raw() % 10i128.pow(DEC_SCALE_DIGITS - digits) == 0;
                     proptest::prop_assert!(!exact || wide > u64::MAX as i128, "{v:?} at {digits}");
                 }
+            }
+        }
+    }
+
+    /// The side's bookkeeping agrees with its slots: sorted, no hole at either end, the live
+    /// count right, the holes within their bound.
+    fn check_side<const ASK: bool>(side: &Side) {
+        let slots: Vec<Slot> = side.slots.iter().copied().collect();
+        assert!(slots.windows(2).all(|w| if ASK {
+            w[0].px > w[1].px
+        } else {
+            w[0].px < w[1].px
+        }));
+        assert!(
+            slots.first().is_none_or(|s| s.qty != 0) && slots.last().is_none_or(|s| s.qty != 0)
+        );
+        let live = slots.iter().filter(|s| s.qty != 0).count();
+        assert_eq!(side.live, live);
+        assert_eq!(side.iter().len(), live);
+        assert!(slots.len() - live <= live / 4 + HOLES_SLACK);
+    }
+
+    fn slots(levels: &[(u64, u64)]) -> Vec<Slot> {
+        levels.iter().map(|&(px, qty)| Slot { px, qty }).collect()
+    }
+
+    fn contents(side: &Side) -> Vec<(u64, u64)> {
+        side.iter().map(|s| (s.px, s.qty)).collect()
+    }
+
+    #[test]
+    fn a_deleted_level_leaves_a_hole_that_its_price_fills_again() {
+        let mut side = Side::default();
+        side.fill::<false>(&slots(&[(10, 1), (20, 2), (30, 3)]), 10);
+        side.apply::<false, Slot>(&slots(&[(20, 0)]));
+        assert_eq!(side.slots.len(), 3);
+        assert_eq!(contents(&side), [(10, 1), (30, 3)]);
+        side.apply::<false, Slot>(&slots(&[(20, 5)]));
+        assert_eq!(side.slots.len(), 3);
+        assert_eq!(contents(&side), [(10, 1), (20, 5), (30, 3)]);
+        check_side::<false>(&side);
+    }
+
+    #[test]
+    fn an_insert_between_a_holes_neighbours_takes_the_hole() {
+        let mut side = Side::default();
+        side.fill::<false>(&slots(&[(10, 1), (20, 2), (30, 3), (40, 4)]), 10);
+        side.apply::<false, Slot>(&slots(&[(20, 0)]));
+        // 25 sits just above the hole, 15 just below it; each takes it in turn.
+        side.apply::<false, Slot>(&slots(&[(25, 7)]));
+        assert_eq!(side.slots.len(), 4);
+        side.apply::<false, Slot>(&slots(&[(25, 0), (15, 8)]));
+        assert_eq!(side.slots.len(), 4);
+        assert_eq!(contents(&side), [(10, 1), (15, 8), (30, 3), (40, 4)]);
+        check_side::<false>(&side);
+    }
+
+    #[test]
+    fn a_hole_filled_below_a_place_brings_later_places_down() {
+        // Best first, both searched for as "before 40": 37 fills the hole left by 35 just below
+        // that place, and 36 must then go below 37, not before 40.
+        let mut side = Side::default();
+        side.fill::<false>(&slots(&[(10, 1), (30, 1), (35, 1), (40, 1)]), 10);
+        side.apply::<false, Slot>(&slots(&[(35, 0)]));
+        side.apply::<false, Slot>(&slots(&[(37, 2), (36, 3)]));
+        assert_eq!(
+            contents(&side),
+            [(10, 1), (30, 1), (36, 3), (37, 2), (40, 1)]
+        );
+        check_side::<false>(&side);
+    }
+
+    #[test]
+    fn the_best_level_is_never_a_hole() {
+        let mut side = Side::default();
+        side.fill::<true>(&slots(&[(50, 1), (40, 2), (30, 3)]), 10);
+        side.apply::<true, Slot>(&slots(&[(30, 0), (40, 0)]));
+        assert_eq!(side.back(), Some(&Slot { px: 50, qty: 1 }));
+        assert_eq!(side.slots.len(), 1);
+    }
+
+    /// Deltas of one side: best first (searched together) or in any order (one at a time).
+    fn side_delta() -> impl proptest::strategy::Strategy<Value = Vec<(u64, u64)>> {
+        use proptest::prelude::*;
+        (
+            prop::collection::vec(
+                (0u64..400, prop_oneof![1 => Just(0u64), 2 => 1u64..9]),
+                0..24,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(mut v, best_first)| {
+                if best_first {
+                    v.sort_by_key(|l| std::cmp::Reverse(l.0));
+                    v.dedup_by_key(|l| l.0);
+                }
+                v
+            })
+    }
+
+    /// Applies a snapshot and deltas (each given best first for bids, that is highest first)
+    /// to a side and to a sorted map, trimming both to `depth`, and compares them after each.
+    fn side_against_model<const ASK: bool>(
+        depth: usize,
+        snapshot: &[(u64, u64)],
+        deltas: &[Vec<(u64, u64)>],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut side = Side::default();
+        let mut model = std::collections::BTreeMap::new();
+        let trim = |model: &mut std::collections::BTreeMap<u64, u64>| {
+            let mut dropped = 0;
+            while model.len() > depth {
+                // The worst bid is the lowest, the worst ask the highest.
+                if ASK {
+                    model.pop_last()
+                } else {
+                    model.pop_first()
+                };
+                dropped += 1;
+            }
+            dropped
+        };
+        side.fill::<ASK>(&slots(snapshot), depth);
+        // The venue's last word for a price wins; zero sizes are not levels.
+        for &(px, qty) in snapshot {
+            model.insert(px, qty);
+        }
+        model.retain(|_, q| *q != 0);
+        trim(&mut model);
+        for d in deltas {
+            let mut d = d.clone();
+            if ASK {
+                // Asks come best (lowest) first.
+                d.reverse();
+            }
+            side.apply::<ASK, Slot>(&slots(&d));
+            for &(px, qty) in &d {
+                if qty == 0 {
+                    model.remove(&px);
+                } else {
+                    model.insert(px, qty);
+                }
+            }
+            let dropped = trim(&mut model);
+            proptest::prop_assert_eq!(side.truncate_worst(depth), dropped);
+            check_side::<ASK>(&side);
+            let mut want: Vec<(u64, u64)> = model.iter().map(|(p, q)| (*p, *q)).collect();
+            if ASK {
+                want.reverse();
+            }
+            proptest::prop_assert_eq!(contents(&side), want.clone());
+            proptest::prop_assert_eq!(side.back().map(|s| (s.px, s.qty)), want.last().copied());
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+        /// Snapshots, deletes that leave holes, inserts that fill them or move levels, closing
+        /// the holes and trimming to a depth, on either side, against a sorted map.
+        #[test]
+        fn a_side_with_holes_matches_a_sorted_map(
+            ask in proptest::prelude::any::<bool>(),
+            depth in proptest::prop_oneof![1usize..20, 20usize..300],
+            snapshot in proptest::collection::vec((0u64..400, 0u64..9), 0..300),
+            deltas in proptest::collection::vec(side_delta(), 1..60),
+        ) {
+            if ask {
+                side_against_model::<true>(depth, &snapshot, &deltas)?;
+            } else {
+                side_against_model::<false>(depth, &snapshot, &deltas)?;
             }
         }
     }

@@ -406,8 +406,22 @@ impl Side {
     }
 
     /// Drops the worst levels beyond `depth`; returns how many.
+    #[inline]
     pub(crate) fn truncate_worst(&mut self, depth: usize) -> u64 {
         let excess = self.live.saturating_sub(depth);
+        if excess > 0 {
+            self.drop_worst(excess);
+        }
+        excess as u64
+    }
+
+    /// Drops the `excess` (at most the live count) worst levels and the holes among them.
+    fn drop_worst(&mut self, excess: usize) {
+        self.live -= excess;
+        if self.slots.len() == self.live + excess {
+            self.slots.drain(..excess);
+            return;
+        }
         let mut left = excess;
         while left > 0 {
             match self.slots.pop_front() {
@@ -415,12 +429,11 @@ impl Side {
                 None => break,
             }
         }
-        self.live -= excess - left;
         self.trim_holes();
-        (excess - left) as u64
     }
 
     /// Drops the holes at both ends.
+    #[inline]
     fn trim_holes(&mut self) {
         while self.slots.back().is_some_and(|s| s.qty == 0) {
             self.slots.pop_back();
@@ -453,21 +466,25 @@ impl Side {
         } else {
             1
         };
+        let mut holes_made = false;
         for chunk in levels.chunks(batch) {
             let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
             let at = &mut at[..chunk.len()];
             lower_bounds::<ASK, L>(&mut self.slots, chunk, at);
             let mut ceiling = usize::MAX;
             for (l, &i) in chunk.iter().zip(at.iter()) {
-                let i = i.min(ceiling);
-                if let Some(ceiling_now) = self.apply_at(i, l.slot()) {
-                    ceiling = ceiling_now;
+                match self.apply_at(i.min(ceiling), l.slot()) {
+                    Change::InPlace => {}
+                    Change::HoleMade => holes_made = true,
+                    Change::FilledBelow(place) => ceiling = place,
                 }
             }
         }
-        self.trim_holes();
-        if self.slots.len() - self.live > self.live / 4 + HOLES_SLACK {
-            self.close_holes();
+        if holes_made {
+            self.trim_holes();
+            if self.slots.len() - self.live > self.live / 4 + HOLES_SLACK {
+                self.close_holes();
+            }
         }
     }
 
@@ -484,38 +501,50 @@ impl Side {
         self.slots.truncate(kept);
     }
 
-    /// Applies one level whose place is `i`; when it filled the hole below `i`, that hole's place,
-    /// which the places still to come may not pass.
+    /// Applies one level whose place is `i`.
     #[inline]
-    fn apply_at(&mut self, i: usize, l: Slot) -> Option<usize> {
-        let live_before = self.live;
+    fn apply_at(&mut self, i: usize, l: Slot) -> Change {
         if let Some(s) = self.slots.get_mut(i).filter(|s| s.px == l.px) {
             // An update, a delete (the level becomes a hole) or a hole filled again.
-            self.live = live_before + (s.qty == 0 && l.qty != 0) as usize
-                - (s.qty != 0 && l.qty == 0) as usize;
+            let (was, is) = (s.qty != 0, l.qty != 0);
             s.qty = l.qty;
-            return None;
+            self.live = self.live + is as usize - was as usize;
+            return if was & !is {
+                Change::HoleMade
+            } else {
+                Change::InPlace
+            };
         }
         // "If you receive an amount that does not exist, insert it" - but a zero for a price we
         // do not hold has nothing to delete.
         if l.qty == 0 {
-            return None;
+            return Change::InPlace;
         }
-        self.live = live_before + 1;
+        self.live += 1;
         // A hole on either side of the place takes the level: the hole's price lies between the
         // level's neighbours, so the side stays sorted.
         if let Some(below) = i.checked_sub(1).and_then(|b| self.slots.get_mut(b))
             && below.qty == 0
         {
             *below = l;
-            return Some(i - 1);
+            return Change::FilledBelow(i - 1);
         }
         match self.slots.get_mut(i) {
             Some(above) if above.qty == 0 => *above = l,
             _ => self.slots.insert(i, l),
         }
-        None
+        Change::InPlace
     }
+}
+
+/// What applying one level did to the places of the levels still to come.
+enum Change {
+    /// Nothing a place still to come depends on.
+    InPlace,
+    /// A level became a hole: the ends and the count of holes need a look afterwards.
+    HoleMade,
+    /// The hole at this place took the level: places still to come may not pass it.
+    FilledBelow(usize),
 }
 
 /// Searches run side by side in [`lower_bounds`]: four bases fit in registers; a longer array

@@ -489,7 +489,8 @@ impl Side {
     }
 
     /// Moves every level down over the holes below it, in one pass without a branch per slot
-    /// (`VecDeque::retain` took a tenth of BTCUSDT's book time).
+    /// (`VecDeque::retain`, closing at an eighth of the levels, cost about 150 instructions a
+    /// BTCUSDT frame).
     #[cold]
     fn close_holes(&mut self) {
         let all = self.slots.make_contiguous();

@@ -101,22 +101,12 @@ pub(crate) trait Countable: Copy {
 
 /// A level whose price and size are counts of the book's units.
 pub(crate) trait InUnits: Copy {
-    fn px(&self) -> u64;
-    fn qty(&self) -> u64;
-    fn slot(&self) -> Slot;
+    fn as_slot(&self) -> Slot;
 }
 
 impl InUnits for Slot {
     #[inline(always)]
-    fn px(&self) -> u64 {
-        self.px
-    }
-    #[inline(always)]
-    fn qty(&self) -> u64 {
-        self.qty
-    }
-    #[inline(always)]
-    fn slot(&self) -> Slot {
+    fn as_slot(&self) -> Slot {
         *self
     }
 }
@@ -124,18 +114,10 @@ impl InUnits for Slot {
 /// Only where [`Countable::as_counted`] said so: the places are the book's.
 impl InUnits for WireLevel {
     #[inline(always)]
-    fn px(&self) -> u64 {
-        self.px_parts().0
-    }
-    #[inline(always)]
-    fn qty(&self) -> u64 {
-        self.qty_parts().0
-    }
-    #[inline(always)]
-    fn slot(&self) -> Slot {
+    fn as_slot(&self) -> Slot {
         Slot {
-            px: InUnits::px(self),
-            qty: InUnits::qty(self),
+            px: self.px_parts().0,
+            qty: self.qty_parts().0,
         }
     }
 }
@@ -456,9 +438,9 @@ impl Side {
     pub(crate) fn apply<const ASK: bool, L: InUnits>(&mut self, levels: &[L]) {
         let best_first = levels.windows(2).all(|w| {
             if ASK {
-                w[1].px() > w[0].px()
+                w[1].as_slot().px > w[0].as_slot().px
             } else {
-                w[1].px() < w[0].px()
+                w[1].as_slot().px < w[0].as_slot().px
             }
         });
         let batch = if best_first {
@@ -473,7 +455,7 @@ impl Side {
             lower_bounds::<ASK, L>(&mut self.slots, chunk, at);
             let mut ceiling = usize::MAX;
             for (l, &i) in chunk.iter().zip(at.iter()) {
-                match self.apply_at(i.min(ceiling), l.slot()) {
+                match self.apply_at(i.min(ceiling), l.as_slot()) {
                     Change::InPlace => {}
                     Change::HoleMade => holes_made = true,
                     Change::FilledBelow(place) => ceiling = place,
@@ -591,7 +573,7 @@ fn search_lanes<const ASK: bool, const LANES: usize, L: InUnits>(
     out: &mut [usize],
 ) -> usize {
     let before = |stored: u64, key: u64| if ASK { stored > key } else { stored < key };
-    let key: [u64; LANES] = std::array::from_fn(|j| keys[j].px());
+    let key: [u64; LANES] = std::array::from_fn(|j| keys[j].as_slot().px);
     let mut base = [0usize; LANES];
     let mut size = all.len();
     while size > 1 {

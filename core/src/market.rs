@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 
 use crate::FastMap;
-
 use crate::book::{Applied, OrderBook, ResyncReason};
 use crate::codec::{Ack, Control, Decoder, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
 use crate::error::{BadCounts, DecodeError};

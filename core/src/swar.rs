@@ -170,16 +170,11 @@ fn decimal_word(w: u64, len: usize) -> Option<(u64, u32)> {
 }
 
 /// The decimal in the JSON string whose text starts at `start` as `((count, places), end)`, `end`
-/// being the place of its closing quote; `None` when the text is not a decimal [`Dec::parse`]
-/// accepts, or is negative.
-#[cfg(test)]
-pub(crate) fn quoted_decimal(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
-    quoted_decimal_word(&|at| word_at(b, at), start).or_else(|| quoted_decimal_slow(b, start))
-}
-
-/// [`quoted_decimal`] for texts of up to eight characters, read through `word(at)`, the eight
-/// bytes at `at`; `None` for anything else, which [`quoted_decimal_slow`] then reads. One word
-/// holds the whole text and so also tells where it ends.
+/// being the place of its closing quote, for texts of up to eight characters, read through
+/// `word(at)`, the eight bytes at `at`; `None` when the text is not a decimal
+/// [`crate::decimal::Dec::parse`] accepts, is negative, or is longer, which
+/// [`quoted_decimal_slow`] then reads. One word holds the whole text and so also tells where it
+/// ends.
 #[inline(always)]
 pub(crate) fn quoted_decimal_word(
     word: &impl Fn(usize) -> u64,
@@ -198,7 +193,7 @@ pub(crate) fn quoted_decimal_word(
     None
 }
 
-/// Longer texts, signs and refusals: [`quoted_decimal`] for any text.
+/// Longer texts, signs and refusals: [`quoted_decimal_word`] for any text.
 #[cold]
 pub(crate) fn quoted_decimal_slow(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
     let end = start + b.get(start..)?.iter().position(|c| *c == b'"')?;
@@ -259,6 +254,11 @@ mod tests {
                 assert_eq!(none == 0, probe != c, "{c} {probe}");
             }
         }
+    }
+
+    /// The template's two readers together, as a level's reader calls them.
+    fn quoted_decimal(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
+        quoted_decimal_word(&|at| word_at(b, at), start).or_else(|| quoted_decimal_slow(b, start))
     }
 
     /// What the order-book template must read: the decimal up to the first quote, when it is

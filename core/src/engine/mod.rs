@@ -16,10 +16,9 @@ pub mod scheduler;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, VecDeque};
-
-use crate::FastMap;
 use std::time::Duration;
 
+use crate::FastMap;
 use crate::book::{Applied, BookState};
 use crate::broker::{Broker, BrokerConfig, Fill, Order};
 use crate::codec::Level;

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-/// `../shared/fixtures/bybit` beside the repository, or `$KEEL_FIXTURES`.
+/// The repository's byte-exact copy of the Bybit fixtures (`tests/fixtures/bybit`, see its
+/// PROVENANCE.md), or `$KEEL_FIXTURES` to run the same tests on another set.
 pub fn fixtures_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("KEEL_FIXTURES") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/bybit")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bybit")
 }
 
 /// Every `*.jsonl` capture under `ws/`, sorted.

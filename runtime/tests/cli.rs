@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/bybit")
+        .join("../tests/fixtures/bybit")
         .join(rel)
 }
 

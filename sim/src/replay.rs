@@ -135,7 +135,7 @@ mod tests {
 
     fn fixtures() -> std::path::PathBuf {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/bybit/ws/linear")
+            .join("../tests/fixtures/bybit/ws/linear")
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! them: the best pass then took 10% longer on the four captures and 22% longer on BTCUSDT
 //! (BENCHMARKS.md, "Session 4").
 
-use keel_core::codec::Decoder;
+use keel_core::wire::codec::Decoder;
 use keel_core::{Market, MarketConfig, Time};
 use keel_suite::fixtures_dir;
 

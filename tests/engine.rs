@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keel_core::book::BookState;
-use keel_core::compute::{self, Work};
 use keel_core::engine::health::{Overall, Status};
 use keel_core::engine::link::LinkId;
 use keel_core::engine::{Event, Output};
+use keel_core::market::book::BookState;
+use keel_core::trading::compute::{self, Work};
 use keel_core::{Engine, EngineConfig, Input, Time};
 use serde_json::Value;
 
@@ -388,7 +388,8 @@ fn gap_makes_the_engine_resubscribe_and_the_book_heals_unread() {
     );
     // No signal cycle reads the book while it resyncs.
     w.advance(Duration::from_secs(6));
-    let Some(Work::SignalCycle(keel_core::compute::Cycle { views, .. })) = w.works.last() else {
+    let Some(Work::SignalCycle(keel_core::trading::compute::Cycle { views, .. })) = w.works.last()
+    else {
         panic!("no signal cycle ran")
     };
     assert!(views.iter().all(|v| v.symbol != "BTCUSDT"), "{views:?}");
@@ -690,9 +691,9 @@ mod model {
     }
 }
 
-fn bars(from_min: u64, n: u64) -> Vec<keel_core::kline::Bar> {
+fn bars(from_min: u64, n: u64) -> Vec<keel_core::market::kline::Bar> {
     (from_min..from_min + n)
-        .map(|m| keel_core::kline::Bar {
+        .map(|m| keel_core::market::kline::Bar {
             start_ms: m * 60_000,
             open: keel_core::Dec::ONE,
             high: keel_core::Dec::ONE,
@@ -713,7 +714,7 @@ fn stored_history_wire() -> Wire {
     let mut w = Wire::new(c);
     w.engine.seed_history(
         "BTCUSDT",
-        keel_core::topic::Interval::Min1,
+        keel_core::wire::topic::Interval::Min1,
         &bars(END_MIN - 30_000, 29_001),
     );
     w.hold_compute = true;
@@ -722,7 +723,7 @@ fn stored_history_wire() -> Wire {
 
 fn history_config() -> EngineConfig {
     let mut c = config(&["BTCUSDT"]);
-    c.kline_interval = Some(keel_core::topic::Interval::Min1);
+    c.kline_interval = Some(keel_core::wire::topic::Interval::Min1);
     c.warmup_candles = 1000;
     c.market.closed_candles_max = 100_000;
     c

@@ -2,9 +2,9 @@
 //! bodies, and control frames.
 
 use keel_core::Dec;
-use keel_core::codec::{Control, Decoder, Frame, UpdateKind};
-use keel_core::error::DecodeError;
-use keel_core::rest;
+use keel_core::wire::codec::{Control, Decoder, Frame, UpdateKind};
+use keel_core::wire::error::DecodeError;
+use keel_core::wire::rest;
 use keel_suite::fixtures_dir;
 use serde_json::Value;
 

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use keel_core::book::{Applied, BookState, OrderBook};
-use keel_core::codec::{BookFrame, KlineData, Level, UpdateKind, WireLevel};
-use keel_core::kline::{Bar, CandleSource, KlineSeries};
 use keel_core::market::Market;
-use keel_core::topic::Interval;
+use keel_core::market::book::{Applied, BookState, OrderBook};
+use keel_core::market::kline::{Bar, CandleSource, KlineSeries};
+use keel_core::wire::codec::{BookFrame, KlineData, Level, UpdateKind, WireLevel};
+use keel_core::wire::topic::Interval;
 use keel_core::{Dec, MarketConfig, Time};
 use keel_suite::fixtures_dir;
 use proptest::prelude::*;

@@ -1,10 +1,10 @@
 //! Strategies on real Bybit klines: the REST fixtures (newest first, as Bybit sends them) put
 //! in time order, checked against the direction of the prices themselves.
 
-use keel_core::rest::parse_kline;
-use keel_core::strategy::{
+use keel_core::trading::strategy::{
     EmaCross, RsiReversion, SignalSide, Strategy, StrategyConfig, StrategyInput, ema, rsi,
 };
+use keel_core::wire::rest::parse_kline;
 use keel_suite::fixtures_dir;
 use serde_json::Value;
 

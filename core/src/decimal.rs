@@ -4,7 +4,7 @@
 //! fills drift apart, so every price, size and amount the engine hands out is an `i128` count of
 //! 10^-18 units: 18 places covers every tick and lot size the venue lists (the finest seen is
 //! 10^-8), and the integer part still reaches 1.7 * 10^20, far past any turnover. (Inside, the
-//! order book keeps its levels as exact `u64` counts of its own units: `crate::book_side`.)
+//! order book keeps its levels as exact `u64` counts of its own units: `crate::market::book_side`.)
 
 use std::fmt;
 

@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keel_core::broker::{Fill, Order, Position};
-use keel_core::strategy::Signal;
+use keel_core::trading::broker::{Fill, Order, Position};
+use keel_core::trading::strategy::Signal;
 use serde_json::json;
 
 /// Most signals and orders kept for the API.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use keel_core::Time;
-use keel_core::backfill::{Backfill, BackfillConfig, BackfillOutput, rate_bound};
+use keel_core::engine::backfill::{Backfill, BackfillConfig, BackfillOutput, rate_bound};
 use keel_core::engine::scheduler::RestConfig;
-use keel_core::topic::Interval;
+use keel_core::wire::topic::Interval;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

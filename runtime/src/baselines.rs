@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use keel_core::codec::{Decoder, Frame, Level, UpdateKind, WireLevel};
+use keel_core::wire::codec::{Decoder, Frame, Level, UpdateKind, WireLevel};
 use rust_decimal::Decimal;
 use serde_json::Value;
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use keel_core::engine::{Category, EngineConfig};
-use keel_core::topic::{Interval, valid_symbol};
+use keel_core::wire::topic::{Interval, valid_symbol};
 use serde::Deserialize;
 
 pub const DEFAULT_SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
@@ -53,8 +53,8 @@ pub struct FileConfig {
     pub auto_execute: Option<bool>,
     /// REST candles loaded per series before the first signal cycle (0 disables).
     pub warmup_candles: Option<u32>,
-    pub strategy: Option<keel_core::strategy::StrategyConfig>,
-    pub broker: Option<keel_core::broker::BrokerConfig>,
+    pub strategy: Option<keel_core::trading::strategy::StrategyConfig>,
+    pub broker: Option<keel_core::trading::broker::BrokerConfig>,
     #[serde(default)]
     pub link: LinkFile,
     #[serde(default)]

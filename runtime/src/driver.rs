@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use keel_core::compute::WorkResult;
 use keel_core::engine::link::LinkId;
 use keel_core::engine::scheduler::{HttpError, RequestId};
 use keel_core::engine::{Event, Input, JobId, Output, Severity};
+use keel_core::trading::compute::WorkResult;
 use keel_core::{Engine, Time};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -36,7 +36,7 @@ pub const LAG_PROBE_MS: u64 = 10;
 /// How often health and metrics are published to the ops server.
 pub const PUBLISH_MS: u64 = 250;
 /// Largest WebSocket message accepted from the venue.
-pub const WS_MESSAGE_BYTES_MAX: usize = keel_core::codec::FRAME_BYTES_MAX_DEFAULT;
+pub const WS_MESSAGE_BYTES_MAX: usize = keel_core::wire::codec::FRAME_BYTES_MAX_DEFAULT;
 
 pub enum Msg {
     WsConnected {

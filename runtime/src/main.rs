@@ -410,7 +410,7 @@ fn backfill_cmd(
     rest_timeout_ms: u64,
 ) -> Result<(), String> {
     let symbols = config::parse_symbols(&symbols).map_err(|e| format!("--{}", e.0))?;
-    let interval = keel_core::topic::Interval::parse(&interval)
+    let interval = keel_core::wire::topic::Interval::parse(&interval)
         .ok_or_else(|| format!("--interval {interval:?} is not a Bybit interval"))?;
     if !(1..=3650).contains(&days) {
         return Err("--days must be 1..=3650".into());

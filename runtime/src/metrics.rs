@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use keel_core::Engine;
-use keel_core::book::BookState;
-use keel_core::error::BadReason;
+use keel_core::market::book::BookState;
+use keel_core::wire::error::BadReason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

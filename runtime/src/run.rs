@@ -320,7 +320,8 @@ pub async fn run_with_venue_speedup(
     let next_seq = store.next_seq(cfg.engine.seed)?;
     let positions = store.rebuild_positions(cfg.engine.broker.clone())?;
     cfg.engine.broker_next_seq = next_seq;
-    let history: Vec<(String, Vec<keel_core::kline::Bar>)> = match cfg.engine.kline_interval {
+    let history: Vec<(String, Vec<keel_core::market::kline::Bar>)> = match cfg.engine.kline_interval
+    {
         Some(iv) => {
             let keep = cfg
                 .engine

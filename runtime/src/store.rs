@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use keel_core::Dec;
-use keel_core::broker::{Broker, BrokerConfig, Fill, Order, OrderStatus, Position};
-use keel_core::kline::Bar;
-use keel_core::strategy::{Signal, SignalSide};
-use keel_core::topic::Interval;
+use keel_core::market::kline::Bar;
+use keel_core::trading::broker::{Broker, BrokerConfig, Fill, Order, OrderStatus, Position};
+use keel_core::trading::strategy::{Signal, SignalSide};
+use keel_core::wire::topic::Interval;
 use rusqlite::{Connection, params};
 
 pub struct Store {

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::compute::{Work, WorkResult};
 use keel_core::engine::scheduler::HttpError;
+use keel_core::trading::compute::{Work, WorkResult};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -55,7 +55,7 @@ impl ReqwestTransport {
 }
 
 /// Bodies larger than this are refused before they are read into memory.
-pub const HTTP_BODY_BYTES_MAX: usize = keel_core::rest::REST_BODY_BYTES_MAX_DEFAULT;
+pub const HTTP_BODY_BYTES_MAX: usize = keel_core::wire::rest::REST_BODY_BYTES_MAX_DEFAULT;
 
 impl HttpTransport for ReqwestTransport {
     fn get(&self, url: String, timeout: Duration) -> BoxFuture<Result<(u16, String), HttpError>> {
@@ -105,7 +105,7 @@ pub trait ComputePool: Send + Sync + 'static {
 fn run_guarded(work: &Work) -> Result<WorkResult, String> {
     // A panicking job is a failed run for the supervisor, never a dead pool thread.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        keel_core::compute::run(work)
+        keel_core::trading::compute::run(work)
     }))
     .map_err(|p| match p.downcast_ref::<&str>() {
         Some(s) => format!("job panicked: {s}"),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use keel_core::Dec;
 use keel_core::rng::Rng;
-use keel_core::topic::Interval;
+use keel_core::wire::topic::Interval;
 
 /// Levels each side the generator keeps (the deepest public book is 1000).
 pub const SIM_LEVELS: usize = 1_200;

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use keel_core::book::BookState;
-use keel_core::codec::{Decoder, Frame};
+use keel_core::market::book::BookState;
+use keel_core::wire::codec::{Decoder, Frame};
 use keel_core::{Market, MarketConfig, Time};
 
 /// One recorded frame.

@@ -5,11 +5,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keel_core::book::BookState;
-use keel_core::compute::Work;
 use keel_core::engine::health::Overall;
 use keel_core::engine::scheduler::HttpError;
 use keel_core::engine::{Event, Output};
+use keel_core::market::book::BookState;
+use keel_core::trading::compute::Work;
 use keel_core::{Engine, EngineConfig, Time};
 use keel_runtime::driver::{ConsumerTx, Driver, DriverConfig, LagProbe, Observer};
 use keel_runtime::metrics::Metrics;
@@ -156,7 +156,7 @@ impl Observer for ProbeObserver {
             Output::Connect { .. } => p.connects.push(at),
             Output::Http { path, .. } => p.http_sent.push((at, path.clone())),
             Output::Compute {
-                work: Work::SignalCycle(keel_core::compute::Cycle { views, .. }),
+                work: Work::SignalCycle(keel_core::trading::compute::Cycle { views, .. }),
                 ..
             } => {
                 p.signal_cycles += 1;

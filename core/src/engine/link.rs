@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::budget::ConnectBudget;
-use crate::codec::{Ack, Control};
 use crate::rng::Rng;
 use crate::time::Time;
+use crate::wire::codec::{Ack, Control};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u32);

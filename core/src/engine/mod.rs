@@ -7,6 +7,7 @@
 //! It owns the links (one retry loop each), the shared connection budget, the REST scheduler,
 //! the market state, the supervisor's jobs and health. The runtime only moves bytes and timers.
 
+pub mod backfill;
 pub mod backoff;
 pub mod budget;
 pub mod health;
@@ -19,17 +20,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::FastMap;
-use crate::book::{Applied, BookState};
-use crate::broker::{Broker, BrokerConfig, Fill, Order};
-use crate::codec::Level;
-use crate::compute::{BookView, Cycle, SymbolSignal, Work, WorkResult};
-use crate::kline::ClosedCandle;
+use crate::market::book::{Applied, BookState};
+use crate::market::kline::ClosedCandle;
 use crate::market::{BookId, Handled, Market, MarketConfig, MarketError, MarketEvent};
-use crate::rest;
 use crate::rng::Rng;
-use crate::strategy::{Signal, StrategyConfig, StrategyInput};
 use crate::time::Time;
-use crate::topic::{Channel, Interval, Topic};
+use crate::trading::broker::{Broker, BrokerConfig, Fill, Order};
+use crate::trading::compute::{BookView, Cycle, SymbolSignal, Work, WorkResult};
+use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
+use crate::wire::codec::Level;
+use crate::wire::rest;
+use crate::wire::topic::{Channel, Interval, Topic};
 
 use backoff::{Backoff, BackoffConfig};
 use budget::{BudgetConfig, ConnectBudget};
@@ -450,7 +451,7 @@ const MERGE_JOB: JobId = JobId(1);
 struct MergeJob {
     series: crate::market::SeriesId,
     version: (u64, u64, usize),
-    bars: Vec<crate::kline::Bar>,
+    bars: Vec<crate::market::kline::Bar>,
 }
 
 impl Engine {
@@ -580,7 +581,7 @@ impl Engine {
         &mut self,
         symbol: &str,
         interval: Interval,
-        bars: &[crate::kline::Bar],
+        bars: &[crate::market::kline::Bar],
     ) -> usize {
         let Some(series) = self.market.series_for(symbol, interval) else {
             return 0;
@@ -595,7 +596,7 @@ impl Engine {
     }
 
     /// Restores a position from the store before trading starts.
-    pub fn restore_position(&mut self, p: crate::broker::Position) {
+    pub fn restore_position(&mut self, p: crate::trading::broker::Position) {
         self.broker.restore_position(p);
     }
 
@@ -919,7 +920,7 @@ impl Engine {
                 })
                 .take(100_000)
                 .collect();
-                for (start, end) in crate::backfill::pages(&missing, interval) {
+                for (start, end) in crate::engine::backfill::pages(&missing, interval) {
                     let path = format!(
                         "/v5/market/kline?category={}&symbol={symbol}&interval={}&start={start}&end={end}&limit=1000",
                         self.config.category.as_str(),
@@ -976,7 +977,7 @@ impl Engine {
                 self.counters.repairs_rest += 1;
                 self.market
                     .book_mut(book)
-                    .hold_deltas(crate::book::HELD_DELTAS_MAX_DEFAULT);
+                    .hold_deltas(crate::market::book::HELD_DELTAS_MAX_DEFAULT);
                 let symbol = self.market.book_symbol(book).to_string();
                 let path = format!(
                     "/v5/market/orderbook?category={}&symbol={symbol}&limit=1000",
@@ -1081,12 +1082,12 @@ impl Engine {
                         let s = self.market.series(series);
                         let bars = s.closed_bars(&r.result.bars, venue_now);
                         if s.closed().len() + bars.len()
-                            >= crate::compute::MERGE_PARALLEL_CANDLES_MIN
+                            >= crate::trading::compute::MERGE_PARALLEL_CANDLES_MIN
                         {
                             // Big: a compute job on the pool, never on the loop.
                             self.merge_runs += 1;
                             let run = self.merge_runs;
-                            let input = crate::compute::MergeInput {
+                            let input = crate::trading::compute::MergeInput {
                                 existing: s.closed_vec(),
                                 rest: bars.clone(),
                             };

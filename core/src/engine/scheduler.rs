@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::limiter::WindowLimiter;
-use crate::rest::RET_CODE_RATE_LIMIT;
 use crate::rng::Rng;
 use crate::time::Time;
+use crate::wire::rest::RET_CODE_RATE_LIMIT;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestConfig {

@@ -7,9 +7,9 @@
 
 use std::collections::VecDeque;
 
-use crate::codec::KlineData;
 use crate::decimal::Dec;
-use crate::topic::Interval;
+use crate::wire::codec::KlineData;
+use crate::wire::topic::Interval;
 
 /// Default bound on the closed candles a series keeps.
 pub const CLOSED_CANDLES_MAX_DEFAULT: usize = 5_000;

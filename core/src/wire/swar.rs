@@ -7,7 +7,7 @@
 //! against a plain reference.
 
 use crate::decimal::POW10;
-use crate::json::raw_parts;
+use crate::wire::json::raw_parts;
 
 const LANES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x80 * LANES;
@@ -207,7 +207,7 @@ pub(crate) fn quoted_decimal_slow(b: &[u8], start: usize) -> Option<((u64, u32),
 mod tests {
     use super::*;
     use crate::decimal::Dec;
-    use crate::json::raw_dec;
+    use crate::wire::json::raw_dec;
 
     #[test]
     fn words_near_and_past_the_end_read_zeros_beyond_it() {

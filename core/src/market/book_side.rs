@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 
-use crate::codec::{Level, WireLevel};
 use crate::decimal::{DEC_SCALE_DIGITS, Dec, POW10, powers_of};
+use crate::wire::codec::{Level, WireLevel};
 
 /// A level as a side stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,16 +5,16 @@
 //! Key order is never relied on: `data` is parsed in place when the topic came first (as it does
 //! in every capture we hold) and otherwise re-read once the topic is known.
 
-use crate::book_template::{BookHead, BookTopics};
 use crate::decimal::{DEC_SCALE_DIGITS, Dec};
-use crate::error::{DecodeError, NumberWhy};
-use crate::json::{JStr, JsonError, Scanner};
-use crate::topic::{Channel, Interval, Topic};
+use crate::wire::error::{DecodeError, NumberWhy};
+use crate::wire::json::{JStr, JsonError, Scanner};
+use crate::wire::template::{BookHead, BookTopics};
+use crate::wire::topic::{Channel, Interval, Topic};
 
 /// Default bound on one frame's length.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 1 << 20;
 /// Most price levels one side of one frame may carry: a full-depth snapshot's worth.
-pub const LEVELS_PER_SIDE_MAX: usize = crate::topic::FULL_BOOK_LEVELS_MAX;
+pub const LEVELS_PER_SIDE_MAX: usize = crate::wire::topic::FULL_BOOK_LEVELS_MAX;
 /// Most candles one kline frame may carry (Bybit sends one or two).
 pub const CANDLES_PER_FRAME_MAX: usize = 16;
 /// "a single message may have up to 1024 trades" (Bybit v5 docs, publicTrade).
@@ -123,7 +123,7 @@ pub enum UpdateKind {
 pub struct BookFrame<'a> {
     pub topic: &'a str,
     pub symbol: &'a str,
-    /// The topic's depth; [`crate::topic::FULL_DEPTH`] for `orderbook.full`.
+    /// The topic's depth; [`crate::wire::topic::FULL_DEPTH`] for `orderbook.full`.
     pub depth: u16,
     pub kind: UpdateKind,
     pub ts: u64,
@@ -571,7 +571,7 @@ impl Decoder {
     /// The order-book template over `bytes`, into this decoder's buffers.
     #[inline]
     fn template(&mut self, bytes: &[u8]) -> Option<BookHead> {
-        crate::book_template::book(bytes, &mut self.bids, &mut self.asks, &mut self.book_topics)
+        crate::wire::template::book(bytes, &mut self.bids, &mut self.asks, &mut self.book_topics)
     }
 
     pub fn decode<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {
@@ -1219,7 +1219,7 @@ mod tests {
             ),
             (
                 r#"{"topic":"candles.1.X","type":"snapshot","ts":1,"data":[]}"#,
-                DecodeError::UnknownTopic(crate::topic::TopicError::UnknownChannel),
+                DecodeError::UnknownTopic(crate::wire::topic::TopicError::UnknownChannel),
             ),
             (
                 &"x".repeat(201),

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use crate::decimal::DecError;
-use crate::json::JsonError;
-use crate::topic::TopicError;
+use crate::wire::json::JsonError;
+use crate::wire::topic::TopicError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {

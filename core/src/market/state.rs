@@ -6,13 +6,15 @@
 use std::collections::VecDeque;
 
 use crate::FastMap;
-use crate::book::{Applied, OrderBook, ResyncReason};
-use crate::codec::{Ack, Control, Decoder, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
-use crate::error::{BadCounts, DecodeError};
-use crate::kline::{CLOSED_CANDLES_MAX_DEFAULT, ClosedCandle, Gap, KlineSeries, LiveOutcome};
-use crate::ticker::{Ticker, TickerOutcome};
+use crate::market::book::{Applied, OrderBook, ResyncReason};
+use crate::market::kline::{
+    CLOSED_CANDLES_MAX_DEFAULT, ClosedCandle, Gap, KlineSeries, LiveOutcome,
+};
+use crate::market::ticker::{Ticker, TickerOutcome};
 use crate::time::Time;
-use crate::topic::{Interval, book_levels_max};
+use crate::wire::codec::{Ack, Control, Decoder, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
+use crate::wire::error::{BadCounts, DecodeError};
+use crate::wire::topic::{Interval, book_levels_max};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketConfig {
@@ -467,8 +469,8 @@ fn push_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::book::BookState;
-    use crate::error::BadReason;
+    use crate::market::book::BookState;
+    use crate::wire::error::BadReason;
 
     const SNAP: &str = r#"{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","1"]],"u":10,"seq":1}}"#;
 

@@ -425,7 +425,7 @@ impl<'a> Scanner<'a> {
 }
 
 /// `-?digits(.digits)?` with at most 19 digits and 18 decimals, or `None`. A byte at a time:
-/// the word-at-a-time reader ([`crate::swar`]) measured slower on the short numbers of klines and
+/// the word-at-a-time reader ([`crate::wire::swar`]) measured slower on the short numbers of klines and
 /// trades (BENCHMARKS.md).
 #[inline]
 pub(crate) fn raw_dec(b: &[u8], i: &mut usize) -> Option<Dec> {

@@ -8,11 +8,11 @@ use std::time::Duration;
 use crate::engine::scheduler::{
     HttpError, RequestId, RestConfig, RestFailure, SchedOutput, Scheduler,
 };
-use crate::kline::Bar;
-use crate::rest;
+use crate::market::kline::Bar;
 use crate::rng::Rng;
 use crate::time::Time;
-use crate::topic::Interval;
+use crate::wire::rest;
+use crate::wire::topic::Interval;
 
 /// Bybit: "Limit for data size per page. [1, 1000]".
 pub const KLINE_PAGE_MAX: u64 = 1_000;

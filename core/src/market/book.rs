@@ -5,12 +5,12 @@
 //! deep edge of the window (where levels enter and leave) are both cheap, and a delta costs a
 //! binary search plus a short move (BENCHMARKS.md: a plain `Vec` paid a full-book move for every
 //! change at the deep edge); a delete leaves a hole that a later insert fills, so most changes
-//! move nothing ([`crate::book_side::Side`]). Nothing is ever re-sorted per delta. Levels are
+//! move nothing ([`crate::market::book_side::Side`]). Nothing is ever re-sorted per delta. Levels are
 //! stored as integer counts of the book's units and read back as exact decimals.
 
-use crate::book_side::{self, Countable, OutOfRange, Side, Slot, Units};
-use crate::codec::{BookFrame, Level, UpdateKind};
 use crate::decimal::Dec;
+use crate::market::book_side::{self, Countable, OutOfRange, Side, Slot, Units};
+use crate::wire::codec::{BookFrame, Level, UpdateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BookState {

@@ -2,8 +2,8 @@
 //! signals with a side, a confidence and a reason. Two built-ins: an EMA crossover and an RSI
 //! mean reversion. Indicator arithmetic is in f64: it decides, it never prices or sizes.
 
-use crate::codec::Level;
 use crate::decimal::Dec;
+use crate::wire::codec::Level;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum SignalSide {

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::codec::Level;
 use crate::decimal::Dec;
-use crate::strategy::{Signal, SignalSide};
+use crate::trading::strategy::{Signal, SignalSide};
+use crate::wire::codec::Level;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]

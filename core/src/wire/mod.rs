@@ -1,0 +1,11 @@
+//! The wire layer: bytes in, typed frames out. Topics, the JSON scanner and its word-at-a-time
+//! helpers, the order-book template decoder and the general one, control frames, REST bodies,
+//! and the typed errors every refusal carries. Nothing here keeps market state.
+
+pub mod codec;
+pub mod error;
+pub mod json;
+pub mod rest;
+mod swar;
+mod template;
+pub mod topic;

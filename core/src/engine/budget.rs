@@ -2,9 +2,9 @@
 //! `connect_interval_ms` and `window_connects_max` per `window_ms` (Bybit: "Do not build over
 //! 500 connections in 5 minutes").
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::limiter::WindowLimiter;
 use crate::time::Time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,60 +24,35 @@ impl Default for BudgetConfig {
     }
 }
 
+/// The venue's connection budget: a [`WindowLimiter`] with its limit, window and spacing.
 #[derive(Debug, Clone)]
-pub struct ConnectBudget {
-    config: BudgetConfig,
-    /// Start times of connects inside the window; never longer than `window_connects_max`.
-    recent: VecDeque<Time>,
-    taken_total: u64,
-    deferred_total: u64,
-}
+pub struct ConnectBudget(WindowLimiter);
 
 impl ConnectBudget {
     pub fn new(config: BudgetConfig) -> Self {
-        ConnectBudget {
-            config,
-            recent: VecDeque::with_capacity(config.window_connects_max.min(1024)),
-            taken_total: 0,
-            deferred_total: 0,
-        }
+        ConnectBudget(WindowLimiter::spaced(
+            config.window_connects_max,
+            Duration::from_millis(config.window_ms),
+            Duration::from_millis(config.connect_interval_ms),
+        ))
     }
 
     pub fn taken_total(&self) -> u64 {
-        self.taken_total
+        self.0.taken_total()
     }
 
     pub fn deferred_total(&self) -> u64 {
-        self.deferred_total
+        self.0.deferred_total()
     }
 
     /// The earliest time a connect may start.
     pub fn earliest(&self, now: Time) -> Time {
-        let mut t = now;
-        if let Some(last) = self.recent.back() {
-            t = t.max(*last + Duration::from_millis(self.config.connect_interval_ms));
-        }
-        if self.recent.len() >= self.config.window_connects_max
-            && let Some(oldest) = self.recent.front()
-        {
-            t = t.max(*oldest + Duration::from_millis(self.config.window_ms));
-        }
-        t
+        self.0.earliest(now)
     }
 
     /// Takes one connect if the budget allows it now.
     pub fn try_take(&mut self, now: Time) -> bool {
-        let window = Duration::from_millis(self.config.window_ms);
-        while self.recent.front().is_some_and(|t| now.since(*t) >= window) {
-            self.recent.pop_front();
-        }
-        if self.earliest(now) > now {
-            self.deferred_total += 1;
-            return false;
-        }
-        self.recent.push_back(now);
-        self.taken_total += 1;
-        true
+        self.0.try_take(now)
     }
 }
 

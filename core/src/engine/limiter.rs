@@ -1,7 +1,9 @@
-//! REST rate limiting over a rolling window: at most `limit` requests in ANY `window`, which is
-//! how Bybit counts ("600 requests within a 5-second window"). A GCRA would allow a full burst
-//! and then a steady pace, up to twice the limit inside one window; a log of send times bounded
-//! by `limit` is exact and still tiny.
+//! Rate limiting over a rolling window (a data structure: `try_take(now)` and getters): at most
+//! `limit` takes in ANY `window`, which is how Bybit counts both its REST limit ("600 requests
+//! within a 5-second window") and its connection limit ("500 connections in 5 minutes"), and at
+//! least `spacing` between two takes. A GCRA would allow a full burst and then a steady pace, up
+//! to twice the limit inside one window; a log of take times bounded by `limit` is exact and
+//! still tiny. The connect budget and the REST scheduler both use this one limiter.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,19 +14,32 @@ use crate::time::Time;
 pub struct WindowLimiter {
     limit: usize,
     window: Duration,
-    /// Send times inside the current window, oldest first; never more than `limit`.
-    sent: VecDeque<Time>,
+    spacing: Duration,
+    /// Take times inside the current window, oldest first; never more than `limit`.
+    taken: VecDeque<Time>,
+    taken_total: u64,
+    deferred_total: u64,
 }
 
 impl WindowLimiter {
     pub fn new(limit: u32, window: Duration) -> Self {
-        let limit = limit.max(1) as usize;
+        Self::spaced(limit as usize, window, Duration::ZERO)
+    }
+
+    /// As [`WindowLimiter::new`], and never two takes closer than `spacing`.
+    pub fn spaced(limit: usize, window: Duration, spacing: Duration) -> Self {
+        let limit = limit.max(1);
         WindowLimiter {
             limit,
             window,
-            sent: VecDeque::with_capacity(limit.min(4096)),
+            spacing,
+            taken: VecDeque::with_capacity(limit.min(4096)),
+            taken_total: 0,
+            deferred_total: 0,
         }
     }
+
+    // ----- getters -----
 
     pub fn limit(&self) -> usize {
         self.limit
@@ -34,28 +49,47 @@ impl WindowLimiter {
         self.window
     }
 
-    /// When the next request may go.
-    pub fn earliest(&self, now: Time) -> Time {
-        if self.sent.len() < self.limit {
-            return now;
-        }
-        // The oldest of the last `limit` sends must have left the window.
-        let oldest = self.sent[self.sent.len() - self.limit];
-        now.max(oldest + self.window)
+    /// Takes granted since the start.
+    pub fn taken_total(&self) -> u64 {
+        self.taken_total
     }
 
+    /// Takes refused (asked too early) since the start.
+    pub fn deferred_total(&self) -> u64 {
+        self.deferred_total
+    }
+
+    /// When the next take may happen.
+    pub fn earliest(&self, now: Time) -> Time {
+        let mut t = now;
+        if let Some(last) = self.taken.back() {
+            t = t.max(*last + self.spacing);
+        }
+        if self.taken.len() >= self.limit {
+            // The oldest of the last `limit` takes must have left the window.
+            let oldest = self.taken[self.taken.len() - self.limit];
+            t = t.max(oldest + self.window);
+        }
+        t
+    }
+
+    // ----- apply -----
+
+    /// Takes one if the limits allow it at `now`; a refusal is counted and changes nothing else.
     pub fn try_take(&mut self, now: Time) -> bool {
         while self
-            .sent
+            .taken
             .front()
             .is_some_and(|t| now.since(*t) >= self.window)
         {
-            self.sent.pop_front();
+            self.taken.pop_front();
         }
-        if self.sent.len() >= self.limit {
+        if self.earliest(now) > now {
+            self.deferred_total += 1;
             return false;
         }
-        self.sent.push_back(now);
+        self.taken.push_back(now);
+        self.taken_total += 1;
         true
     }
 }

@@ -397,7 +397,7 @@ fn gap_makes_the_engine_resubscribe_and_the_book_heals_unread() {
     w.silent = false;
     w.advance(Duration::from_secs(31));
     assert_eq!(w.state(topic), BookState::Synced);
-    assert!(w.engine.counters().repairs_resubscribe >= 2);
+    assert!(w.engine.book_sync().counters().repairs_resubscribe >= 2);
     assert!(w.notices.iter().any(|n| n.contains("synced again")));
 }
 
@@ -434,8 +434,8 @@ fn depth_1000_gap_is_repaired_from_a_rest_snapshot_with_held_deltas() {
     assert_eq!(w.state(topic), BookState::Synced);
     let m = w.engine.market();
     assert_eq!(m.book(m.book_id(topic).unwrap()).last_u(), Some(final_u));
-    assert_eq!(w.engine.counters().repairs_rest, 1);
-    assert_eq!(w.engine.counters().repairs_resubscribe, 0);
+    assert_eq!(w.engine.book_sync().counters().repairs_rest, 1);
+    assert_eq!(w.engine.book_sync().counters().repairs_resubscribe, 0);
 }
 
 #[test]
@@ -536,7 +536,11 @@ fn failing_signal_job_crashes_after_ten_and_market_data_is_unaffected() {
     assert!(job.is_crashed());
     assert!(job.counters().failures >= 10);
     assert_eq!(
-        w.engine.health().get("job.signals").unwrap().status,
+        w.engine
+            .health()
+            .get(keel_core::engine::health::ComponentId::SignalJob)
+            .unwrap()
+            .status,
         Status::Crashed
     );
     assert_eq!(w.engine.overall(w.now), Overall::Down);

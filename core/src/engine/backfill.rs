@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
+use super::history::{KLINE_PAGE_MAX, pages};
 use crate::engine::scheduler::{
     HttpError, RequestId, RestConfig, RestFailure, SchedOutput, Scheduler,
 };
@@ -13,9 +14,6 @@ use crate::rng::Rng;
 use crate::time::Time;
 use crate::wire::rest;
 use crate::wire::topic::Interval;
-
-/// Bybit: "Limit for data size per page. [1, 1000]".
-pub const KLINE_PAGE_MAX: u64 = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackfillConfig {
@@ -262,25 +260,6 @@ impl Backfill {
     pub fn poll_timeout(&self) -> Option<Time> {
         self.sched.poll_timeout()
     }
-}
-
-/// Contiguous runs of missing starts, cut into pages of at most 1000 candles: (first, last).
-pub fn pages(missing: &[u64], interval: Interval) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut count = 0;
-    for &s in missing {
-        match out.last_mut() {
-            Some((_, last)) if interval.next_start(*last) == s && count < KLINE_PAGE_MAX => {
-                *last = s;
-                count += 1;
-            }
-            _ => {
-                out.push((s, s));
-                count = 1;
-            }
-        }
-    }
-    out
 }
 
 /// How long the rate limit alone needs for `requests`: a window for every full `limit` after

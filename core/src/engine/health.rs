@@ -1,8 +1,40 @@
-//! Health of every component, and of the whole, as the ops endpoint and the heartbeat show it.
+//! Health of every component, and of the whole, as the ops endpoint and the heartbeat show it
+//! (a data structure: setters and getters, no time of its own). Components are a typed enum;
+//! their names exist only where they are shown.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use super::link::LinkId;
 use crate::time::Time;
+
+/// Every component the engine reports on. Ordered as their names sort, so /health lists them
+/// alphabetically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentId {
+    /// Consumers of events (the store, the ops API): degraded while they drop events.
+    Consumers,
+    /// The supervised signal job.
+    SignalJob,
+    /// One public WebSocket link.
+    Link(LinkId),
+    /// Market state: every book synced and fresh.
+    Market,
+    /// The REST scheduler: paused by a 403 or not.
+    Rest,
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentId::Consumers => f.write_str("consumers"),
+            ComponentId::SignalJob => f.write_str("job.signals"),
+            ComponentId::Link(l) => write!(f, "link.{}", l.0),
+            ComponentId::Market => f.write_str("market"),
+            ComponentId::Rest => f.write_str("rest"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {
@@ -56,34 +88,29 @@ pub struct Component {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
-    components: BTreeMap<String, Component>,
+    components: BTreeMap<ComponentId, Component>,
 }
 
 impl Health {
-    pub fn register(&mut self, name: &str, critical: bool, now: Time) {
-        self.components
-            .entry(name.to_string())
-            .or_insert(Component {
-                status: Status::NotStarted,
-                since: now,
-                last_error: None,
-                critical,
-                detail: String::new(),
-            });
+    pub fn register(&mut self, id: ComponentId, critical: bool, now: Time) {
+        self.components.entry(id).or_insert(Component {
+            status: Status::NotStarted,
+            since: now,
+            last_error: None,
+            critical,
+            detail: String::new(),
+        });
     }
 
     /// Sets a component's status; `since` moves only when the status changes.
-    pub fn set(&mut self, name: &str, status: Status, now: Time) -> bool {
-        let c = self
-            .components
-            .entry(name.to_string())
-            .or_insert(Component {
-                status,
-                since: now,
-                last_error: None,
-                critical: false,
-                detail: String::new(),
-            });
+    pub fn set(&mut self, id: ComponentId, status: Status, now: Time) -> bool {
+        let c = self.components.entry(id).or_insert(Component {
+            status,
+            since: now,
+            last_error: None,
+            critical: false,
+            detail: String::new(),
+        });
         if c.status != status {
             c.status = status;
             c.since = now;
@@ -92,24 +119,24 @@ impl Health {
         false
     }
 
-    pub fn set_detail(&mut self, name: &str, detail: String) {
-        if let Some(c) = self.components.get_mut(name) {
+    pub fn set_detail(&mut self, id: ComponentId, detail: String) {
+        if let Some(c) = self.components.get_mut(&id) {
             c.detail = detail;
         }
     }
 
-    pub fn error(&mut self, name: &str, error: String, now: Time) {
-        if let Some(c) = self.components.get_mut(name) {
+    pub fn error(&mut self, id: ComponentId, error: String, now: Time) {
+        if let Some(c) = self.components.get_mut(&id) {
             c.last_error = Some((error, now));
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Component> {
-        self.components.get(name)
+    pub fn get(&self, id: ComponentId) -> Option<&Component> {
+        self.components.get(&id)
     }
 
-    pub fn components(&self) -> impl Iterator<Item = (&str, &Component)> {
-        self.components.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn components(&self) -> impl Iterator<Item = (ComponentId, &Component)> {
+        self.components.iter().map(|(k, v)| (*k, v))
     }
 
     /// Down when a critical component has been out of service for `down_after`, or a
@@ -137,21 +164,23 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const LINK: ComponentId = ComponentId::Link(LinkId(0));
+
     #[test]
     fn overall_is_the_worst_of_its_components() {
         let mut h = Health::default();
         let t0 = Time::ZERO;
-        h.register("link", true, t0);
-        h.register("rest", false, t0);
-        h.set("link", Status::Running, t0);
-        h.set("rest", Status::Running, t0);
+        h.register(LINK, true, t0);
+        h.register(ComponentId::Rest, false, t0);
+        h.set(LINK, Status::Running, t0);
+        h.set(ComponentId::Rest, Status::Running, t0);
         assert_eq!(h.overall(t0, Duration::from_secs(60)), Overall::Ok);
-        h.set("rest", Status::Degraded, t0);
+        h.set(ComponentId::Rest, Status::Degraded, t0);
         assert_eq!(
             h.overall(Time::from_secs(600), Duration::from_secs(60)),
             Overall::Degraded
         );
-        h.set("link", Status::Degraded, Time::from_secs(10));
+        h.set(LINK, Status::Degraded, Time::from_secs(10));
         assert_eq!(
             h.overall(Time::from_secs(69), Duration::from_secs(60)),
             Overall::Degraded
@@ -160,8 +189,8 @@ mod tests {
             h.overall(Time::from_secs(70), Duration::from_secs(60)),
             Overall::Down
         );
-        h.set("link", Status::Running, Time::from_secs(70));
-        h.set("job", Status::Crashed, Time::from_secs(70));
+        h.set(LINK, Status::Running, Time::from_secs(70));
+        h.set(ComponentId::SignalJob, Status::Crashed, Time::from_secs(70));
         assert_eq!(
             h.overall(Time::from_secs(70), Duration::from_secs(60)),
             Overall::Down
@@ -171,9 +200,12 @@ mod tests {
     #[test]
     fn since_moves_only_on_a_change() {
         let mut h = Health::default();
-        h.register("x", false, Time::ZERO);
-        assert!(h.set("x", Status::Running, Time::from_secs(1)));
-        assert!(!h.set("x", Status::Running, Time::from_secs(2)));
-        assert_eq!(h.get("x").unwrap().since, Time::from_secs(1));
+        h.register(ComponentId::Market, false, Time::ZERO);
+        assert!(h.set(ComponentId::Market, Status::Running, Time::from_secs(1)));
+        assert!(!h.set(ComponentId::Market, Status::Running, Time::from_secs(2)));
+        assert_eq!(
+            h.get(ComponentId::Market).unwrap().since,
+            Time::from_secs(1)
+        );
     }
 }

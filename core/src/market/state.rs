@@ -42,14 +42,35 @@ impl Default for MarketConfig {
 pub struct BookId(u32);
 
 impl BookId {
-    /// Books are numbered densely from 0 in the order they were first seen.
+    /// Books are numbered densely from 0 in the order they were registered or first seen.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    pub(crate) fn from_index(i: usize) -> BookId {
+        BookId(i as u32)
+    }
+}
+
+/// Index of a kline series in this market, stable for the market's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(u32);
+
+impl SeriesId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
 }
 
+/// Index of a symbol in this market: books and series name their symbol by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesId(u32);
+pub struct SymbolId(u32);
+
+impl SymbolId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarketEvent {
@@ -66,18 +87,27 @@ pub enum MarketEvent {
         series: SeriesId,
         gap: Gap,
     },
-    /// A subscription answer or a pong, for the link that owns the connection.
-    Control(Control),
 }
 
 /// What one accepted frame was and did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
-    Book { book: BookId, applied: Applied },
-    Kline { series: SeriesId },
-    Ticker { outcome: TickerOutcome },
-    Trades { count: usize },
-    Control,
+    Book {
+        book: BookId,
+        applied: Applied,
+    },
+    Kline {
+        series: SeriesId,
+    },
+    Ticker {
+        outcome: TickerOutcome,
+    },
+    Trades {
+        count: usize,
+    },
+    /// A subscription answer or a pong: no market state changed; it goes straight to the link
+    /// that owns the connection.
+    Control(Control),
 }
 
 /// Why a frame that decoded could still not be taken.
@@ -118,7 +148,7 @@ pub struct MarketCounters {
 
 struct Named<T> {
     topic: Box<str>,
-    symbol: Box<str>,
+    symbol: SymbolId,
     value: T,
     last_frame_at: Option<Time>,
 }
@@ -140,6 +170,8 @@ pub struct Market {
     /// hashing its topic (about 3% of an order-book frame).
     book_keys: [(u64, BookId); BOOK_KEYS_REMEMBERED],
     books: Vec<Named<OrderBook>>,
+    symbol_ids: FastMap<Box<str>, SymbolId>,
+    symbols: Vec<Box<str>>,
     series_ids: FastMap<Box<str>, SeriesId>,
     series: Vec<Named<KlineSeries>>,
     tickers: FastMap<Box<str>, Ticker>,
@@ -156,6 +188,8 @@ impl Market {
             book_ids: FastMap::default(),
             book_keys: [(0, BookId(0)); BOOK_KEYS_REMEMBERED],
             books: Vec::new(),
+            symbol_ids: FastMap::default(),
+            symbols: Vec::new(),
             series_ids: FastMap::default(),
             series: Vec::new(),
             tickers: FastMap::default(),
@@ -184,7 +218,19 @@ impl Market {
     }
 
     pub fn book_symbol(&self, id: BookId) -> &str {
-        &self.books[id.0 as usize].symbol
+        &self.symbols[self.books[id.0 as usize].symbol.index()]
+    }
+
+    pub fn book_symbol_id(&self, id: BookId) -> SymbolId {
+        self.books[id.0 as usize].symbol
+    }
+
+    pub fn symbol_id(&self, symbol: &str) -> Option<SymbolId> {
+        self.symbol_ids.get(symbol).copied()
+    }
+
+    pub fn symbol(&self, id: SymbolId) -> &str {
+        &self.symbols[id.index()]
     }
 
     pub fn book_last_frame_at(&self, id: BookId) -> Option<Time> {
@@ -208,7 +254,7 @@ impl Market {
     }
 
     pub fn series_symbol(&self, id: SeriesId) -> &str {
-        &self.series[id.0 as usize].symbol
+        &self.symbols[self.series[id.0 as usize].symbol.index()]
     }
 
     pub fn series_ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
@@ -250,6 +296,7 @@ impl Market {
                 return Err(MarketError::Decode(e));
             }
         };
+        // Counted field by field: the frame still borrows the decoder.
         let topics = self.books.len() + self.series.len() + self.tickers.len() + self.trades.len();
         let full = topics >= self.config.topics_max;
         let out = match frame {
@@ -263,6 +310,7 @@ impl Market {
                         let Some(id) = id_for(
                             &mut self.book_ids,
                             &mut self.books,
+                            (&mut self.symbol_ids, &mut self.symbols),
                             (f.topic, f.symbol),
                             full,
                             || OrderBook::new(book_levels_max(depth)),
@@ -292,6 +340,7 @@ impl Market {
                 let Some(id) = id_for(
                     &mut self.series_ids,
                     &mut self.series,
+                    (&mut self.symbol_ids, &mut self.symbols),
                     (f.topic, f.symbol),
                     full,
                     || KlineSeries::new(f.interval, candles_max),
@@ -358,13 +407,7 @@ impl Market {
                 if let Control::Ack(Ack { success: false, .. }) = &c {
                     self.counters.subscribe_failures += 1;
                 }
-                push_event(
-                    &mut self.events,
-                    &mut self.counters,
-                    self.config.events_max,
-                    MarketEvent::Control(c),
-                );
-                Handled::Control
+                Handled::Control(c)
             }
         };
         self.counters.frames += 1;
@@ -384,26 +427,41 @@ impl Market {
         &mut self.books[id.0 as usize].value
     }
 
+    /// Registers the book of `topic` (of `symbol`, `depth` levels) before its first frame, so
+    /// its id is known from the start; the id of an already known topic is returned as it is.
+    /// `None` when the market already tracks `topics_max` topics.
+    pub fn add_book(&mut self, topic: &str, symbol: &str, depth: u16) -> Option<BookId> {
+        let full = self.topic_count() >= self.config.topics_max;
+        id_for(
+            &mut self.book_ids,
+            &mut self.books,
+            (&mut self.symbol_ids, &mut self.symbols),
+            (topic, symbol),
+            full,
+            || OrderBook::new(book_levels_max(depth)),
+            BookId,
+        )
+    }
+
     /// The series of `symbol` at `interval`, created on first use (for REST history that
     /// arrives before the live stream).
     pub fn series_for(&mut self, symbol: &str, interval: Interval) -> Option<SeriesId> {
         let topic = format!("kline.{}.{symbol}", interval.as_str());
-        if let Some(id) = self.series_ids.get(topic.as_str()) {
-            return Some(*id);
-        }
-        let topics = self.books.len() + self.series.len() + self.tickers.len() + self.trades.len();
-        if topics >= self.config.topics_max {
-            return None;
-        }
-        let id = SeriesId(self.series.len() as u32);
-        self.series.push(Named {
-            topic: topic.as_str().into(),
-            symbol: symbol.into(),
-            value: KlineSeries::new(interval, self.config.closed_candles_max),
-            last_frame_at: None,
-        });
-        self.series_ids.insert(topic.into(), id);
-        Some(id)
+        let full = self.topic_count() >= self.config.topics_max;
+        let candles_max = self.config.closed_candles_max;
+        id_for(
+            &mut self.series_ids,
+            &mut self.series,
+            (&mut self.symbol_ids, &mut self.symbols),
+            (&topic, symbol),
+            full,
+            || KlineSeries::new(interval, candles_max),
+            SeriesId,
+        )
+    }
+
+    fn topic_count(&self) -> usize {
+        self.books.len() + self.series.len() + self.tickers.len() + self.trades.len()
     }
 
     pub fn series_mut(&mut self, id: SeriesId) -> &mut KlineSeries {
@@ -431,6 +489,7 @@ impl Market {
 fn id_for<T, Id: Copy>(
     ids: &mut FastMap<Box<str>, Id>,
     items: &mut Vec<Named<T>>,
+    (symbol_ids, symbols): (&mut FastMap<Box<str>, SymbolId>, &mut Vec<Box<str>>),
     (topic, symbol): (&str, &str),
     full: bool,
     make: impl FnOnce() -> T,
@@ -443,14 +502,29 @@ fn id_for<T, Id: Copy>(
         return None;
     }
     let id = id_of(items.len() as u32);
+    let symbol = symbol_id_for(symbol_ids, symbols, symbol);
     items.push(Named {
         topic: topic.into(),
-        symbol: symbol.into(),
+        symbol,
         value: make(),
         last_frame_at: None,
     });
     ids.insert(topic.into(), id);
     Some(id)
+}
+
+fn symbol_id_for(
+    ids: &mut FastMap<Box<str>, SymbolId>,
+    symbols: &mut Vec<Box<str>>,
+    symbol: &str,
+) -> SymbolId {
+    if let Some(id) = ids.get(symbol) {
+        return *id;
+    }
+    let id = SymbolId(symbols.len() as u32);
+    symbols.push(symbol.into());
+    ids.insert(symbol.into(), id);
+    id
 }
 
 fn push_event(
@@ -575,13 +649,13 @@ mod tests {
     }
 
     #[test]
-    fn failed_subscription_reaches_the_event_queue() {
+    fn failed_subscription_is_handed_back_without_an_event() {
         let mut m = Market::new(MarketConfig::default());
         let text = r#"{"success":false,"ret_msg":"error:handler not found,topic:orderbook.500.BTCUSDT","conn_id":"c","req_id":"r","op":"subscribe"}"#;
-        assert_eq!(m.handle_frame(Time::ZERO, text), Ok(Handled::Control));
-        let Some(MarketEvent::Control(Control::Ack(ack))) = m.poll_event() else {
-            panic!("no ack event")
+        let Ok(Handled::Control(Control::Ack(ack))) = m.handle_frame(Time::ZERO, text) else {
+            panic!("no ack handed back")
         };
+        assert_eq!(m.poll_event(), None);
         assert_eq!(
             ack.result().unwrap_err().topics,
             vec!["orderbook.500.BTCUSDT"]

@@ -1,0 +1,263 @@
+//! Where each child machine's outputs go: the engine's routing table, kept apart from its
+//! face (`mod.rs`) so that each reads on its own.
+
+use super::book_sync::{self, BookSyncInput, BookSyncOutput};
+use super::health::{ComponentId, Status};
+use super::history::HistoryOutput;
+use super::link::{Link, LinkId, LinkOutput, SubState};
+use super::preflight::PreflightOutput;
+use super::scheduler::{RestFailure, SchedOutput};
+use super::trading::TradingOutput;
+use super::{
+    DRAIN_PASSES_MAX, Engine, MERGE_JOB, Output, Purpose, SIGNAL_JOB, Severity, link_name,
+};
+use crate::market::book::HELD_DELTAS_MAX_DEFAULT;
+use crate::time::Time;
+use crate::wire::rest;
+
+impl Engine {
+    fn on_rest_done(&mut self, now: Time, purpose: Purpose, result: Result<String, RestFailure>) {
+        let result = result.map_err(|e| e.to_string());
+        match purpose {
+            Purpose::Preflight(ask) => {
+                let wall = self.pending_wall_ms.take();
+                self.preflight.handle_answer(ask, result, wall);
+            }
+            Purpose::History(ask) => self
+                .history
+                .handle_answer(now, ask, result, &mut self.market),
+            Purpose::Snapshot { book, attempt } => {
+                if !self.book_sync.expects_snapshot(book, attempt) {
+                    self.book_sync.handle_snapshot_answer(book, attempt);
+                    return; // an older attempt's answer
+                }
+                self.book_sync.handle_snapshot_answer(book, attempt);
+                match result.and_then(|b| rest::parse_orderbook(&b).map_err(|e| e.to_string())) {
+                    Ok(r) => {
+                        let b = r.result;
+                        let applied = self
+                            .market
+                            .book_mut(book)
+                            .apply_snapshot(&b.bids, &b.asks, b.u, b.seq, b.ts);
+                        self.on_book(now, book, applied);
+                    }
+                    Err(e) => {
+                        let topic = self.market.book_topic(book).to_string();
+                        self.notice(
+                            Severity::Warn,
+                            format!("{topic}: REST snapshot failed: {e}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves every child's outputs to where they go. Children may produce work for each other
+    /// (a REST answer starts the links); loop until all are quiet.
+    pub(super) fn drain_children(&mut self, now: Time) {
+        for _ in 0..DRAIN_PASSES_MAX {
+            let mut moved = self.drain_links(now);
+            while let Some(o) = self.sched.poll_output() {
+                moved = true;
+                self.on_sched_output(now, o);
+            }
+            while let Some(o) = self.preflight.poll_output() {
+                moved = true;
+                match o {
+                    PreflightOutput::Request { path, ask } => {
+                        self.submit(now, path, Purpose::Preflight(ask))
+                    }
+                    PreflightOutput::Notice(n) => self.outputs.push_back(Output::Notice(n)),
+                    PreflightOutput::Passed => {
+                        for i in 0..self.config.symbols.len() {
+                            self.trading.set_qty_step(i, self.preflight.qty_step(i));
+                        }
+                        self.health.set(ComponentId::Rest, Status::Running, now);
+                        self.start_links(now);
+                    }
+                    PreflightOutput::Failed(m) => self.fail(m),
+                }
+            }
+            while let Some(o) = self.book_sync.poll_output() {
+                moved = true;
+                self.on_book_sync_output(now, o);
+            }
+            while let Some(o) = self.history.poll_output() {
+                moved = true;
+                match o {
+                    HistoryOutput::Request { path, ask } => {
+                        self.submit(now, path, Purpose::History(ask))
+                    }
+                    HistoryOutput::Compute { run, work } => {
+                        self.outputs.push_back(Output::Compute {
+                            job: MERGE_JOB,
+                            run,
+                            work,
+                        })
+                    }
+                    HistoryOutput::Notice(n) => self.outputs.push_back(Output::Notice(n)),
+                }
+            }
+            while let Some(o) = self.trading.poll_output() {
+                moved = true;
+                match o {
+                    TradingOutput::Compute { run, work } => {
+                        self.outputs.push_back(Output::Compute {
+                            job: SIGNAL_JOB,
+                            run,
+                            work,
+                        })
+                    }
+                    TradingOutput::Event(e) => self.outputs.push_back(Output::Event(e)),
+                    TradingOutput::Notice(n) => self.outputs.push_back(Output::Notice(n)),
+                    TradingOutput::Health { status, error } => {
+                        self.health.set(ComponentId::SignalJob, status, now);
+                        if let Some(e) = error {
+                            self.health.error(ComponentId::SignalJob, e, now);
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn on_sched_output(&mut self, now: Time, o: SchedOutput<Purpose>) {
+        match o {
+            SchedOutput::Http { id, path, timeout } => {
+                self.outputs.push_back(Output::Http { id, path, timeout })
+            }
+            SchedOutput::Done {
+                purpose, result, ..
+            } => self.on_rest_done(now, purpose, result),
+            SchedOutput::Paused { until } => {
+                let secs = until.since(now).as_secs();
+                self.health.set(ComponentId::Rest, Status::Degraded, now);
+                self.health.error(
+                    ComponentId::Rest,
+                    "HTTP 403: access too frequent".into(),
+                    now,
+                );
+                self.notice(
+                    Severity::Error,
+                    format!("venue answered 403: all REST paused for {secs} s"),
+                );
+            }
+            SchedOutput::Resumed => {
+                self.health.set(ComponentId::Rest, Status::Running, now);
+                self.notice(Severity::Info, "REST penalty over: resuming".into());
+            }
+        }
+    }
+
+    pub(super) fn on_book_sync_output(&mut self, now: Time, o: BookSyncOutput) {
+        match o {
+            BookSyncOutput::Resubscribe { book, link } => {
+                let topic = self.market.book_topic(book);
+                if let Some(l) = self.links.get_mut(link.0 as usize) {
+                    l.resubscribe(now, topic);
+                }
+            }
+            BookSyncOutput::FetchSnapshot { book, attempt } => {
+                self.market
+                    .book_mut(book)
+                    .hold_deltas(HELD_DELTAS_MAX_DEFAULT);
+                let path = format!(
+                    "/v5/market/orderbook?category={}&symbol={}&limit={}",
+                    self.config.category.as_str(),
+                    self.market.book_symbol(book),
+                    book_sync::REST_REPAIR_DEPTH
+                );
+                self.submit(now, path, Purpose::Snapshot { book, attempt });
+            }
+            BookSyncOutput::Notice(n) => self.outputs.push_back(Output::Notice(n)),
+        }
+    }
+
+    pub(super) fn drain_links(&mut self, now: Time) -> bool {
+        let mut moved = false;
+        for i in 0..self.links.len() {
+            while let Some(o) = self.links[i].poll_output() {
+                moved = true;
+                let id = self.links[i].id();
+                self.on_link_output(now, id, o);
+            }
+        }
+        moved
+    }
+
+    fn on_link_output(&mut self, now: Time, id: LinkId, o: LinkOutput) {
+        let component = ComponentId::Link(id);
+        match o {
+            LinkOutput::Connect { conn, url } => self.outputs.push_back(Output::Connect {
+                link: id,
+                conn,
+                url,
+            }),
+            LinkOutput::Send { conn, text } => self.outputs.push_back(Output::Send {
+                link: id,
+                conn,
+                text,
+            }),
+            LinkOutput::Close { conn } => self.outputs.push_back(Output::Close { link: id, conn }),
+            LinkOutput::Opened { .. } => {
+                // A book never survives a reconnect: wait for the new snapshots.
+                for book in self.book_sync.books_of(id) {
+                    self.market.book_mut(book).invalidate();
+                }
+                self.book_sync
+                    .handle_input(now, BookSyncInput::LinkOpened { link: id });
+            }
+            LinkOutput::Lost { reason, retry_in } => {
+                self.health.set(component, Status::Degraded, now);
+                self.health.error(component, reason.to_string(), now);
+                self.notice(
+                    Severity::Warn,
+                    format!(
+                        "{} lost: {reason}; reconnecting in {} ms",
+                        link_name(id),
+                        retry_in.as_millis()
+                    ),
+                );
+            }
+            LinkOutput::SubscribeFailed { topics, message } => {
+                self.health
+                    .error(component, format!("subscription refused: {message}"), now);
+                self.notice(
+                    Severity::Error,
+                    format!(
+                        "{}: venue refused {}: {message}",
+                        link_name(id),
+                        topics.join(",")
+                    ),
+                );
+            }
+            LinkOutput::Live => {
+                let failed = self.links[id.0 as usize]
+                    .subscriptions()
+                    .iter()
+                    .any(|s| matches!(s.state, SubState::Failed(_)));
+                let status = if failed {
+                    Status::Degraded
+                } else {
+                    Status::Running
+                };
+                self.health.set(component, status, now);
+                if !self.announced && self.links.iter().all(Link::is_live) {
+                    self.announced = true;
+                    self.notice(
+                        Severity::Info,
+                        format!(
+                            "processing {} symbols: {}",
+                            self.config.symbols.len(),
+                            self.config.symbols.join(",")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}

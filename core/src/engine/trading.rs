@@ -1,0 +1,367 @@
+//! Trading (a time-driven machine): the supervised signal job, the work each cycle hands to the
+//! pool, the netting of what the strategies say per symbol, and the paper broker that turns a
+//! decision into an order against a synced book.
+//!
+//! It reads market state (books and series, by their dense ids) and owns its own: the job, the
+//! broker and the gate on the store's backlog. An order is never placed from a book that is not
+//! synced, nor while orders wait for the store to make them durable.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::health::Status;
+use super::io::{Event, Notice, Severity};
+use super::supervisor::{Job, JobConfig, JobOutput, JobState};
+use crate::decimal::Dec;
+use crate::market::{BookId, Market, SeriesId};
+use crate::rng::Rng;
+use crate::time::Time;
+use crate::trading::broker::{Broker, BrokerConfig, Position};
+use crate::trading::compute::{BookView, Cycle, Work, WorkResult};
+use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
+use crate::wire::codec::Level;
+
+/// Levels of each side a paper order may walk.
+pub const ORDER_BOOK_LEVELS_MAX: usize = 200;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradingConfig {
+    pub signal_job: JobConfig,
+    /// Levels of each book the signal cycle sees.
+    pub signal_levels: usize,
+    pub strategy: StrategyConfig,
+    /// Turn signals into paper orders.
+    pub auto_execute: bool,
+    pub broker: BrokerConfig,
+    pub seed: u64,
+    /// The next client order id's sequence number (from the store after a restart).
+    pub broker_next_seq: u64,
+}
+
+/// One traded symbol: where its book and its candles live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instrument {
+    pub symbol: String,
+    pub book: BookId,
+    pub series: Option<SeriesId>,
+    /// The venue's lot step, once pre-flight has read it.
+    pub qty_step: Option<Dec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TradingOutput {
+    Compute {
+        run: u64,
+        work: Work,
+    },
+    Event(Event),
+    Notice(Notice),
+    /// The signal job's health changed.
+    Health {
+        status: Status,
+        error: Option<String>,
+    },
+}
+
+pub struct Trading {
+    config: TradingConfig,
+    instruments: Vec<Instrument>,
+    signals: Job,
+    broker: Broker,
+    store_backlog: usize,
+    outputs: VecDeque<TradingOutput>,
+}
+
+impl Trading {
+    pub fn new(config: TradingConfig, instruments: Vec<Instrument>, now: Time) -> Self {
+        Trading {
+            signals: Job::new(config.signal_job.clone(), now),
+            broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
+            config,
+            instruments,
+            store_backlog: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    pub fn signal_job(&self) -> &Job {
+        &self.signals
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    pub fn instruments(&self) -> &[Instrument] {
+        &self.instruments
+    }
+
+    /// The mark of `symbol`: the mid of its synced book, if it has one.
+    pub fn mark(&self, market: &Market, symbol: &str) -> Option<Dec> {
+        let i = self.instruments.iter().find(|i| i.symbol == symbol)?;
+        market.book(i.book).mid().ok()
+    }
+
+    // ----- inputs -----
+
+    /// The market is flowing: the signal job's first run is one interval from now (a job
+    /// waiting on its schedule is healthy).
+    pub fn start(&mut self, now: Time) {
+        self.signals = Job::new(self.config.signal_job.clone(), now);
+        self.health(Status::Running, None);
+    }
+
+    pub fn set_qty_step(&mut self, i: usize, step: Option<Dec>) {
+        if let Some(x) = self.instruments.get_mut(i) {
+            x.qty_step = step;
+        }
+    }
+
+    pub fn restore_position(&mut self, p: Position) {
+        self.broker.restore_position(p);
+    }
+
+    /// Orders waiting for the store; while any wait, no new order is placed.
+    pub fn set_store_backlog(&mut self, pending: usize) {
+        if pending > 0 && self.store_backlog == 0 {
+            self.notice(
+                Severity::Warn,
+                format!(
+                    "store is behind by {pending} orders: no new orders until they are durable"
+                ),
+            );
+        }
+        self.store_backlog = pending;
+    }
+
+    pub fn handle_timeout(&mut self, now: Time, rng: &mut Rng, market: &Market) {
+        self.signals.handle_timeout(now, rng);
+        self.drain_job(now, market);
+    }
+
+    /// A signal cycle answered. Only the run the job waits for is acted on.
+    pub fn handle_compute(
+        &mut self,
+        now: Time,
+        run: u64,
+        result: Result<WorkResult, String>,
+        rng: &mut Rng,
+        market: &Market,
+    ) {
+        let ok = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        let current = matches!(self.signals.state(), JobState::Running { run: g, .. } if g == run);
+        self.signals.handle_result(now, run, ok, rng);
+        if current && let Ok(WorkResult::Signals { stats, signals }) = result {
+            self.outputs
+                .push_back(TradingOutput::Event(Event::Signals(stats)));
+            if !signals.is_empty() {
+                if self.config.auto_execute {
+                    self.execute(market, &signals);
+                }
+                self.outputs
+                    .push_back(TradingOutput::Event(Event::StrategySignals(signals)));
+            }
+        }
+        self.drain_job(now, market);
+    }
+
+    // ----- outputs -----
+
+    /// The next output; call until `None` after every `handle_*`.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<TradingOutput> {
+        self.outputs.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.signals.poll_timeout()
+    }
+
+    // ----- internals -----
+
+    fn drain_job(&mut self, now: Time, market: &Market) {
+        while let Some(o) = self.signals.poll_output() {
+            self.on_job_output(now, o, market);
+        }
+    }
+
+    fn on_job_output(&mut self, _now: Time, o: JobOutput, market: &Market) {
+        match o {
+            JobOutput::Run { run } => {
+                let work = self.signal_work(market);
+                self.outputs.push_back(TradingOutput::Compute { run, work });
+            }
+            JobOutput::Succeeded { .. } => {
+                if !self.signals.is_crashed() {
+                    self.health(Status::Running, None);
+                }
+            }
+            JobOutput::Failed {
+                error,
+                consecutive,
+                retry_in,
+                ..
+            } => {
+                let status = if self.signals.is_crashed() {
+                    Status::Crashed
+                } else {
+                    Status::Degraded
+                };
+                self.health(status, Some(error.clone()));
+                self.notice(
+                    Severity::Warn,
+                    format!(
+                        "signal cycle failed ({consecutive} in a row): {error}; retrying in {} ms",
+                        retry_in.as_millis()
+                    ),
+                );
+            }
+            JobOutput::Warn { consecutive } => self.notice(
+                Severity::Warn,
+                format!("signal cycle has failed {consecutive} times in a row"),
+            ),
+            JobOutput::Crashed { consecutive } => {
+                self.health(Status::Crashed, None);
+                self.notice(
+                    Severity::Error,
+                    format!("signal cycle crashed after {consecutive} failures; still retrying"),
+                );
+            }
+            JobOutput::Recovered => {
+                self.health(Status::Running, None);
+                self.notice(Severity::Info, "signal cycle recovered".into());
+            }
+        }
+    }
+
+    /// Paper-trades signals against the current books; a book that is not synced is never
+    /// traded against.
+    fn execute(&mut self, market: &Market, signals: &[Signal]) {
+        if self.store_backlog > 0 {
+            return;
+        }
+        for s in &decide(signals) {
+            let Some(inst) = self.instruments.iter().find(|i| i.symbol == s.symbol) else {
+                continue;
+            };
+            let b = market.book(inst.book);
+            let (Ok(bids), Ok(asks)) = (
+                b.top_bids(ORDER_BOOK_LEVELS_MAX),
+                b.top_asks(ORDER_BOOK_LEVELS_MAX),
+            ) else {
+                continue;
+            };
+            let (bids, asks): (Vec<Level>, Vec<Level>) = (bids.collect(), asks.collect());
+            let ts = b.last_ts().unwrap_or(0);
+            let step = inst.qty_step;
+            let instruments = &self.instruments;
+            let marks = |sym: &str| {
+                let i = instruments.iter().find(|i| i.symbol == sym)?;
+                market.book(i.book).mid().ok()
+            };
+            if let Some(reason) = self.broker.check_risk(ts, &marks) {
+                self.outputs.push_back(TradingOutput::Notice(Notice {
+                    level: Severity::Error,
+                    text: format!("kill switch: {reason}"),
+                }));
+                self.outputs
+                    .push_back(TradingOutput::Event(Event::KillSwitch { reason }));
+            }
+            if let Some(e) = self.broker.on_signal(s, &bids, &asks, step, ts) {
+                self.outputs.push_back(TradingOutput::Event(Event::Order {
+                    order: e.order,
+                    fills: e.fills,
+                }));
+            }
+        }
+    }
+
+    fn signal_work(&self, market: &Market) -> Work {
+        let n = self.config.signal_levels;
+        // Strategies see only symbols whose book is synced right now.
+        let keep = self.config.strategy.history_needed().max(1);
+        let mut views = Vec::with_capacity(self.instruments.len());
+        let mut inputs = Vec::with_capacity(self.instruments.len());
+        for inst in &self.instruments {
+            let b = market.book(inst.book);
+            let (Ok(bids), Ok(asks)) = (b.top_bids(n), b.top_asks(n)) else {
+                continue;
+            };
+            let view = BookView {
+                symbol: inst.symbol.clone(),
+                bids: bids.collect(),
+                asks: asks.collect(),
+            };
+            if let (Some(series), Some(bid), Some(ask)) =
+                (inst.series, view.bids.first(), view.asks.first())
+            {
+                let s = market.series(series);
+                let closed: Vec<f64> = s
+                    .closed()
+                    .rev()
+                    .take(keep)
+                    .map(|c| c.bar.close.to_f64())
+                    .collect();
+                inputs.push(StrategyInput {
+                    symbol: inst.symbol.clone(),
+                    closes: closed.into_iter().rev().collect(),
+                    candle_ms: s.last_closed().map_or(0, |c| c.bar.start_ms),
+                    last: s.forming().map(|f| f.bar.close.to_f64()),
+                    top: Some((*bid, *ask)),
+                });
+            }
+            views.push(view);
+        }
+        Work::SignalCycle(Cycle {
+            views,
+            strategy: self.config.strategy.clone(),
+            inputs,
+        })
+    }
+
+    fn health(&mut self, status: Status, error: Option<String>) {
+        self.outputs
+            .push_back(TradingOutput::Health { status, error });
+    }
+
+    fn notice(&mut self, level: Severity, text: String) {
+        self.outputs
+            .push_back(TradingOutput::Notice(Notice { level, text }));
+    }
+}
+
+/// Strategies may disagree (a trend follower and a mean reverter often do): per symbol the
+/// strongest signal decides, and the others are named in its reason. Netting them instead
+/// cancels both out whenever they disagree.
+pub fn decide(signals: &[Signal]) -> Vec<Signal> {
+    let mut best: BTreeMap<&str, (&Signal, Vec<&Signal>)> = BTreeMap::new();
+    for s in signals {
+        match best.get_mut(s.symbol.as_str()) {
+            Some((top, rest)) => {
+                if s.confidence > top.confidence {
+                    rest.push(*top);
+                    *top = s;
+                } else {
+                    rest.push(s);
+                }
+            }
+            None => {
+                best.insert(s.symbol.as_str(), (s, Vec::new()));
+            }
+        }
+    }
+    best.into_values()
+        .map(|(top, rest)| {
+            let mut d = top.clone();
+            for r in rest {
+                d.reason.push_str(&format!(
+                    "; over {} {:?} {:.2}",
+                    r.strategy, r.side, r.confidence
+                ));
+            }
+            d
+        })
+        .collect()
+}

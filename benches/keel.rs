@@ -6,12 +6,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use keel_core::decimal::Level;
 use keel_core::engine::link::LinkId;
 use keel_core::market::book::OrderBook;
 use keel_core::market::kline::{Bar, CandleSource, ClosedCandle};
 use keel_core::rng::Rng;
 use keel_core::trading::compute::{self, BookView, MergeInput};
-use keel_core::wire::codec::{BookFrame, Decoder, Level, UpdateKind, WireLevel};
+use keel_core::wire::codec::Decoder;
+use keel_core::wire::frame::{BookFrame, UpdateKind, WireLevel};
 use keel_core::{Dec, Engine, EngineConfig, Input, Market, MarketConfig, Time};
 use keel_runtime::baselines::{Resort, Typical, floor};
 use keel_sim::market::{SymbolMarket, SymbolSpec};

@@ -2,8 +2,9 @@
 //! bodies, and control frames.
 
 use keel_core::Dec;
-use keel_core::wire::codec::{Control, Decoder, Frame, UpdateKind};
+use keel_core::wire::codec::Decoder;
 use keel_core::wire::error::DecodeError;
+use keel_core::wire::frame::{Control, Frame, UpdateKind};
 use keel_core::wire::rest;
 use keel_suite::fixtures_dir;
 use serde_json::Value;

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use keel_core::decimal::Level;
 use keel_core::market::Market;
 use keel_core::market::book::{Applied, BookState, OrderBook};
 use keel_core::market::kline::{Bar, CandleSource, KlineSeries};
-use keel_core::wire::codec::{BookFrame, KlineData, Level, UpdateKind, WireLevel};
+use keel_core::wire::frame::{BookFrame, KlineData, UpdateKind, WireLevel};
 use keel_core::wire::topic::Interval;
 use keel_core::{Dec, MarketConfig, Time};
 use keel_suite::fixtures_dir;

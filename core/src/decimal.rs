@@ -297,6 +297,13 @@ impl<'de> serde::Deserialize<'de> for Dec {
     }
 }
 
+/// One price level: a price and the size resting at it, both exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Level {
+    pub px: Dec,
+    pub qty: Dec,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,9 +25,11 @@ pub mod wire;
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 pub use decimal::Dec;
+pub use decimal::Level;
 pub use engine::{Engine, EngineConfig, Input, Output};
 pub use market::book::{Applied, BookState, OrderBook};
 pub use market::{Market, MarketConfig, MarketEvent};
 pub use time::Time;
-pub use wire::codec::{Decoder, Frame, Level};
+pub use wire::codec::Decoder;
 pub use wire::error::{BadReason, DecodeError};
+pub use wire::frame::Frame;

@@ -3,7 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use keel_core::wire::codec::{Decoder, Frame, Level, UpdateKind, WireLevel};
+use keel_core::decimal::Level;
+
+use keel_core::wire::frame::{Frame, UpdateKind, WireLevel};
+
+use keel_core::wire::codec::Decoder;
 use rust_decimal::Decimal;
 use serde_json::Value;
 

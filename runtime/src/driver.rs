@@ -36,7 +36,7 @@ pub const LAG_PROBE_MS: u64 = 10;
 /// How often health and metrics are published to the ops server.
 pub const PUBLISH_MS: u64 = 250;
 /// Largest WebSocket message accepted from the venue.
-pub const WS_MESSAGE_BYTES_MAX: usize = keel_core::wire::codec::FRAME_BYTES_MAX_DEFAULT;
+pub const WS_MESSAGE_BYTES_MAX: usize = keel_core::wire::frame::FRAME_BYTES_MAX_DEFAULT;
 
 pub enum Msg {
     WsConnected {

@@ -6,9 +6,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use keel_core::decimal::Level;
 use keel_core::market::Handled;
 use keel_core::market::book::OrderBook;
-use keel_core::wire::codec::Level;
 use keel_core::{Market, MarketConfig, Time};
 
 pub struct ReplayArgs {

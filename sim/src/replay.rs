@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use keel_core::market::book::BookState;
-use keel_core::wire::codec::{Decoder, Frame};
+use keel_core::wire::codec::Decoder;
+use keel_core::wire::frame::Frame;
 use keel_core::{Market, MarketConfig, Time};
 
 /// One recorded frame.

@@ -5,11 +5,11 @@ use std::time::Duration;
 use super::health::Overall;
 use super::link::LinkId;
 use super::scheduler::{HttpError, RequestId};
+use crate::decimal::Level;
 use crate::market::kline::ClosedCandle;
 use crate::trading::broker::{Fill, Order};
 use crate::trading::compute::{SymbolSignal, Work, WorkResult};
 use crate::trading::strategy::Signal;
-use crate::wire::codec::Level;
 use crate::wire::topic::Interval;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

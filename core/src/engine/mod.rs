@@ -32,20 +32,18 @@ pub mod supervisor;
 pub mod trading;
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
-use crate::market::book::{Applied, BookState};
-use crate::market::{BookId, Handled, Market, MarketError, MarketEvent};
+use crate::market::{BookId, Market};
 use crate::rng::Rng;
 use crate::time::Time;
 use crate::trading::broker::{Broker, Position};
 use crate::wire::topic::Interval;
 
-use book_sync::{BookSync, BookSyncInput};
+use book_sync::BookSync;
 use budget::ConnectBudget;
 use health::{ComponentId, Health, Overall, Status};
 use history::History;
-use link::{Link, LinkId};
+use link::Link;
 use preflight::Preflight;
 use scheduler::Scheduler;
 use status::{StatusConfig, StatusMonitor};
@@ -491,98 +489,5 @@ impl Engine {
         }
         self.phase = Phase::Failed;
         self.outputs.push_back(Output::Fatal(message));
-    }
-
-    fn on_frame(&mut self, now: Time, link: LinkId, conn: u64, text: &str) {
-        let Some(l) = self.links.get_mut(link.0 as usize) else {
-            return;
-        };
-        if !l.note_frame(now, conn) {
-            self.counters.stale_conn_frames += 1;
-            return;
-        }
-        self.counters.frames += 1;
-        match self.market.handle_frame(now, text) {
-            Ok(Handled::Book { book, applied }) => self.on_book(now, book, applied),
-            // Control frames go straight to the link that owns the connection.
-            Ok(Handled::Control(c)) => l.handle_control(now, &c),
-            Ok(_) => {}
-            Err(e) => self.on_bad_frame(now, link, e),
-        }
-        while let Some(ev) = self.market.poll_event() {
-            self.on_market_event(now, ev);
-        }
-    }
-
-    fn on_bad_frame(&mut self, now: Time, link: LinkId, e: MarketError) {
-        let interval = Duration::from_millis(BAD_FRAME_NOTICE_INTERVAL_MS);
-        if self
-            .last_bad_notice
-            .is_some_and(|t| now.since(t) < interval)
-        {
-            return;
-        }
-        self.last_bad_notice = Some(now);
-        let total = self.market.counters().bad.total();
-        let what = match &e {
-            MarketError::Decode(d) => format!("{d} ({})", d.reason().as_str()),
-            other => other.to_string(),
-        };
-        self.notice(
-            Severity::Warn,
-            format!(
-                "refused a frame on {}: {what}; {total} refused so far",
-                link_name(link)
-            ),
-        );
-    }
-
-    fn on_book(&mut self, now: Time, book: BookId, applied: Applied) {
-        let b = self.market.book(book);
-        if b.state() != BookState::Synced {
-            return;
-        }
-        if applied == Applied::Snapshot {
-            self.book_sync
-                .handle_input(now, BookSyncInput::Synced { book });
-        }
-        if self.status.top_event_due(now, book)
-            && let (Ok(bid), Ok(ask)) = (b.best_bid(), b.best_ask())
-        {
-            self.outputs.push_back(Output::Event(Event::Top {
-                symbol: self.market.book_symbol(book).to_string(),
-                bid,
-                ask,
-                u: b.last_u().unwrap_or(0),
-            }));
-        }
-    }
-
-    fn on_market_event(&mut self, now: Time, ev: MarketEvent) {
-        match ev {
-            MarketEvent::ResyncNeeded { book, reason } => {
-                self.book_sync
-                    .handle_input(now, BookSyncInput::Desynced { book, reason });
-                // The first attempt goes at once, not on the next timer turn.
-                let links = &self.links;
-                self.book_sync.handle_timeout(now, &mut self.rng, |l| {
-                    links.get(l.0 as usize).is_some_and(Link::is_live)
-                });
-            }
-            MarketEvent::CandleClosed { series, candle } => {
-                let symbol = self.market.series_symbol(series).to_string();
-                let interval = self.market.series(series).interval();
-                self.outputs.push_back(Output::Event(Event::CandleClosed {
-                    symbol,
-                    interval,
-                    candle,
-                }));
-            }
-            MarketEvent::KlineGap { series, gap } => {
-                let symbol = self.market.series_symbol(series).to_string();
-                let interval = self.market.series(series).interval();
-                self.history.fill_gap(&symbol, interval, gap);
-            }
-        }
     }
 }

@@ -1,5 +1,7 @@
-//! Where each child machine's outputs go: the engine's routing table, kept apart from its
-//! face (`mod.rs`) so that each reads on its own.
+//! Where each input and each child machine's outputs go: the engine's routing table, kept apart
+//! from its face (`mod.rs`) so that each reads on its own.
+
+use std::time::Duration;
 
 use super::book_sync::{self, BookSyncInput, BookSyncOutput};
 use super::health::{ComponentId, Status};
@@ -9,9 +11,11 @@ use super::preflight::PreflightOutput;
 use super::scheduler::{RestFailure, SchedOutput};
 use super::trading::TradingOutput;
 use super::{
-    DRAIN_PASSES_MAX, Engine, MERGE_JOB, Output, Purpose, SIGNAL_JOB, Severity, link_name,
+    BAD_FRAME_NOTICE_INTERVAL_MS, DRAIN_PASSES_MAX, Engine, Event, MERGE_JOB, Output, Purpose,
+    SIGNAL_JOB, Severity, link_name,
 };
-use crate::market::book::HELD_DELTAS_MAX_DEFAULT;
+use crate::market::book::{Applied, BookState, HELD_DELTAS_MAX_DEFAULT};
+use crate::market::{BookId, Handled, MarketError, MarketEvent};
 use crate::time::Time;
 use crate::wire::rest;
 
@@ -257,6 +261,99 @@ impl Engine {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, now: Time, link: LinkId, conn: u64, text: &str) {
+        let Some(l) = self.links.get_mut(link.0 as usize) else {
+            return;
+        };
+        if !l.note_frame(now, conn) {
+            self.counters.stale_conn_frames += 1;
+            return;
+        }
+        self.counters.frames += 1;
+        match self.market.handle_frame(now, text) {
+            Ok(Handled::Book { book, applied }) => self.on_book(now, book, applied),
+            // Control frames go straight to the link that owns the connection.
+            Ok(Handled::Control(c)) => l.handle_control(now, &c),
+            Ok(_) => {}
+            Err(e) => self.on_bad_frame(now, link, e),
+        }
+        while let Some(ev) = self.market.poll_event() {
+            self.on_market_event(now, ev);
+        }
+    }
+
+    fn on_bad_frame(&mut self, now: Time, link: LinkId, e: MarketError) {
+        let interval = Duration::from_millis(BAD_FRAME_NOTICE_INTERVAL_MS);
+        if self
+            .last_bad_notice
+            .is_some_and(|t| now.since(t) < interval)
+        {
+            return;
+        }
+        self.last_bad_notice = Some(now);
+        let total = self.market.counters().bad.total();
+        let what = match &e {
+            MarketError::Decode(d) => format!("{d} ({})", d.reason().as_str()),
+            other => other.to_string(),
+        };
+        self.notice(
+            Severity::Warn,
+            format!(
+                "refused a frame on {}: {what}; {total} refused so far",
+                link_name(link)
+            ),
+        );
+    }
+
+    fn on_book(&mut self, now: Time, book: BookId, applied: Applied) {
+        let b = self.market.book(book);
+        if b.state() != BookState::Synced {
+            return;
+        }
+        if applied == Applied::Snapshot {
+            self.book_sync
+                .handle_input(now, BookSyncInput::Synced { book });
+        }
+        if self.status.top_event_due(now, book)
+            && let (Ok(bid), Ok(ask)) = (b.best_bid(), b.best_ask())
+        {
+            self.outputs.push_back(Output::Event(Event::Top {
+                symbol: self.market.book_symbol(book).to_string(),
+                bid,
+                ask,
+                u: b.last_u().unwrap_or(0),
+            }));
+        }
+    }
+
+    fn on_market_event(&mut self, now: Time, ev: MarketEvent) {
+        match ev {
+            MarketEvent::ResyncNeeded { book, reason } => {
+                self.book_sync
+                    .handle_input(now, BookSyncInput::Desynced { book, reason });
+                // The first attempt goes at once, not on the next timer turn.
+                let links = &self.links;
+                self.book_sync.handle_timeout(now, &mut self.rng, |l| {
+                    links.get(l.0 as usize).is_some_and(Link::is_live)
+                });
+            }
+            MarketEvent::CandleClosed { series, candle } => {
+                let symbol = self.market.series_symbol(series).to_string();
+                let interval = self.market.series(series).interval();
+                self.outputs.push_back(Output::Event(Event::CandleClosed {
+                    symbol,
+                    interval,
+                    candle,
+                }));
+            }
+            MarketEvent::KlineGap { series, gap } => {
+                let symbol = self.market.series_symbol(series).to_string();
+                let interval = self.market.series(series).interval();
+                self.history.fill_gap(&symbol, interval, gap);
             }
         }
     }

@@ -12,13 +12,13 @@ use super::health::Status;
 use super::io::{Event, Notice, Severity};
 use super::supervisor::{Job, JobConfig, JobOutput, JobState};
 use crate::decimal::Dec;
+use crate::decimal::Level;
 use crate::market::{BookId, Market, SeriesId};
 use crate::rng::Rng;
 use crate::time::Time;
 use crate::trading::broker::{Broker, BrokerConfig, Position};
 use crate::trading::compute::{BookView, Cycle, Work, WorkResult};
 use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
-use crate::wire::codec::Level;
 
 /// Levels of each side a paper order may walk.
 pub const ORDER_BOOK_LEVELS_MAX: usize = 200;

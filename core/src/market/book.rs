@@ -9,8 +9,9 @@
 //! stored as integer counts of the book's units and read back as exact decimals.
 
 use crate::decimal::Dec;
+use crate::decimal::Level;
 use crate::market::book_side::{self, Countable, OutOfRange, Side, Slot, Units};
-use crate::wire::codec::{BookFrame, Level, UpdateKind};
+use crate::wire::frame::{BookFrame, UpdateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BookState {

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use crate::decimal::Dec;
-use crate::wire::codec::KlineData;
+use crate::wire::frame::KlineData;
 use crate::wire::topic::Interval;
 
 /// Default bound on the closed candles a series keeps.

@@ -12,8 +12,9 @@ use crate::market::kline::{
 };
 use crate::market::ticker::{Ticker, TickerOutcome};
 use crate::time::Time;
-use crate::wire::codec::{Ack, Control, Decoder, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
+use crate::wire::codec::Decoder;
 use crate::wire::error::{BadCounts, DecodeError};
+use crate::wire::frame::{Ack, Control, FRAME_BYTES_MAX_DEFAULT, Frame, TradeData};
 use crate::wire::topic::{Interval, book_levels_max};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Ticker state per symbol: linear deltas merge into the last snapshot, spot snapshots replace.
 
 use crate::decimal::Dec;
-use crate::wire::codec::{TickDirection, TickerField, TickerFrame, UpdateKind};
+use crate::wire::frame::{TickDirection, TickerField, TickerFrame, UpdateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickerOutcome {

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::decimal::Dec;
+use crate::decimal::Level;
 use crate::trading::strategy::{Signal, SignalSide};
-use crate::wire::codec::Level;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]

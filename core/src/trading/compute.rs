@@ -4,9 +4,9 @@
 use rayon::prelude::*;
 
 use crate::decimal::Dec;
+use crate::decimal::Level;
 use crate::market::kline::{Bar, ClosedCandle, MergeStats, merge_runs};
 use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
-use crate::wire::codec::Level;
 
 /// Below this many symbols a signal cycle runs on one thread: handing a few hundred
 /// nanoseconds of work per symbol to the pool costs more than it saves (see BENCHMARKS.md,

@@ -3,7 +3,7 @@
 //! mean reversion. Indicator arithmetic is in f64: it decides, it never prices or sizes.
 
 use crate::decimal::Dec;
-use crate::wire::codec::Level;
+use crate::decimal::Level;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum SignalSide {

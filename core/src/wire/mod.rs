@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod frame;
 pub mod json;
 pub mod rest;
 mod swar;

@@ -15,7 +15,7 @@
 //! gives the typed error. So this path has one duty: accept only what the scanner accepts and
 //! produce the same frame; `tests/book_template.rs` checks that on real and mutated frames.
 
-use crate::wire::codec::{LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
+use crate::wire::frame::{LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
 use crate::wire::swar::{first_eq, json_uint, quoted_decimal_slow, quoted_decimal_word, word_at};
 use crate::wire::topic::{Channel, Topic};
 
@@ -196,7 +196,7 @@ pub(crate) struct BookTopic {
     pub depth: u16,
     /// Where the symbol starts in `text`.
     pub symbol_at: usize,
-    /// This topic's [`crate::wire::codec::BookFrame::topic_key`]; 0 for a free slot.
+    /// This topic's [`crate::wire::frame::BookFrame::topic_key`]; 0 for a free slot.
     pub key: u64,
     /// The bytes from the end of `ts` to the bids, which name the symbol again: one comparison.
     data_head: Box<[u8]>,

@@ -2,9 +2,17 @@
 //! to end, keel against the baselines in the same run, and the compute jobs sequential against
 //! rayon to find where the pool starts paying.
 
+// The baselines `keel bench` measures against, shared with the binary by path: they are not part
+// of any library's public surface.
+#[path = "../runtime/src/baselines.rs"]
+#[allow(dead_code, unused_imports)]
+// the binary's unit tests read the books; the bench only times them
+mod baselines;
+
 use std::hint::black_box;
 use std::time::Duration;
 
+use baselines::{Resort, Typical, floor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use keel_core::decimal::Level;
 use keel_core::engine::link::LinkId;
@@ -15,9 +23,8 @@ use keel_core::trading::compute::{self, BookView, MergeInput};
 use keel_core::wire::codec::Decoder;
 use keel_core::wire::frame::{BookFrame, UpdateKind, WireLevel};
 use keel_core::{Dec, Engine, EngineConfig, Input, Market, MarketConfig, Time};
-use keel_runtime::baselines::{Resort, Typical, floor};
-use keel_sim::market::{SymbolMarket, SymbolSpec};
 use keel_suite::fixtures_dir;
+use keel_venue::market::{SymbolMarket, SymbolSpec};
 
 fn lines(rel: &str) -> Vec<String> {
     std::fs::read_to_string(fixtures_dir().join(rel))

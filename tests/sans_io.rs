@@ -106,8 +106,12 @@ fn core_sources_make_no_io_calls() {
 fn production_binary_pulls_in_no_simulator() {
     let names = normal_dependencies("keel-runtime");
     assert!(
-        names.iter().any(|n| n == "keel-sim"),
-        "keel-sim is a normal dependency"
+        names.iter().any(|n| n == "keel-venue"),
+        "keel-venue is a normal dependency (the embedded default)"
+    );
+    assert!(
+        !names.iter().any(|n| n == "keel-sim"),
+        "the turmoil harness reached the binary: {names:?}"
     );
     assert!(
         !names.iter().any(|n| n == "turmoil"),

@@ -127,7 +127,7 @@ pub async fn run(args: BackfillArgs) -> Result<Summary, String> {
         VenueChoice::Url(u) => u.clone(),
         VenueChoice::Bybit => crate::config::BYBIT_REST.to_string(),
         VenueChoice::Embedded => {
-            let mut vc = keel_sim::VenueConfig::new(args.symbols.clone());
+            let mut vc = keel_venue::VenueConfig::new(args.symbols.clone());
             vc.seed = args.seed;
             let v = crate::run::RunningVenue::start_isolated(
                 "127.0.0.1:0".parse().expect("literal"),

@@ -57,11 +57,6 @@ impl Typical {
         book.2 = data["u"].as_u64().unwrap_or(0);
         true
     }
-
-    pub fn best(&self, topic: &str) -> Option<(Decimal, Decimal)> {
-        let b = self.books.get(topic)?;
-        Some((*b.0.keys().next_back()?, *b.1.keys().next()?))
-    }
 }
 
 /// The failure mode keel exists to remove: the book kept as a plain list and re-sorted after
@@ -103,4 +98,39 @@ impl Resort {
 /// The least any JSON reader must do: find every string.
 pub fn floor(line: &[u8]) -> usize {
     memchr::memchr_iter(b'"', line).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::{Market, MarketConfig, Time};
+
+    /// The typical baseline builds the very book keel builds: the ratios compare equal work.
+    #[test]
+    fn the_typical_baseline_ends_with_the_book_keel_ends_with() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/bybit/ws/linear/orderbook.200.BTCUSDT.jsonl"
+        );
+        let data = std::fs::read(path).unwrap();
+        let (mut typical, mut market) = (Typical::default(), Market::new(MarketConfig::default()));
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            assert!(typical.handle(line));
+            market.handle_frame_bytes(Time::ZERO, line).unwrap();
+        }
+        let topic = "orderbook.200.BTCUSDT";
+        let (bids, asks, _) = &typical.books[topic];
+        let book = market.book(market.book_id(topic).unwrap());
+        let dec = |d: &Decimal| keel_core::Dec::parse(&d.to_string()).unwrap();
+        assert_eq!(
+            dec(bids.keys().next_back().unwrap()),
+            book.best_bid().unwrap().px
+        );
+        assert_eq!(
+            dec(asks.keys().next().unwrap()),
+            book.best_ask().unwrap().px
+        );
+        assert_eq!(bids.len(), book.top_bids(10_000).unwrap().count());
+        assert_eq!(asks.len(), book.top_asks(10_000).unwrap().count());
+    }
 }

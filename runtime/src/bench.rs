@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use keel_core::{Market, MarketConfig, Time};
 
 use crate::baselines::{Resort, Typical, floor};
-use crate::replay::load_lines;
+use keel_runtime::replay::load_lines;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CodecReport {
@@ -116,7 +116,7 @@ pub async fn runtime(
     consumer_delay_ms: u64,
 ) -> Result<RuntimeReport, String> {
     let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i}USDT")).collect();
-    let mut file = crate::config::FileConfig {
+    let mut file = keel_runtime::config::FileConfig {
         symbols: Some(names),
         consumer_delay_ms: Some(consumer_delay_ms),
         // A short queue, so that a slow consumer overflows it within the run and the loop is
@@ -135,9 +135,9 @@ pub async fn runtime(
         ..Default::default()
     };
     file.kline_interval = Some("1".into());
-    let cfg = crate::config::resolve(file, Default::default()).map_err(|e| e.to_string())?;
+    let cfg = keel_runtime::config::resolve(file, Default::default()).map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(crate::run::run_with_venue_speedup(cfg, rx, speedup));
+    let run = tokio::spawn(keel_runtime::run::run_with_venue_speedup(cfg, rx, speedup));
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let _ = tx.send(true);
     let report = run.await.map_err(|e| e.to_string())??;

@@ -2,8 +2,6 @@
 
 pub mod api;
 pub mod backfill;
-pub mod baselines;
-pub mod bench;
 pub mod config;
 pub mod driver;
 pub mod metrics;

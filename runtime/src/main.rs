@@ -1,3 +1,9 @@
+//! The `keel` binary: the command line over keel-runtime.
+
+// Only `keel bench` uses these: they are the binary's, not the library's public surface.
+mod baselines;
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use keel_runtime::config::{self, LogFormat, Overrides};
 use keel_runtime::driver::Exit;
-use keel_sim::{Fault, VenueConfig};
+use keel_venue::{Fault, VenueConfig};
 
 #[derive(Parser)]
 #[command(
@@ -315,7 +321,7 @@ fn venue_cmd(
     let feed = if replay.is_empty() {
         None
     } else {
-        Some(keel_sim::replay::ReplayFeed::load(&replay, speed)?)
+        Some(keel_venue::replay::ReplayFeed::load(&replay, speed)?)
     };
     init_logs(LogFormat::Text);
     let mut vc = VenueConfig::new(symbols);
@@ -336,13 +342,13 @@ fn bench_cmd(
     secs: Option<f64>,
     files: Vec<PathBuf>,
 ) -> Result<(), String> {
-    let codec = keel_runtime::bench::codec(&files, reps).map_err(|e| format!("keel bench: {e}"))?;
+    let codec = bench::codec(&files, reps).map_err(|e| format!("keel bench: {e}"))?;
     let runtime = match duration(secs)? {
         Some(d) => {
             keel_runtime::run::install_crypto();
             let rt = event_loop_runtime()?;
-            let slow = rt.block_on(keel_runtime::bench::runtime(10, d.as_secs_f64(), 10, 200))?;
-            let quick = rt.block_on(keel_runtime::bench::runtime(10, d.as_secs_f64(), 10, 0))?;
+            let slow = rt.block_on(bench::runtime(10, d.as_secs_f64(), 10, 200))?;
+            let quick = rt.block_on(bench::runtime(10, d.as_secs_f64(), 10, 0))?;
             rt.shutdown_timeout(Duration::from_millis(500));
             Some((quick, slow))
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keel_core::engine::Event;
 use keel_core::{Engine, Time};
-use keel_sim::{Fault, Venue, VenueConfig};
+use keel_venue::{Fault, Venue, VenueConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -51,7 +51,7 @@ impl RunningVenue {
             let done = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = keel_sim::serve(listener, v, done).await {
+            if let Err(e) = keel_venue::serve(listener, v, done).await {
                 tracing::error!("venue stopped: {e}");
             }
         });
@@ -431,7 +431,7 @@ pub fn spawn_shutdown(tx: watch::Sender<bool>, duration: Option<Duration>) {
 pub async fn venue_main(
     addr: SocketAddr,
     config: VenueConfig,
-    replay: Option<keel_sim::replay::ReplayFeed>,
+    replay: Option<keel_venue::replay::ReplayFeed>,
     faults: Vec<(Duration, Fault)>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {

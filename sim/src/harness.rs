@@ -1,4 +1,4 @@
-//! The simulation harness (feature `turmoil`, never in the production binary): the venue on a
+//! The simulation harness (never in the production binary): the venue on a
 //! turmoil listener, HTTP over turmoil streams with hyper-util (reqwest cannot run inside
 //! turmoil), seeds from `KEEL_SEED`/`KEEL_SEEDS`, and a freeze detector that times every
 //! `sim.step()` on the real clock.
@@ -161,11 +161,11 @@ impl TurmoilHttp {
 }
 
 /// Serves `venue` on the simulated network until the host is stopped.
-pub async fn serve_venue(venue: crate::Venue) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn serve_venue(venue: keel_venue::Venue) -> Result<(), Box<dyn std::error::Error>> {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", VENUE_PORT)).await?;
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     venue.spawn_stepper(stop_rx);
-    crate::serve(TurmoilListener(listener), venue, std::future::pending()).await?;
+    keel_venue::serve(TurmoilListener(listener), venue, std::future::pending()).await?;
     Ok(())
 }
 

@@ -1,11 +1,8 @@
-//! keel-sim: a Bybit-v5-compatible venue. `keel run` starts it in-process by default, `keel venue`
-//! runs it alone, and the fault-injection suites drive it through `/admin/fault`.
+//! keel-sim: the turmoil harness. The venue on a turmoil listener, the runtime's transports over
+//! turmoil streams, seeds from `KEEL_SEED`/`KEEL_SEEDS`, and a freeze detector. Dev only: the
+//! production binary never depends on this crate (tests/sans_io.rs checks).
 
-pub mod market;
-pub mod replay;
-pub mod venue;
-
-pub use venue::{Fault, Venue, VenueConfig, serve};
-
-#[cfg(feature = "turmoil")]
 pub mod harness;
+pub mod transport;
+
+pub use harness::turmoil;

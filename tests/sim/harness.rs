@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_core::engine::health::Overall;
-use keel_core::engine::scheduler::HttpError;
 use keel_core::engine::{Event, Output};
 use keel_core::market::book::BookState;
 use keel_core::trading::compute::Work;
@@ -14,39 +13,12 @@ use keel_core::{Engine, EngineConfig, Time};
 use keel_runtime::driver::{ConsumerTx, Driver, DriverConfig, LagProbe, Observer};
 use keel_runtime::metrics::Metrics;
 use keel_runtime::ops::HealthView;
-use keel_runtime::transport::{BoxFuture, Connector, HttpTransport, InlinePool, Io, Transports};
-use keel_sim::harness::{
-    self, FreezeDetector, SimHttpError, TurmoilHttp, VENUE_HOST, VENUE_PORT, turmoil,
-};
-use keel_sim::venue::PublishedBook;
-use keel_sim::{Fault, Venue, VenueConfig};
+use keel_runtime::transport::{InlinePool, Transports};
+use keel_sim::harness::{self, FreezeDetector, TurmoilHttp, VENUE_HOST, VENUE_PORT, turmoil};
+use keel_sim::transport::{SimConnector, SimHttp};
+use keel_venue::venue::PublishedBook;
+use keel_venue::{Fault, Venue, VenueConfig};
 use tokio::sync::{mpsc, watch};
-
-struct SimConnector;
-
-impl Connector for SimConnector {
-    fn connect(&self, host: String, port: u16) -> BoxFuture<std::io::Result<Box<dyn Io>>> {
-        Box::pin(async move {
-            let s = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
-            Ok(Box::new(s) as Box<dyn Io>)
-        })
-    }
-}
-
-struct SimHttp(TurmoilHttp);
-
-impl HttpTransport for SimHttp {
-    fn get(&self, url: String, timeout: Duration) -> BoxFuture<Result<(u16, String), HttpError>> {
-        let c = self.0.clone();
-        Box::pin(async move {
-            c.get(&url, timeout).await.map_err(|e| match e {
-                SimHttpError::Timeout => HttpError::Timeout,
-                SimHttpError::Connect(s) => HttpError::Connect(s),
-                SimHttpError::Other(s) => HttpError::Other(s),
-            })
-        })
-    }
-}
 
 /// What a consumer does with each event.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use harness::{Consumer, Opts, Probe, SimRun, check};
 use keel_core::engine::health::Overall;
 use keel_core::rng::Rng;
-use keel_sim::Fault;
+use keel_venue::Fault;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

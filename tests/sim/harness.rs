@@ -16,7 +16,7 @@ use keel_runtime::ops::HealthView;
 use keel_runtime::transport::{InlinePool, Transports};
 use keel_sim::harness::{self, FreezeDetector, TurmoilHttp, VENUE_HOST, VENUE_PORT, turmoil};
 use keel_sim::transport::{SimConnector, SimHttp};
-use keel_venue::venue::PublishedBook;
+use keel_venue::PublishedBook;
 use keel_venue::{Fault, Venue, VenueConfig};
 use tokio::sync::{mpsc, watch};
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::frame::Control;
 use crate::wire::topic::Interval;
 
 fn d(s: &str) -> Dec {

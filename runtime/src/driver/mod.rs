@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use keel_core::engine::link::LinkId;
 use keel_core::engine::scheduler::{HttpError, RequestId};
 use keel_core::engine::{Event, Input, JobId, Output, Severity};
@@ -18,9 +17,15 @@ use keel_core::trading::compute::WorkResult;
 use keel_core::{Engine, Time};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+mod connection;
+mod lag;
+mod store_sink;
+
+use connection::connection;
+use lag::spawn_lag_probe;
+use store_sink::DriverStore;
 
 use crate::metrics::Metrics;
 use crate::ops::HealthView;
@@ -140,17 +145,6 @@ pub struct Driver {
     store: Option<DriverStore>,
 }
 
-/// The store as the driver sees it: a bounded queue to its thread, and orders held back here
-/// when that queue is full (never dropped: they are already on the broker's books).
-struct DriverStore {
-    tx: std::sync::mpsc::SyncSender<crate::store::StoreCmd>,
-    held: std::collections::VecDeque<crate::store::StoreCmd>,
-    orders_sent: u64,
-    written: Arc<AtomicU64>,
-    reported_backlog: usize,
-    dropped: u64,
-}
-
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -189,49 +183,6 @@ impl Driver {
             observer: None,
             api: None,
             store: None,
-        }
-    }
-
-    /// Makes orders durable before they are served: they go to the store thread, which feeds
-    /// the API once they are committed.
-    pub fn with_store(mut self, h: &crate::store::StoreHandle) -> Driver {
-        self.store = Some(DriverStore {
-            tx: h.tx.clone(),
-            held: Default::default(),
-            orders_sent: 0,
-            written: h.written.clone(),
-            reported_backlog: 0,
-            dropped: 0,
-        });
-        self
-    }
-
-    /// Retries held store commands and tells the engine how many orders are not yet durable.
-    fn pump_store(&mut self) {
-        let Some(st) = self.store.as_mut() else {
-            return;
-        };
-        while let Some(cmd) = st.held.pop_front() {
-            match st.tx.try_send(cmd) {
-                Ok(()) => {}
-                Err(std::sync::mpsc::TrySendError::Full(cmd)) => {
-                    st.held.push_front(cmd);
-                    break;
-                }
-                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
-            }
-        }
-        let written = st.written.load(Ordering::Acquire);
-        let pending = st.orders_sent.saturating_sub(written) as usize + st.held.len();
-        // Report only changes, and only when orders are actually queueing up.
-        let backlog = if pending > 64 || !st.held.is_empty() {
-            pending
-        } else {
-            0
-        };
-        if backlog != st.reported_backlog {
-            st.reported_backlog = backlog;
-            self.local.push(Input::StoreBacklog { pending: backlog });
         }
     }
 
@@ -610,119 +561,6 @@ impl Driver {
 /// The engine's time: how long since `origin`.
 fn time_since(origin: Instant) -> Time {
     Time::from_nanos(Instant::now().duration_since(origin).as_nanos() as u64)
-}
-
-/// The thread behind [`LagProbe::Thread`]; it ends when the loop drops the receiver. False when
-/// it could not start.
-fn spawn_lag_probe(tx: mpsc::Sender<std::time::Instant>) -> bool {
-    let spawned = std::thread::Builder::new()
-        .name("keel-lag-probe".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_millis(LAG_PROBE_MS));
-                match tx.try_send(Instant::now().into_std()) {
-                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
-            }
-        });
-    match spawned {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start the loop-lag probe thread; using the timer");
-            false
-        }
-    }
-}
-
-/// One WebSocket connection: connect, then read into the inbox and write from the queue.
-async fn connection(
-    link: LinkId,
-    conn: u64,
-    url: String,
-    connector: Arc<dyn crate::transport::Connector>,
-    mut writes: mpsc::Receiver<String>,
-    inbox: mpsc::Sender<Msg>,
-) {
-    let ws = match open(&url, connector).await {
-        Ok(ws) => ws,
-        Err(error) => {
-            let _ = inbox.send(Msg::WsConnectFailed { link, conn, error }).await;
-            return;
-        }
-    };
-    if inbox.send(Msg::WsConnected { link, conn }).await.is_err() {
-        return;
-    }
-    let (mut sink, mut stream) = ws.split();
-    let reason = loop {
-        tokio::select! {
-            biased;
-            w = writes.recv() => match w {
-                Some(text) => {
-                    if let Err(e) = sink.send(Message::Text(text.into())).await {
-                        break format!("write failed: {e}");
-                    }
-                }
-                None => {
-                    // The engine closed this connection.
-                    let _ = sink.send(Message::Close(None)).await;
-                    return;
-                }
-            },
-            m = stream.next() => match m {
-                Some(Ok(Message::Text(text))) => {
-                    // Waiting for room here slows this reader down, never the event loop.
-                    let received = Instant::now();
-                    if inbox.send(Msg::WsFrame { link, conn, text, received }).await.is_err() {
-                        return;
-                    }
-                    // Let the loop apply this frame before this task goes back to the socket: on
-                    // the one-thread runtime it would otherwise wait behind a read that finds
-                    // nothing (a syscall), or behind the rest of a burst already buffered.
-                    tokio::task::yield_now().await;
-                }
-                Some(Ok(Message::Ping(p))) => {
-                    let _ = sink.send(Message::Pong(p)).await;
-                }
-                Some(Ok(Message::Close(f))) => break format!("closed by venue: {f:?}"),
-                Some(Ok(Message::Binary(b))) => {
-                    let _ = b;
-                    continue;
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => break format!("read failed: {e}"),
-                None => break "stream ended".to_string(),
-            },
-        }
-    };
-    let _ = inbox.send(Msg::WsClosed { link, conn, reason }).await;
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<Box<dyn crate::transport::Io>>,
->;
-
-async fn open(url: &str, connector: Arc<dyn crate::transport::Connector>) -> Result<Ws, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| format!("no host in {url}"))?
-        .to_string();
-    let port = parsed
-        .port_or_known_default()
-        .ok_or_else(|| format!("no port for {url}"))?;
-    let io = connector
-        .connect(host, port)
-        .await
-        .map_err(|e| format!("connect to {url}: {e}"))?;
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(WS_MESSAGE_BYTES_MAX))
-        .max_frame_size(Some(WS_MESSAGE_BYTES_MAX));
-    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(url, io, Some(config), None)
-        .await
-        .map_err(|e| format!("handshake with {url}: {e}"))?;
-    Ok(ws)
 }
 
 /// Counts events a consumer thread took, for tests and the log.

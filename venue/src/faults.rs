@@ -1,0 +1,107 @@
+//! Faults to inject (`POST /admin/fault`, `--fault`), and how the venue applies them.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::state::Venue;
+
+/// A fault to inject, as `POST /admin/fault` takes it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Hold all WebSocket writes (no data, no pongs) while sockets stay open.
+    Stall { secs: f64 },
+    /// Close every WebSocket connection now.
+    Drop,
+    /// Refuse new connections for a while.
+    Refuse { secs: f64 },
+    /// The next delta of every book (or of one symbol's books) skips an update id.
+    Skip { symbol: Option<String> },
+    /// A service restart: every book starts again from a snapshot with `u` = 1.
+    Restart,
+    /// Answer REST after this delay, for a while.
+    DelayRest { ms: u64, secs: f64 },
+    /// Answer every REST request with HTTP 403, for a while.
+    Forbid { secs: f64 },
+    /// Answer REST with this status (429, 500, 503...) for a while.
+    RestStatus { status: u16, secs: f64 },
+    /// Lift every fault.
+    Clear,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    pub(crate) stall_until: Option<Instant>,
+    pub(crate) refuse_until: Option<Instant>,
+    pub(crate) forbid_until: Option<Instant>,
+    pub(crate) delay_rest: Option<(Duration, Instant)>,
+    pub(crate) rest_status: Option<(u16, Instant)>,
+}
+
+impl Venue {
+    /// Queues a fault to apply on the venue's next step, on the venue's own clock: how code
+    /// outside the venue's runtime (a simulation's driver) injects faults.
+    pub fn queue_fault(&self, fault: Fault) {
+        self.inner
+            .queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fault);
+    }
+
+    pub fn apply_fault(&self, fault: Fault) {
+        let now = Instant::now();
+        let until = |secs: f64| now + Duration::from_secs_f64(secs.clamp(0.0, 86_400.0));
+        match fault {
+            Fault::Drop => {
+                self.inner.drop_tx.send_modify(|g| *g += 1);
+            }
+            Fault::Restart => self.restart_books(),
+            other => {
+                let mut st = self.state();
+                match other {
+                    Fault::Stall { secs } => st.faults.stall_until = Some(until(secs)),
+                    Fault::Refuse { secs } => st.faults.refuse_until = Some(until(secs)),
+                    Fault::Forbid { secs } => st.faults.forbid_until = Some(until(secs)),
+                    Fault::DelayRest { ms, secs } => {
+                        st.faults.delay_rest =
+                            Some((Duration::from_millis(ms.min(600_000)), until(secs)))
+                    }
+                    Fault::RestStatus { status, secs } => {
+                        st.faults.rest_status = Some((status, until(secs)))
+                    }
+                    Fault::Skip { symbol } => {
+                        for (topic, t) in st.topics.iter_mut() {
+                            if topic.starts_with("orderbook.")
+                                && symbol
+                                    .as_ref()
+                                    .is_none_or(|s| topic.ends_with(&format!(".{s}")))
+                            {
+                                t.skip_next = true;
+                            }
+                        }
+                    }
+                    Fault::Clear => st.faults = Faults::default(),
+                    Fault::Drop | Fault::Restart => {}
+                }
+            }
+        }
+    }
+
+    pub(crate) fn stalled(&self) -> bool {
+        self.state()
+            .faults
+            .stall_until
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Whether new connections are refused right now.
+    pub fn refusing(&self) -> bool {
+        self.state()
+            .faults
+            .refuse_until
+            .is_some_and(|t| Instant::now() < t)
+    }
+}

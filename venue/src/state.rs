@@ -1,0 +1,319 @@
+//! The venue's state and its handle: the synthetic (or replayed) markets, the topics with their
+//! subscribers and last published views, the stepping task, and the router.
+//!
+//! One stepping task advances the synthetic market every `step_ms` and publishes frames for the
+//! topics that have subscribers on a bounded broadcast channel; each connection task forwards
+//! the frames of its own topics. A connection that lags behind the channel is closed, as a real
+//! venue drops a slow client.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use keel_core::rng::Rng;
+use keel_core::wire::topic::{Channel, Topic};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::admin::{admin_book, admin_fault, admin_stats};
+use crate::config::{PUBLISH_CHANNEL_FRAMES, VENUE_DEPTHS, VenueConfig};
+use crate::faults::{Fault, Faults};
+use crate::market::{BookView, SimCandle, SymbolMarket, SymbolSpec};
+use crate::publish::{book_frame, publish_book, publish_klines, publish_ticker, publish_trades};
+use crate::replay::ReplayFeed;
+use crate::rest::{rest_instruments, rest_kline, rest_orderbook, rest_tickers, rest_time};
+use crate::ws::ws_upgrade;
+
+pub(crate) struct TopicState {
+    pub(crate) subscribers: usize,
+    pub(crate) u: u64,
+    pub(crate) view: BookView,
+    pub(crate) last_push_ms: u64,
+    pub(crate) skip_next: bool,
+    /// Tickers: the values last pushed, to send only what changed.
+    pub(crate) last_fields: BTreeMap<&'static str, String>,
+    pub(crate) last_forming: Option<SimCandle>,
+}
+
+impl TopicState {
+    pub(crate) fn new() -> Self {
+        TopicState {
+            subscribers: 0,
+            u: 0,
+            view: (Vec::new(), Vec::new()),
+            last_push_ms: 0,
+            skip_next: false,
+            last_fields: BTreeMap::new(),
+            last_forming: None,
+        }
+    }
+}
+
+pub(crate) struct VenueState {
+    pub(crate) rng: Rng,
+    pub(crate) markets: BTreeMap<String, SymbolMarket>,
+    pub(crate) topics: HashMap<String, TopicState>,
+    pub(crate) seq: u64,
+    pub(crate) faults: Faults,
+    pub(crate) rest_sent: VecDeque<Instant>,
+    pub(crate) push_speedup: u64,
+    /// When set, frames come from capture files instead of the synthetic market.
+    pub(crate) replay: Option<ReplayFeed>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub topic: Arc<str>,
+    pub text: Arc<str>,
+    /// Spot clients get their own ticker frames (snapshots only); `None` goes to every market.
+    pub spot: Option<bool>,
+}
+
+/// A book as its subscribers hold it, prices and sizes as decimal strings, best first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PublishedBook {
+    pub u: u64,
+    pub bids: Vec<(String, String)>,
+    pub asks: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+pub struct VenueStats {
+    pub connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub refused: AtomicU64,
+    pub frames_sent: AtomicU64,
+    pub rest_requests: AtomicU64,
+    pub rest_forbidden: AtomicU64,
+    pub lagged_drops: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: VenueConfig,
+    /// Faults queued from outside the venue's runtime, applied on its next step.
+    pub(crate) queued: Mutex<Vec<Fault>>,
+    pub(crate) state: Mutex<VenueState>,
+    pub(crate) tx: broadcast::Sender<Published>,
+    pub(crate) drop_tx: watch::Sender<u64>,
+    pub(crate) epoch_ms: u64,
+    pub(crate) started: Instant,
+    pub(crate) stats: VenueStats,
+}
+
+/// A handle to a running venue; cheap to clone.
+#[derive(Clone)]
+pub struct Venue {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Venue {
+    /// Builds the venue; `epoch_ms` is the wall-clock time that venue time 0 stands for.
+    pub fn new(config: VenueConfig, epoch_ms: u64) -> Venue {
+        let mut rng = Rng::new(config.seed);
+        let mut markets = BTreeMap::new();
+        for s in &config.symbols {
+            let spec = SymbolSpec::guess(s);
+            markets.insert(
+                s.clone(),
+                SymbolMarket::new(spec, &mut rng, epoch_ms, config.seed),
+            );
+        }
+        let (tx, _) = broadcast::channel(PUBLISH_CHANNEL_FRAMES);
+        let (drop_tx, _) = watch::channel(0);
+        Venue {
+            inner: Arc::new(Inner {
+                queued: Mutex::new(Vec::new()),
+                state: Mutex::new(VenueState {
+                    rng,
+                    markets,
+                    topics: HashMap::new(),
+                    seq: 1_000_000,
+                    faults: Faults::default(),
+                    rest_sent: VecDeque::new(),
+                    push_speedup: config.push_speedup.max(1),
+                    replay: None,
+                }),
+                config,
+                tx,
+                drop_tx,
+                epoch_ms,
+                started: Instant::now(),
+                stats: VenueStats::default(),
+            }),
+        }
+    }
+
+    /// A venue that serves recorded frames (see [`ReplayFeed`]) instead of a synthetic market.
+    pub fn replaying(config: VenueConfig, feed: ReplayFeed, epoch_ms: u64) -> Venue {
+        let v = Venue::new(
+            VenueConfig {
+                symbols: Vec::new(),
+                ..config
+            },
+            epoch_ms,
+        );
+        v.state().replay = Some(feed);
+        v
+    }
+
+    pub fn stats(&self) -> &VenueStats {
+        &self.inner.stats
+    }
+
+    pub fn symbols(&self) -> &[String] {
+        &self.inner.config.symbols
+    }
+
+    /// Venue time in ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.epoch_ms + self.inner.started.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, VenueState> {
+        // A panic while holding the lock would be a venue bug; keep serving what is there.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// The book a client of `orderbook.{depth}.{symbol}` holds after the last published frame.
+    pub fn published_book(&self, symbol: &str, depth: u16) -> Option<PublishedBook> {
+        let st = self.state();
+        let spec = &st.markets.get(symbol)?.spec;
+        let t = st.topics.get(&format!("orderbook.{depth}.{symbol}"))?;
+        let conv = |v: &[(i64, u64)]| {
+            v.iter()
+                .map(|(p, q)| (spec.px(*p).to_string(), spec.qty(*q).to_string()))
+                .collect()
+        };
+        Some(PublishedBook {
+            u: t.u,
+            bids: conv(&t.view.0),
+            asks: conv(&t.view.1),
+        })
+    }
+
+    pub(crate) fn restart_books(&self) {
+        let mut st = self.state();
+        let now_ms = self.now_ms();
+        // Sorted: the same frames in the same order on every run.
+        let mut topics: Vec<String> = st
+            .topics
+            .keys()
+            .filter(|t| t.starts_with("orderbook."))
+            .cloned()
+            .collect();
+        topics.sort();
+        for topic in topics {
+            let Ok(Topic {
+                channel: Channel::OrderBook { depth },
+                symbol,
+            }) = Topic::parse(&topic)
+            else {
+                continue;
+            };
+            let symbol = symbol.to_string();
+            let view = st.markets[&symbol].top(depth as usize);
+            st.seq += 1;
+            let seq = st.seq;
+            let t = st.topics.get_mut(&topic).expect("listed above");
+            t.u = 1;
+            t.view = view;
+            let active = t.subscribers > 0;
+            let text = book_frame(
+                &st.markets[&symbol].spec,
+                &topic,
+                "snapshot",
+                now_ms,
+                &st.topics[&topic].view,
+                1,
+                seq,
+            );
+            if active {
+                let _ = self.inner.tx.send(Published {
+                    topic: topic.as_str().into(),
+                    text: text.into(),
+                    spot: None,
+                });
+            }
+        }
+    }
+
+    /// Starts the stepping task; it ends when `shutdown` flips to true.
+    pub fn spawn_stepper(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let venue = self.clone();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(venue.inner.config.step_ms.max(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => if *shutdown.borrow() { return },
+                    _ = tick.tick() => venue.step(),
+                }
+            }
+        })
+    }
+
+    /// One market step and the frames it causes.
+    pub fn step(&self) {
+        let queued =
+            std::mem::take(&mut *self.inner.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        for f in queued {
+            self.apply_fault(f);
+        }
+        let now_ms = self.now_ms();
+        let seed = self.inner.config.seed;
+        let mut out = Vec::new();
+        {
+            let mut st = self.state();
+            let st = &mut *st;
+            if let Some(feed) = st.replay.as_mut() {
+                for r in feed.due(now_ms) {
+                    if st.topics.get(&r.topic).is_some_and(|t| t.subscribers > 0) {
+                        out.push(Published {
+                            topic: r.topic.into(),
+                            text: r.text.into(),
+                            spot: None,
+                        });
+                    }
+                }
+            }
+            for m in st.markets.values_mut() {
+                m.step(&mut st.rng, now_ms, seed);
+            }
+            let symbols: Vec<String> = st.markets.keys().cloned().collect();
+            for symbol in &symbols {
+                for depth in VENUE_DEPTHS {
+                    publish_book(st, symbol, depth, now_ms, &mut out);
+                }
+                publish_klines(st, symbol, now_ms, &mut out);
+                publish_ticker(st, symbol, now_ms, &mut out);
+                publish_trades(st, symbol, now_ms, &mut out);
+            }
+        }
+        for p in out {
+            // No receivers is fine: nobody is subscribed.
+            let _ = self.inner.tx.send(p);
+        }
+    }
+
+    /// The router: REST, WebSocket and admin on one address.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v5/public/{category}", get(ws_upgrade))
+            .route("/v5/market/time", get(rest_time))
+            .route("/v5/market/instruments-info", get(rest_instruments))
+            .route("/v5/market/orderbook", get(rest_orderbook))
+            .route("/v5/market/kline", get(rest_kline))
+            .route("/v5/market/tickers", get(rest_tickers))
+            .route("/admin/fault", post(admin_fault))
+            .route("/admin/book", get(admin_book))
+            .route("/admin/stats", get(admin_stats))
+            .with_state(self.clone())
+    }
+}

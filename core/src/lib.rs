@@ -12,6 +12,8 @@
 //! - [`wire`]: bytes to typed frames (topics, the JSON scanner, decoders, REST bodies, errors);
 //! - [`decimal`], [`rng`], [`time`]: the values everything else is made of.
 
+#![forbid(unsafe_code)]
+
 pub mod decimal;
 pub mod engine;
 pub mod market;

@@ -19,6 +19,11 @@ use crate::config::VenueChoice;
 use crate::store::{Store, StoreCmd, spawn_store};
 use crate::transport::{HttpTransport, ReqwestTransport};
 
+/// HTTP answers queued for the backfill machine; each request in flight holds one place.
+const INBOX_MESSAGES_MAX: usize = 1024;
+/// The timer's parking distance while the machine has no deadline.
+const TIMER_IDLE_S: u64 = 3600;
+
 pub struct BackfillArgs {
     pub symbols: Vec<String>,
     pub interval: Interval,
@@ -166,8 +171,8 @@ pub async fn run(args: BackfillArgs) -> Result<Summary, String> {
     );
     let progress = Progress::new(&args.symbols);
     let mut state: HashMap<String, (u64, u64)> = HashMap::new();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    let (tx, mut rx) = mpsc::channel(INBOX_MESSAGES_MAX);
+    let timer = tokio::time::sleep(Duration::from_secs(TIMER_IDLE_S));
     tokio::pin!(timer);
     let gaps = loop {
         let mut done = None;
@@ -215,7 +220,7 @@ pub async fn run(args: BackfillArgs) -> Result<Summary, String> {
             .map(|t| origin + Duration::from_nanos(t.as_nanos()));
         timer
             .as_mut()
-            .reset(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            .reset(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(TIMER_IDLE_S)));
         tokio::select! {
             biased;
             _ = &mut timer, if deadline.is_some() => bf.handle_timeout(now()),

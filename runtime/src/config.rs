@@ -13,6 +13,8 @@ pub const DEFAULT_SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
 pub const DEFAULT_OPS_ADDR: &str = "127.0.0.1:9898";
 pub const BYBIT_REST: &str = "https://api.bybit.com";
 pub const BYBIT_WS: &str = "wss://stream.bybit.com";
+/// Most REST retries a configuration may ask for: more only turns an outage into a storm.
+pub const REST_RETRIES_MAX_LIMIT: u32 = 100;
 
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -389,7 +391,7 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         86_400_000,
     )?;
     if let Some(n) = r.retries_max {
-        if n > 100 {
+        if n > REST_RETRIES_MAX_LIMIT {
             return err("rest.retries_max must be at most 100");
         }
         e.rest.retries_max = n;

@@ -14,6 +14,11 @@ use keel_runtime::config::{self, LogFormat, Overrides};
 use keel_runtime::driver::Exit;
 use keel_venue::{Fault, VenueConfig};
 
+/// Tasks still running when a command ends get this long to finish before the runtime drops them.
+const RUNTIME_SHUTDOWN_MS_MAX: u64 = 500;
+/// The shortest REST timeout `keel backfill` accepts.
+const REST_TIMEOUT_MS_MIN: u64 = 100;
+
 #[derive(Parser)]
 #[command(
     name = "keel",
@@ -280,7 +285,7 @@ fn run_cmd(path: Option<PathBuf>, overrides: Overrides, secs: Option<f64>) -> Re
         keel_runtime::run::run(cfg, rx).await
     })?;
     // Leftover tasks (a slow venue socket) must not hold the exit up.
-    rt.shutdown_timeout(Duration::from_millis(500));
+    rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
     match report.exit {
         Exit::Clean => {
             tracing::info!(
@@ -332,7 +337,7 @@ fn venue_cmd(
         keel_runtime::run::spawn_shutdown(tx, duration);
         keel_runtime::run::venue_main(addr, vc, feed, scheduled, rx).await
     })?;
-    rt.shutdown_timeout(Duration::from_millis(500));
+    rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
     Ok(())
 }
 
@@ -349,7 +354,7 @@ fn bench_cmd(
             let rt = event_loop_runtime()?;
             let slow = rt.block_on(bench::runtime(10, d.as_secs_f64(), 10, 200))?;
             let quick = rt.block_on(bench::runtime(10, d.as_secs_f64(), 10, 0))?;
-            rt.shutdown_timeout(Duration::from_millis(500));
+            rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
             Some((quick, slow))
         }
         None => None,
@@ -432,7 +437,7 @@ fn backfill_cmd(
     };
     let rest = keel_core::engine::scheduler::RestConfig {
         penalty_ms: rest_penalty_ms,
-        timeout_ms: rest_timeout_ms.max(100),
+        timeout_ms: rest_timeout_ms.max(REST_TIMEOUT_MS_MIN),
         ..Default::default()
     };
     init_logs(LogFormat::Text);
@@ -449,7 +454,7 @@ fn backfill_cmd(
             seed: 7,
         },
     ))?;
-    rt.shutdown_timeout(Duration::from_millis(500));
+    rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
     for (symbol, from, to) in &summary.gaps {
         eprintln!("gap: {symbol} has no candles from {from} to {to}");
     }

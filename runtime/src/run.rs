@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use crate::ops::{self, HealthView};
 use crate::transport::{RayonPool, ReqwestTransport, TcpConnector, Transports};
 
+/// Time the embedded venue's server gets to finish its graceful shutdown.
+const VENUE_SHUTDOWN_GRACE_MS: u64 = 100;
+
 /// The event loop making no progress for this long is a stall.
 pub const WATCHDOG_STALL_MS: u64 = 250;
 
@@ -73,7 +76,7 @@ impl RunningVenue {
                     }));
                     let _ = stopped.wait_for(|s| *s).await;
                     // Let the server finish its graceful shutdown.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(VENUE_SHUTDOWN_GRACE_MS)).await;
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));

@@ -42,11 +42,15 @@ pub struct ReqwestTransport {
     client: reqwest::Client,
 }
 
+/// A TCP + TLS connect that takes longer than this fails (the request's own timeout still
+/// applies to the whole answer).
+pub const HTTP_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
 impl ReqwestTransport {
     pub fn new() -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_millis(HTTP_CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;

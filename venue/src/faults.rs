@@ -7,6 +7,9 @@ use tokio::time::Instant;
 
 use crate::state::Venue;
 
+/// Longest REST delay a `delay_rest` fault may ask for.
+pub const DELAY_REST_MS_MAX: u64 = 600_000;
+
 /// A fault to inject, as `POST /admin/fault` takes it.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -66,8 +69,10 @@ impl Venue {
                     Fault::Refuse { secs } => st.faults.refuse_until = Some(until(secs)),
                     Fault::Forbid { secs } => st.faults.forbid_until = Some(until(secs)),
                     Fault::DelayRest { ms, secs } => {
-                        st.faults.delay_rest =
-                            Some((Duration::from_millis(ms.min(600_000)), until(secs)))
+                        st.faults.delay_rest = Some((
+                            Duration::from_millis(ms.min(DELAY_REST_MS_MAX)),
+                            until(secs),
+                        ))
                     }
                     Fault::RestStatus { status, secs } => {
                         st.faults.rest_status = Some((status, until(secs)))

@@ -3,7 +3,7 @@
 
 use super::backoff::BackoffConfig;
 use super::budget::BudgetConfig;
-use super::history::HistoryConfig;
+use super::history::{HistoryConfig, KLINE_PAGE_MAX};
 use super::link::LinkConfig;
 use super::scheduler::RestConfig;
 use super::supervisor::JobConfig;
@@ -166,7 +166,7 @@ impl EngineConfig {
         self.broker
             .validate()
             .map_err(|e| ConfigError(format!("broker: {e}")))?;
-        if self.warmup_candles > 1000 {
+        if u64::from(self.warmup_candles) > KLINE_PAGE_MAX {
             return Err(ConfigError(
                 "warmup_candles must be at most 1000 (one REST page)".into(),
             ));

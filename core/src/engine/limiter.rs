@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::time::Time;
 
+/// Take times allocated up front; a larger limit grows the log as it fills.
+const TAKES_PREALLOCATED_MAX: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct WindowLimiter {
     limit: usize,
@@ -33,7 +36,7 @@ impl WindowLimiter {
             limit,
             window,
             spacing,
-            taken: VecDeque::with_capacity(limit.min(4096)),
+            taken: VecDeque::with_capacity(limit.min(TAKES_PREALLOCATED_MAX)),
             taken_total: 0,
             deferred_total: 0,
         }

@@ -13,6 +13,9 @@ use super::backoff::{Backoff, BackoffConfig};
 use super::limiter::WindowLimiter;
 use crate::rng::Rng;
 use crate::time::Time;
+
+/// Characters of an unexpected answer's body kept in its error.
+pub const ERROR_BODY_CHARS_MAX: usize = 200;
 use crate::wire::rest::RET_CODE_RATE_LIMIT;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,7 +435,7 @@ fn ret_msg(body: &str) -> String {
 }
 
 fn truncate(body: &str) -> String {
-    body.chars().take(200).collect()
+    body.chars().take(ERROR_BODY_CHARS_MAX).collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use super::backoff::{Backoff, BackoffConfig};
 use crate::rng::Rng;
 use crate::time::Time;
 
+/// Never restart a failed run sooner than this, whatever the backoff draws.
+pub const RETRY_DELAY_MS_MIN: u64 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobConfig {
     pub name: String,
@@ -208,7 +211,10 @@ impl Job {
         self.counters.restarts += 1;
         self.consecutive += 1;
         self.last_error = Some((error.clone(), now));
-        let retry_in = self.backoff.next_delay(rng).max(Duration::from_millis(1));
+        let retry_in = self
+            .backoff
+            .next_delay(rng)
+            .max(Duration::from_millis(RETRY_DELAY_MS_MIN));
         self.state = JobState::Backoff {
             until: now + retry_in,
         };

@@ -2,8 +2,11 @@
 //! signals with a side, a confidence and a reason. Two built-ins: an EMA crossover and an RSI
 //! mean reversion. Indicator arithmetic is in f64: it decides, it never prices or sizes.
 
-use crate::decimal::Dec;
-use crate::decimal::Level;
+use crate::decimal::{Dec, Level};
+
+/// Longest period a built-in strategy may use: more candles than one REST page would never warm
+/// up.
+pub const STRATEGY_PERIOD_MAX: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum SignalSide {
@@ -228,7 +231,7 @@ impl StrategyConfig {
         if let Some(e) = &self.ema_cross
             && (e.fast == 0
                 || e.fast >= e.slow
-                || e.slow > 1000
+                || e.slow > STRATEGY_PERIOD_MAX
                 || !e.full_gap.is_finite()
                 || e.full_gap <= 0.0)
         {
@@ -236,7 +239,7 @@ impl StrategyConfig {
         }
         if let Some(r) = &self.rsi_reversion
             && (r.period == 0
-                || r.period > 1000
+                || r.period > STRATEGY_PERIOD_MAX
                 || !(0.0..r.overbought).contains(&r.oversold)
                 || r.overbought > 100.0)
         {

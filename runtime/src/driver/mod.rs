@@ -40,7 +40,11 @@ pub const LAG_TICK_MS: u64 = 50;
 pub const LAG_PROBE_MS: u64 = 10;
 /// How often health and metrics are published to the ops server.
 pub const PUBLISH_MS: u64 = 250;
-/// Largest WebSocket message accepted from the venue.
+/// The loop timer's parking distance while the engine has no deadline.
+const TIMER_IDLE_S: u64 = 3600;
+/// How long a closed connection's writer may take to send its close frame before it is aborted.
+pub const CONN_CLOSE_GRACE_MS: u64 = 500;
+/// Largest WebSocket message or frame a connection accepts.
 pub const WS_MESSAGE_BYTES_MAX: usize = keel_core::wire::frame::FRAME_BYTES_MAX_DEFAULT;
 
 pub enum Msg {
@@ -211,7 +215,7 @@ impl Driver {
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> (Exit, Engine) {
-        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        let timer = tokio::time::sleep(Duration::from_secs(TIMER_IDLE_S));
         tokio::pin!(timer);
         let mut lag_tick = tokio::time::interval(Duration::from_millis(LAG_TICK_MS));
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -528,7 +532,7 @@ impl Driver {
             drop(c.tx);
             let task = c.task;
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(CONN_CLOSE_GRACE_MS)).await;
                 task.abort();
             });
         }

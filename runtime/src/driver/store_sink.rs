@@ -9,6 +9,10 @@ use keel_core::engine::Input;
 
 use super::Driver;
 
+/// Orders in flight to the store below which no backlog is reported: a few are always on their
+/// way, and reporting them would stop trading for nothing.
+pub const STORE_BACKLOG_REPORT_ORDERS_MIN: usize = 64;
+
 /// The store as the driver sees it: a bounded queue to its thread, and orders held back here
 /// when that queue is full (never dropped: they are already on the broker's books).
 pub(super) struct DriverStore {
@@ -53,7 +57,7 @@ impl Driver {
         let written = st.written.load(Ordering::Acquire);
         let pending = st.orders_sent.saturating_sub(written) as usize + st.held.len();
         // Report only changes, and only when orders are actually queueing up.
-        let backlog = if pending > 64 || !st.held.is_empty() {
+        let backlog = if pending > STORE_BACKLOG_REPORT_ORDERS_MIN || !st.held.is_empty() {
             pending
         } else {
             0

@@ -118,3 +118,51 @@ fn production_binary_pulls_in_no_simulator() {
         "turmoil reached the binary: {names:?}"
     );
 }
+
+/// The core's layers, lowest first: a module may import its own layer and the ones below it.
+const CORE_LAYERS: [&str; 4] = ["wire", "market", "trading", "engine"];
+
+#[test]
+fn core_layers_import_only_downwards() {
+    let src = core_dir().join("src");
+    let mut checked = 0;
+    for (level, layer) in CORE_LAYERS.iter().enumerate() {
+        let mut stack = vec![src.join(layer)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                checked += 1;
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    for higher in &CORE_LAYERS[level + 1..] {
+                        assert!(
+                            !code.contains(&format!("crate::{higher}")),
+                            "{}:{}: the {layer} layer imports from {higher}, above it",
+                            p.display(),
+                            n + 1
+                        );
+                    }
+                }
+            }
+        }
+        // The values below every layer never import a layer.
+        for file in ["decimal.rs", "rng.rs", "time.rs"] {
+            let text = std::fs::read_to_string(src.join(file)).unwrap();
+            for l in CORE_LAYERS {
+                assert!(
+                    !text
+                        .lines()
+                        .any(|x| x.trim_start().starts_with("use")
+                            && x.contains(&format!("crate::{l}"))),
+                    "{file} imports crate::{l}"
+                );
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} files checked");
+}

@@ -7,7 +7,8 @@
 
 use std::collections::VecDeque;
 
-use crate::decimal::Dec;
+/// A candle's values are the wire's: REST history and live frames both carry them.
+pub use crate::wire::frame::Bar;
 use crate::wire::frame::KlineData;
 use crate::wire::topic::Interval;
 
@@ -15,32 +16,6 @@ use crate::wire::topic::Interval;
 pub const CLOSED_CANDLES_MAX_DEFAULT: usize = 5_000;
 /// Most gaps one merge reports one by one; the rest are only counted.
 pub const GAPS_REPORTED_MAX: usize = 64;
-
-/// Prices and volumes of one candle period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bar {
-    pub start_ms: u64,
-    pub open: Dec,
-    pub high: Dec,
-    pub low: Dec,
-    pub close: Dec,
-    pub volume: Dec,
-    pub turnover: Dec,
-}
-
-impl Bar {
-    pub fn from_kline(k: &KlineData) -> Bar {
-        Bar {
-            start_ms: k.start,
-            open: k.open,
-            high: k.high,
-            low: k.low,
-            close: k.close,
-            volume: k.volume,
-            turnover: k.turnover,
-        }
-    }
-}
 
 /// A candle whose period is still running: its values may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,6 +344,7 @@ pub fn find_gaps(interval: Interval, candles: &[ClosedCandle]) -> Vec<Gap> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decimal::Dec;
 
     const M: u64 = 60_000;
 

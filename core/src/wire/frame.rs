@@ -139,6 +139,32 @@ pub struct KlineData {
     pub timestamp: Option<u64>,
 }
 
+/// Prices and volumes of one candle period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bar {
+    pub start_ms: u64,
+    pub open: Dec,
+    pub high: Dec,
+    pub low: Dec,
+    pub close: Dec,
+    pub volume: Dec,
+    pub turnover: Dec,
+}
+
+impl Bar {
+    pub fn from_kline(k: &KlineData) -> Bar {
+        Bar {
+            start_ms: k.start,
+            open: k.open,
+            high: k.high,
+            low: k.low,
+            close: k.close,
+            volume: k.volume,
+            turnover: k.turnover,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct KlineFrame<'a> {
     pub topic: &'a str,

@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer};
 
 use crate::decimal::Dec;
 use crate::decimal::Level;
-use crate::market::kline::Bar;
+use crate::wire::frame::Bar;
 
 /// Default bound on one REST body (a 1000-candle page is about 100 KB).
 pub const REST_BODY_BYTES_MAX_DEFAULT: usize = 16 << 20;

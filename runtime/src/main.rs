@@ -16,6 +16,8 @@ use keel_venue::{Fault, VenueConfig};
 
 /// Tasks still running when a command ends get this long to finish before the runtime drops them.
 const RUNTIME_SHUTDOWN_MS_MAX: u64 = 500;
+/// The largest synthetic volatility `keel venue` accepts, in bps a minute.
+const VOLATILITY_BPS_MAX: f64 = 1_000.0;
 /// The shortest REST timeout `keel backfill` accepts.
 const REST_TIMEOUT_MS_MIN: u64 = 100;
 
@@ -28,6 +30,30 @@ const REST_TIMEOUT_MS_MIN: u64 = 100;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct VenueArgs {
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9797")]
+    addr: String,
+    #[arg(long, value_name = "A,B", default_value = "BTCUSDT,ETHUSDT,SOLUSDT")]
+    symbols: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// A fault to inject later, as SECS:JSON, e.g. '10:{"kind":"stall","secs":40}'.
+    #[arg(long, value_name = "SECS:JSON")]
+    fault: Vec<String>,
+    /// Serve these capture files (one raw frame per line) instead of the synthetic market.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    replay: Vec<PathBuf>,
+    /// Replay speed, 1 = as recorded.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// The synthetic price's volatility: its standard deviation over a minute, in bps.
+    #[arg(long, value_name = "BPS", default_value_t = 2.0)]
+    volatility_bps: f64,
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -89,25 +115,7 @@ enum Cmd {
         rest_timeout_ms: u64,
     },
     /// Run the simulated Bybit venue alone: REST, WebSocket and /admin on one address.
-    Venue {
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9797")]
-        addr: String,
-        #[arg(long, value_name = "A,B", default_value = "BTCUSDT,ETHUSDT,SOLUSDT")]
-        symbols: String,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// A fault to inject later, as SECS:JSON, e.g. '10:{"kind":"stall","secs":40}'.
-        #[arg(long, value_name = "SECS:JSON")]
-        fault: Vec<String>,
-        /// Serve these capture files (one raw frame per line) instead of the synthetic market.
-        #[arg(long, value_name = "FILE", num_args = 1..)]
-        replay: Vec<PathBuf>,
-        /// Replay speed, 1 = as recorded.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        #[arg(long, value_name = "SECS")]
-        duration: Option<f64>,
-    },
+    Venue(VenueArgs),
     /// Measure keel against the typical implementation, the re-sort failure mode and the
     /// physical floor on capture files, in one process.
     Bench {
@@ -250,15 +258,7 @@ fn main() -> ExitCode {
             },
             secs,
         ),
-        Cmd::Venue {
-            addr,
-            symbols,
-            seed,
-            fault,
-            replay,
-            speed,
-            duration: secs,
-        } => venue_cmd(addr, symbols, seed, fault, replay, speed, secs),
+        Cmd::Venue(args) => venue_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -298,15 +298,17 @@ fn run_cmd(path: Option<PathBuf>, overrides: Overrides, secs: Option<f64>) -> Re
     }
 }
 
-fn venue_cmd(
-    addr: String,
-    symbols: String,
-    seed: u64,
-    faults: Vec<String>,
-    replay: Vec<PathBuf>,
-    speed: f64,
-    secs: Option<f64>,
-) -> Result<(), String> {
+fn venue_cmd(args: VenueArgs) -> Result<(), String> {
+    let VenueArgs {
+        addr,
+        symbols,
+        seed,
+        fault: faults,
+        replay,
+        speed,
+        volatility_bps,
+        duration: secs,
+    } = args;
     let addr: SocketAddr = addr
         .parse()
         .map_err(|_| format!("--addr {addr:?} is not HOST:PORT"))?;
@@ -318,7 +320,9 @@ fn venue_cmd(
             .ok_or_else(|| format!("--fault {f:?} must be SECS:JSON"))?;
         let at: f64 = at
             .parse()
-            .map_err(|_| format!("--fault {f:?}: {at:?} is not seconds"))?;
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| format!("--fault {f:?}: {at:?} is not a finite number of seconds"))?;
         let fault: Fault = serde_json::from_str(json).map_err(|e| format!("--fault {f:?}: {e}"))?;
         scheduled.push((Duration::from_secs_f64(at.max(0.0)), fault));
     }
@@ -329,8 +333,14 @@ fn venue_cmd(
         Some(keel_venue::replay::ReplayFeed::load(&replay, speed)?)
     };
     init_logs(LogFormat::Text);
+    if !(0.0..=VOLATILITY_BPS_MAX).contains(&volatility_bps) {
+        return Err(format!(
+            "--volatility-bps must be from 0 to {VOLATILITY_BPS_MAX}, not {volatility_bps}"
+        ));
+    }
     let mut vc = VenueConfig::new(symbols);
     vc.seed = seed;
+    vc.volatility_bps_per_min = volatility_bps;
     let rt = runtime()?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -71,3 +71,35 @@ fn replay_of_a_missing_file_fails_with_its_name() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("/nonexistent/keel.jsonl"), "{stderr}");
 }
+
+#[test]
+fn venue_refuses_a_fault_at_infinite_seconds_with_a_message_not_a_panic() {
+    for at in ["inf", "NaN", "-1"] {
+        let out = keel()
+            .args(["venue", "--addr", "127.0.0.1:0", "--duration", "1"])
+            .arg(format!("--fault={at}:{{\"kind\":\"drop\"}}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{at}: {out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("not a finite number of seconds"),
+            "{at}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn venue_refuses_a_volatility_out_of_range() {
+    let out = keel()
+        .args(["venue", "--addr", "127.0.0.1:0", "--duration", "1"])
+        .arg("--volatility-bps=5000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("--volatility-bps")
+    );
+}

@@ -17,6 +17,8 @@ pub struct VenueConfig {
     pub rest_window_ms: u64,
     /// Push this many times faster than Bybit's rates (benchmarks under load).
     pub push_speedup: u64,
+    /// The synthetic fair price's standard deviation over one minute, in basis points.
+    pub volatility_bps_per_min: f64,
 }
 
 impl VenueConfig {
@@ -28,6 +30,7 @@ impl VenueConfig {
             rest_limit: 600,
             rest_window_ms: 5_000,
             push_speedup: 1,
+            volatility_bps_per_min: crate::market::Dynamics::default().volatility_bps_per_min,
         }
     }
 }

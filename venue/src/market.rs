@@ -1,7 +1,10 @@
-//! A seeded synthetic market: per symbol a full book in integer ticks and lots that random-walks
-//! with realistic spread and depth, trades when the price moves through levels, and candles
-//! built from those trades. History before the venue started comes from a deterministic price
-//! path, so paging REST klines gives the same candles every time for the same seed.
+//! A seeded synthetic market: per symbol a full book in integer ticks and lots around a fair price
+//! that random-walks with a configurable volatility. Takers trade at the touch whenever the fair
+//! price moves through it (and now and then anyway); makers requote inside the spread, so the
+//! spread mean-reverts around a few ticks instead of drifting open; candles are built from the
+//! trades alone, so their OHLC agree with them. History before the venue started comes from a
+//! deterministic price path, so paging REST klines gives the same candles every time for the
+//! same seed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -13,6 +16,29 @@ use keel_core::wire::topic::Interval;
 pub const SIM_LEVELS: usize = 1_200;
 /// Closed candles kept per (symbol, interval).
 pub const SIM_CANDLES_MAX: usize = 20_000;
+
+/// Ask levels a taker may sweep in one step, however far the fair price moved.
+pub const SWEEP_LEVELS_MAX: usize = 8;
+/// The spread makers aim for, drawn each step from 1 to this many ticks.
+pub const SPREAD_TICKS_TARGET_MAX: u64 = 3;
+
+/// How the synthetic price moves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dynamics {
+    /// Standard deviation of the fair price over one minute, in basis points.
+    pub volatility_bps_per_min: f64,
+    /// The venue's step; the per-step move is scaled from the per-minute volatility by it.
+    pub step_ms: u64,
+}
+
+impl Default for Dynamics {
+    fn default() -> Self {
+        Dynamics {
+            volatility_bps_per_min: 2.0,
+            step_ms: 10,
+        }
+    }
+}
 
 /// Levels of one side, best first: (price in ticks, size in lots).
 pub type SideView = Vec<(i64, u64)>;
@@ -113,6 +139,10 @@ pub struct Series {
 
 pub struct SymbolMarket {
     pub spec: SymbolSpec,
+    /// The fair price, in ticks: where takers and makers agree the price is.
+    pub fair: f64,
+    /// The fair price's standard deviation over one step, as a fraction of the price.
+    sigma_per_step: f64,
     /// price in ticks -> size in lots
     pub bids: BTreeMap<i64, u64>,
     pub asks: BTreeMap<i64, u64>,
@@ -128,8 +158,21 @@ pub struct SymbolMarket {
 
 impl SymbolMarket {
     pub fn new(spec: SymbolSpec, rng: &mut Rng, now_ms: u64, seed: u64) -> SymbolMarket {
+        Self::with_dynamics(spec, rng, now_ms, seed, Dynamics::default())
+    }
+
+    pub fn with_dynamics(
+        spec: SymbolSpec,
+        rng: &mut Rng,
+        now_ms: u64,
+        seed: u64,
+        dynamics: Dynamics,
+    ) -> SymbolMarket {
         let mid = history_price_ticks(&spec, seed, now_ms);
+        let steps_per_min = 60_000.0 / dynamics.step_ms.max(1) as f64;
         let mut m = SymbolMarket {
+            fair: mid as f64 - 0.5,
+            sigma_per_step: dynamics.volatility_bps_per_min.max(0.0) / 1e4 / steps_per_min.sqrt(),
             bids: BTreeMap::new(),
             asks: BTreeMap::new(),
             last_trade: mid,
@@ -168,9 +211,25 @@ impl SymbolMarket {
         )
     }
 
-    /// One step of the market: a few quote changes, sometimes a trade through the top.
+    /// One step of the market: the fair price moves, takers trade at the touch when it moved
+    /// through it, makers change quotes behind the top and requote inside a wide spread.
     pub fn step(&mut self, rng: &mut Rng, now_ms: u64, seed: u64) {
         self.roll_candles(now_ms, seed);
+        self.fair = (self.fair * (1.0 + gaussian(rng) * self.sigma_per_step)).max(1.0);
+        let (bid, ask) = (self.best_bid(), self.best_ask());
+        if self.fair >= ask as f64 {
+            let lots_wanted = 1 + rng.up_to(20);
+            self.take(true, self.fair.floor() as i64, lots_wanted, now_ms, rng);
+        } else if self.fair <= bid as f64 {
+            let lots_wanted = 1 + rng.up_to(20);
+            self.take(false, self.fair.ceil() as i64, lots_wanted, now_ms, rng);
+        } else if rng.up_to(9) < 2 {
+            // Flow that does not move the price: a small order at the touch.
+            let buy = rng.up_to(1) == 0;
+            let touch = if buy { ask } else { bid };
+            let lots_wanted = 1 + rng.up_to(5);
+            self.take(buy, touch, lots_wanted, now_ms, rng);
+        }
         let changes = 1 + rng.up_to(4);
         for _ in 0..changes {
             let bid_side = rng.up_to(1) == 0;
@@ -188,62 +247,91 @@ impl SymbolMarket {
                 side.insert(px, lots(rng, depth));
             }
         }
-        if rng.up_to(9) < 3 {
-            let buy = rng.up_to(1) == 0;
-            let lots_wanted = 1 + rng.up_to(20);
-            self.trade(buy, lots_wanted, now_ms, rng);
-        }
+        self.requote(rng);
         self.refill(rng);
     }
 
-    /// A market order of `lots_wanted` that walks the opposite side.
-    fn trade(&mut self, buy: bool, mut lots_wanted: u64, now_ms: u64, rng: &mut Rng) {
-        while lots_wanted > 0 {
-            let (px, avail) = if buy {
-                let (p, q) = self
-                    .asks
-                    .iter()
-                    .next()
-                    .map(|(p, q)| (*p, *q))
-                    .expect("non-empty");
-                (p, q)
+    /// Makers close a spread wider than their target, half the excess a step, on the side
+    /// farther from the fair price: the spread mean-reverts around a few ticks.
+    fn requote(&mut self, rng: &mut Rng) {
+        let target = 1 + rng.up_to(SPREAD_TICKS_TARGET_MAX - 1) as i64;
+        let (mut bid, mut ask) = (self.best_bid(), self.best_ask());
+        let excess = ask - bid - target;
+        for _ in 0..(excess + 1) / 2 {
+            if self.fair - bid as f64 > ask as f64 - self.fair {
+                bid += 1;
+                self.bids.insert(bid, lots(rng, 0));
             } else {
-                let (p, q) = self
-                    .bids
-                    .iter()
-                    .next_back()
-                    .map(|(p, q)| (*p, *q))
-                    .expect("non-empty");
-                (p, q)
-            };
-            let take = avail.min(lots_wanted);
-            lots_wanted -= take;
+                ask -= 1;
+                self.asks.insert(ask, lots(rng, 0));
+            }
+        }
+    }
+
+    /// A taker's order of `lots_wanted` against the other side, at prices no worse than
+    /// `limit` (the touch at least), over at most [`SWEEP_LEVELS_MAX`] levels.
+    fn take(&mut self, buy: bool, limit: i64, lots_wanted: u64, now_ms: u64, rng: &mut Rng) {
+        let levels: Vec<(i64, u64)> = if buy {
+            let ask = self.best_ask();
+            let limit = limit.max(ask);
+            self.asks
+                .range(..=limit)
+                .take(SWEEP_LEVELS_MAX)
+                .map(|(p, q)| (*p, *q))
+                .collect()
+        } else {
+            let bid = self.best_bid();
+            let limit = limit.min(bid);
+            self.bids
+                .range(limit..)
+                .rev()
+                .take(SWEEP_LEVELS_MAX)
+                .map(|(p, q)| (*p, *q))
+                .collect()
+        };
+        // Sweeping to the fair price takes whole levels; a small order stops when it is done.
+        let sweep = levels.len() > 1;
+        let mut left = lots_wanted;
+        for (px, avail) in levels {
+            let take = if sweep { avail } else { avail.min(left) };
+            left = left.saturating_sub(take);
             let side = if buy { &mut self.asks } else { &mut self.bids };
             if take == avail {
                 side.remove(&px);
             } else {
                 side.insert(px, avail - take);
             }
-            self.trades_total += 1;
-            self.volume_lots_total += take;
-            self.last_trade = px;
-            let t = SimTrade {
-                time_ms: now_ms,
-                buy,
-                ticks: px,
-                lots: take,
-                id: self.trades_total ^ (rng.next_u64() << 20),
-            };
-            for s in self.series.values_mut() {
-                let c = &mut s.forming;
-                c.high = c.high.max(px);
-                c.low = c.low.min(px);
-                c.close = px;
-                c.volume_lots += take;
-                c.notional += px as i128 * take as i128;
+            self.record_trade(buy, px, take, now_ms, rng);
+            if !sweep && left == 0 {
+                break;
             }
-            self.fresh_trades.push(t);
         }
+    }
+
+    fn record_trade(&mut self, buy: bool, px: i64, take: u64, now_ms: u64, rng: &mut Rng) {
+        self.trades_total += 1;
+        self.volume_lots_total += take;
+        self.last_trade = px;
+        let t = SimTrade {
+            time_ms: now_ms,
+            buy,
+            ticks: px,
+            lots: take,
+            id: self.trades_total ^ (rng.next_u64() << 20),
+        };
+        for s in self.series.values_mut() {
+            let c = &mut s.forming;
+            if c.volume_lots == 0 {
+                // The first trade of a period opens it: OHLC come from trades only.
+                (c.open, c.high, c.low) = (px, px, px);
+            }
+            c.high = c.high.max(px);
+            c.low = c.low.min(px);
+            c.close = px;
+            c.volume_lots += take;
+            c.notional += px as i128 * take as i128;
+        }
+        self.fresh_trades.push(t);
     }
 
     /// Keeps both sides deep and the book uncrossed.
@@ -292,6 +380,13 @@ impl SymbolMarket {
             }
         }
     }
+}
+
+/// A standard normal draw (Box-Muller), from the seeded RNG.
+fn gaussian(rng: &mut Rng) -> f64 {
+    let u1 = 1.0 - rng.unit();
+    let u2 = rng.unit();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 fn lots(rng: &mut Rng, depth: i64) -> u64 {
@@ -369,5 +464,107 @@ mod tests {
         assert_eq!(a, history_candle(&spec, 9, Interval::Min1, 60_000));
         assert_eq!(a.close, b.open);
         assert!(a.low <= a.open.min(a.close) && a.high >= a.open.max(a.close));
+    }
+
+    fn median(mut v: Vec<i64>) -> i64 {
+        v.sort_unstable();
+        v[v.len() / 2]
+    }
+
+    #[test]
+    fn the_spread_mean_reverts_over_ten_minutes_instead_of_drifting_open() {
+        for (symbol, seed) in [("BTCUSDT", 1), ("ETHUSDT", 2), ("DOGEUSDT", 3)] {
+            let mut rng = Rng::new(seed);
+            let mut m = SymbolMarket::new(SymbolSpec::guess(symbol), &mut rng, 0, seed);
+            let mut minutes: Vec<Vec<i64>> = vec![Vec::new(); 10];
+            for i in 0..60_000u64 {
+                m.step(&mut rng, i * 10, seed);
+                minutes[(i / 6_000) as usize].push(m.best_ask() - m.best_bid());
+            }
+            let first = median(minutes[0].clone());
+            for (n, spreads) in minutes.iter().enumerate() {
+                let med = median(spreads.clone());
+                assert!(
+                    med <= 2 * first.max(1) && med <= SPREAD_TICKS_TARGET_MAX as i64 + 2,
+                    "{symbol}: minute {n} median spread {med} ticks, first minute {first}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_price_random_walks_and_trades_happen_at_the_touch() {
+        let mut rng = Rng::new(11);
+        let mut m = SymbolMarket::new(SymbolSpec::guess("BTCUSDT"), &mut rng, 0, 11);
+        let start = m.fair;
+        let (mut touch_trades, mut trades) = (0, 0);
+        let mut moves = Vec::new();
+        for i in 0..30_000u64 {
+            let (bid, ask) = (m.best_bid(), m.best_ask());
+            m.step(&mut rng, i * 10, 11);
+            for t in m.fresh_trades.drain(..) {
+                trades += 1;
+                if t.ticks == if t.buy { ask } else { bid } {
+                    touch_trades += 1;
+                }
+            }
+            if i % 6_000 == 5_999 {
+                moves.push(m.fair - start);
+            }
+        }
+        assert!(trades > 1_000, "{trades} trades in five minutes");
+        assert!(
+            touch_trades * 2 > trades,
+            "{touch_trades} of {trades} trades at the touch"
+        );
+        assert!(
+            moves.iter().any(|d| d.abs() > 10.0),
+            "the fair price barely moved: {moves:?}"
+        );
+    }
+
+    #[test]
+    fn candles_agree_with_the_trades_of_their_period() {
+        let mut rng = Rng::new(4);
+        let mut m = SymbolMarket::new(SymbolSpec::guess("SOLUSDT"), &mut rng, 0, 4);
+        m.series(Interval::Min1, 0);
+        let mut trades: Vec<SimTrade> = Vec::new();
+        let mut checked = 0;
+        for i in 0..36_000u64 {
+            m.step(&mut rng, i * 10, 4);
+            trades.append(&mut m.fresh_trades);
+            for (_, c) in m.fresh_closes.drain(..) {
+                let end = Interval::Min1.next_start(c.start_ms);
+                let own: Vec<&SimTrade> = trades
+                    .iter()
+                    .filter(|t| t.time_ms >= c.start_ms && t.time_ms < end)
+                    .collect();
+                let Some(first) = own.first() else {
+                    assert_eq!(c.volume_lots, 0);
+                    continue;
+                };
+                assert_eq!(c.open, first.ticks, "open of {}", c.start_ms);
+                assert_eq!(c.close, own.last().unwrap().ticks);
+                assert_eq!(c.high, own.iter().map(|t| t.ticks).max().unwrap());
+                assert_eq!(c.low, own.iter().map(|t| t.ticks).min().unwrap());
+                assert_eq!(c.volume_lots, own.iter().map(|t| t.lots).sum::<u64>());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "{checked} candles checked");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_market() {
+        let run = |seed| {
+            let mut rng = Rng::new(seed);
+            let mut m = SymbolMarket::new(SymbolSpec::guess("ETHUSDT"), &mut rng, 0, seed);
+            for i in 0..5_000u64 {
+                m.step(&mut rng, i * 10, seed);
+            }
+            (m.top(50), m.trades_total, m.fair.to_bits())
+        };
+        assert_eq!(run(9), run(9));
+        assert_ne!(run(9), run(10));
     }
 }

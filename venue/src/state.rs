@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::admin::{admin_book, admin_fault, admin_stats};
 use crate::config::{PUBLISH_CHANNEL_FRAMES, VENUE_DEPTHS, VenueConfig};
 use crate::faults::{Fault, Faults};
-use crate::market::{BookView, SimCandle, SymbolMarket, SymbolSpec};
+use crate::market::{BookView, Dynamics, SimCandle, SymbolMarket, SymbolSpec};
 use crate::publish::{book_frame, publish_book, publish_klines, publish_ticker, publish_trades};
 use crate::replay::ReplayFeed;
 use crate::rest::{rest_instruments, rest_kline, rest_orderbook, rest_tickers, rest_time};
@@ -118,7 +118,16 @@ impl Venue {
             let spec = SymbolSpec::guess(s);
             markets.insert(
                 s.clone(),
-                SymbolMarket::new(spec, &mut rng, epoch_ms, config.seed),
+                SymbolMarket::with_dynamics(
+                    spec,
+                    &mut rng,
+                    epoch_ms,
+                    config.seed,
+                    Dynamics {
+                        volatility_bps_per_min: config.volatility_bps_per_min,
+                        step_ms: config.step_ms,
+                    },
+                ),
             );
         }
         let (tx, _) = broadcast::channel(PUBLISH_CHANNEL_FRAMES);

@@ -7,6 +7,37 @@ pub const PUBLISH_CHANNEL_FRAMES: usize = 16_384;
 /// Bybit: "Spot can input up to 10 args for each subscription request".
 pub const SPOT_ARGS_MAX: usize = 10;
 
+/// A Bybit product category the venue serves. Each is its own market: its own books, update
+/// ids, trades, frame shapes and ticker fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    Linear,
+    Spot,
+}
+
+impl Category {
+    pub const ALL: [Category; 2] = [Category::Linear, Category::Spot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Linear => "linear",
+            Category::Spot => "spot",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        match s {
+            "linear" => Some(Category::Linear),
+            "spot" => Some(Category::Spot),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VenueConfig {
     pub symbols: Vec<String>,

@@ -78,7 +78,8 @@ impl Venue {
                         st.faults.rest_status = Some((status, until(secs)))
                     }
                     Fault::Skip { symbol } => {
-                        for (topic, t) in st.topics.iter_mut() {
+                        let topics = st.cats.iter_mut().flat_map(|c| c.topics.iter_mut());
+                        for (topic, t) in topics {
                             if topic.starts_with("orderbook.")
                                 && symbol
                                     .as_ref()

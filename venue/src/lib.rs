@@ -19,7 +19,7 @@ pub mod serve;
 pub mod state;
 mod ws;
 
-pub use config::{PUBLISH_CHANNEL_FRAMES, SPOT_ARGS_MAX, VENUE_DEPTHS, VenueConfig};
+pub use config::{Category, PUBLISH_CHANNEL_FRAMES, SPOT_ARGS_MAX, VENUE_DEPTHS, VenueConfig};
 pub use faults::Fault;
 pub use serve::serve;
 pub use state::{Published, PublishedBook, Venue, VenueStats};

@@ -82,6 +82,74 @@ impl SymbolSpec {
         }
     }
 
+    /// The spot market of the same name: finer sizes, as Bybit lists spot pairs.
+    pub fn guess_spot(symbol: &str) -> SymbolSpec {
+        let linear = SymbolSpec::guess(symbol);
+        let (tick, step) = match symbol {
+            s if s.starts_with("BTC") => ("0.01", "0.000001"),
+            s if s.starts_with("ETH") => ("0.01", "0.00001"),
+            s if s.starts_with("SOL") => ("0.01", "0.001"),
+            s if s.starts_with("DOGE") => ("0.00001", "0.1"),
+            _ => ("0.001", "0.01"),
+        };
+        SymbolSpec {
+            tick: Dec::parse(tick).expect("literal"),
+            qty_step: Dec::parse(step).expect("literal"),
+            ..linear
+        }
+    }
+
+    /// The coin traded against the quote (`BTC` of `BTCUSDT`).
+    pub fn base_coin(&self) -> &str {
+        self.symbol
+            .strip_suffix(self.quote_coin())
+            .unwrap_or(&self.symbol)
+    }
+
+    /// The quote coin: every symbol the venue lists is quoted in USDT or USDC.
+    pub fn quote_coin(&self) -> &'static str {
+        if self.symbol.ends_with("USDC") {
+            "USDC"
+        } else {
+            "USDT"
+        }
+    }
+
+    /// Decimal places linear prices are written with (Bybit's `priceScale`: BTCUSDT's tick
+    /// is `0.10`, two places, though one would do).
+    pub fn price_scale(&self) -> u32 {
+        match self.symbol.as_str() {
+            s if s.starts_with("BTC") || s.starts_with("ETH") => 2,
+            _ => self.tick.places(),
+        }
+    }
+
+    /// Decimal places of the lot step (`0.001` -> 3).
+    pub fn qty_scale(&self) -> u32 {
+        self.qty_step.places()
+    }
+
+    /// A price as the category writes it: linear to `priceScale` places (`"65114.20"`), spot
+    /// without trailing zeros (`"65140"`).
+    pub fn px_text(&self, spot: bool, ticks: i64) -> String {
+        let d = self.px(ticks);
+        if spot {
+            d.to_string()
+        } else {
+            fixed(d, self.price_scale())
+        }
+    }
+
+    /// A size as the category writes it: linear to the lot step's places, spot trimmed.
+    pub fn qty_text(&self, spot: bool, lots: u64) -> String {
+        let d = self.qty(lots);
+        if spot {
+            d.to_string()
+        } else {
+            fixed(d, self.qty_scale())
+        }
+    }
+
     pub fn px(&self, ticks: i64) -> Dec {
         Dec::from_raw(self.tick.raw() * ticks as i128)
     }
@@ -92,6 +160,58 @@ impl SymbolSpec {
 
     fn ticks_of(&self, px: Dec) -> i64 {
         (px.raw() / self.tick.raw()) as i64
+    }
+}
+
+/// The last day's figures as a ticker shows them. Seeded from the history path's hourly candles
+/// when the market starts and extended by every live trade; not rolled forward (Bybit's window
+/// rolls; a venue run is far shorter than a day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayStats {
+    pub prev_price_24h: i64,
+    pub prev_price_1h: i64,
+    pub high: i64,
+    pub low: i64,
+    pub volume_lots: u64,
+    pub notional: i128,
+    /// Open interest in lots (derivatives): moves with each trade, never below a floor.
+    pub open_interest_lots: u64,
+}
+
+impl DayStats {
+    fn from_history(spec: &SymbolSpec, seed: u64, now_ms: u64) -> DayStats {
+        const HOUR_MS: u64 = 3_600_000;
+        let first = Interval::Min60.floor(now_ms.saturating_sub(24 * HOUR_MS));
+        let mut d = DayStats {
+            prev_price_24h: history_price_ticks(spec, seed, now_ms.saturating_sub(24 * HOUR_MS)),
+            prev_price_1h: history_price_ticks(spec, seed, now_ms.saturating_sub(HOUR_MS)),
+            high: i64::MIN,
+            low: i64::MAX,
+            volume_lots: 0,
+            notional: 0,
+            open_interest_lots: 0,
+        };
+        for h in 0..24 {
+            let c = history_candle(spec, seed, Interval::Min60, first + h * HOUR_MS);
+            d.high = d.high.max(c.high);
+            d.low = d.low.min(c.low);
+            d.volume_lots += c.volume_lots;
+            d.notional += c.notional;
+        }
+        d.open_interest_lots = d.volume_lots * 3;
+        d
+    }
+
+    fn add_trade(&mut self, buy: bool, px: i64, lots: u64) {
+        self.high = self.high.max(px);
+        self.low = self.low.min(px);
+        self.volume_lots += lots;
+        self.notional += px as i128 * lots as i128;
+        self.open_interest_lots = if buy {
+            self.open_interest_lots + lots
+        } else {
+            self.open_interest_lots.saturating_sub(lots).max(1_000)
+        };
     }
 }
 
@@ -139,6 +259,7 @@ pub struct Series {
 
 pub struct SymbolMarket {
     pub spec: SymbolSpec,
+    pub day: DayStats,
     /// The fair price, in ticks: where takers and makers agree the price is.
     pub fair: f64,
     /// The fair price's standard deviation over one step, as a fraction of the price.
@@ -171,6 +292,7 @@ impl SymbolMarket {
         let mid = history_price_ticks(&spec, seed, now_ms);
         let steps_per_min = 60_000.0 / dynamics.step_ms.max(1) as f64;
         let mut m = SymbolMarket {
+            day: DayStats::from_history(&spec, seed, now_ms),
             fair: mid as f64 - 0.5,
             sigma_per_step: dynamics.volatility_bps_per_min.max(0.0) / 1e4 / steps_per_min.sqrt(),
             bids: BTreeMap::new(),
@@ -312,6 +434,7 @@ impl SymbolMarket {
         self.trades_total += 1;
         self.volume_lots_total += take;
         self.last_trade = px;
+        self.day.add_trade(buy, px, take);
         let t = SimTrade {
             time_ms: now_ms,
             buy,
@@ -380,6 +503,25 @@ impl SymbolMarket {
             }
         }
     }
+}
+
+/// `d` written with exactly `places` decimals (it must not have more).
+pub fn fixed(d: Dec, places: u32) -> String {
+    let mut s = d.to_string();
+    if places == 0 {
+        return s;
+    }
+    let have = match s.split_once('.') {
+        Some((_, f)) => f.len() as u32,
+        None => {
+            s.push('.');
+            0
+        }
+    };
+    for _ in have..places {
+        s.push('0');
+    }
+    s
 }
 
 /// A standard normal draw (Box-Muller), from the seeded RNG.

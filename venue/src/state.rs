@@ -19,12 +19,14 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use crate::admin::{admin_book, admin_fault, admin_stats};
-use crate::config::{PUBLISH_CHANNEL_FRAMES, VENUE_DEPTHS, VenueConfig};
+use crate::config::{Category, PUBLISH_CHANNEL_FRAMES, VENUE_DEPTHS, VenueConfig};
 use crate::faults::{Fault, Faults};
-use crate::market::{BookView, Dynamics, SimCandle, SymbolMarket, SymbolSpec};
+use crate::market::{BookView, Dynamics, SimCandle, SimTrade, SymbolMarket, SymbolSpec};
 use crate::publish::{book_frame, publish_book, publish_klines, publish_ticker, publish_trades};
 use crate::replay::ReplayFeed;
-use crate::rest::{rest_instruments, rest_kline, rest_orderbook, rest_tickers, rest_time};
+use crate::rest::{
+    rest_instruments, rest_kline, rest_orderbook, rest_recent_trades, rest_tickers, rest_time,
+};
 use crate::ws::ws_upgrade;
 
 pub(crate) struct TopicState {
@@ -52,10 +54,34 @@ impl TopicState {
     }
 }
 
-pub(crate) struct VenueState {
-    pub(crate) rng: Rng,
+/// Mixed into the seed of spot markets, so a symbol's spot book is not its linear book.
+const SPOT_SEED_SALT: u64 = 0x5f07_5f07;
+
+/// Recent trades kept per symbol for `GET /v5/market/recent-trade` (Bybit serves up to 1000).
+pub const RECENT_TRADES_MAX: usize = 1_000;
+
+/// One category's market: its symbols, its topics with their subscribers and last views, and
+/// its recent trades. Nothing is shared between categories but the sequence and the RNG.
+pub(crate) struct CategoryState {
     pub(crate) markets: BTreeMap<String, SymbolMarket>,
     pub(crate) topics: HashMap<String, TopicState>,
+    pub(crate) recent: HashMap<String, VecDeque<SimTrade>>,
+}
+
+impl CategoryState {
+    fn new(markets: BTreeMap<String, SymbolMarket>) -> Self {
+        CategoryState {
+            markets,
+            topics: HashMap::new(),
+            recent: HashMap::new(),
+        }
+    }
+}
+
+pub(crate) struct VenueState {
+    pub(crate) rng: Rng,
+    /// By [`Category::index`].
+    pub(crate) cats: [CategoryState; 2],
     pub(crate) seq: u64,
     pub(crate) faults: Faults,
     pub(crate) rest_sent: VecDeque<Instant>,
@@ -66,10 +92,19 @@ pub(crate) struct VenueState {
 
 #[derive(Debug, Clone)]
 pub struct Published {
+    pub category: Category,
     pub topic: Arc<str>,
     pub text: Arc<str>,
-    /// Spot clients get their own ticker frames (snapshots only); `None` goes to every market.
-    pub spot: Option<bool>,
+}
+
+impl VenueState {
+    pub(crate) fn cat(&self, c: Category) -> &CategoryState {
+        &self.cats[c.index()]
+    }
+
+    pub(crate) fn cat_mut(&mut self, c: Category) -> &mut CategoryState {
+        &mut self.cats[c.index()]
+    }
 }
 
 /// A book as its subscribers hold it, prices and sizes as decimal strings, best first.
@@ -113,22 +148,30 @@ impl Venue {
     /// Builds the venue; `epoch_ms` is the wall-clock time that venue time 0 stands for.
     pub fn new(config: VenueConfig, epoch_ms: u64) -> Venue {
         let mut rng = Rng::new(config.seed);
-        let mut markets = BTreeMap::new();
+        let dynamics = Dynamics {
+            volatility_bps_per_min: config.volatility_bps_per_min,
+            step_ms: config.step_ms,
+        };
+        let mut linear = BTreeMap::new();
+        let mut spot = BTreeMap::new();
         for s in &config.symbols {
-            let spec = SymbolSpec::guess(s);
-            markets.insert(
-                s.clone(),
-                SymbolMarket::with_dynamics(
-                    spec,
-                    &mut rng,
-                    epoch_ms,
-                    config.seed,
-                    Dynamics {
-                        volatility_bps_per_min: config.volatility_bps_per_min,
-                        step_ms: config.step_ms,
-                    },
-                ),
+            let m = SymbolMarket::with_dynamics(
+                SymbolSpec::guess(s),
+                &mut rng,
+                epoch_ms,
+                config.seed,
+                dynamics,
             );
+            linear.insert(s.clone(), m);
+            // Spot is its own market: its own book, prices and trades from its own seed.
+            let m = SymbolMarket::with_dynamics(
+                SymbolSpec::guess_spot(s),
+                &mut rng,
+                epoch_ms,
+                config.seed ^ SPOT_SEED_SALT,
+                dynamics,
+            );
+            spot.insert(s.clone(), m);
         }
         let (tx, _) = broadcast::channel(PUBLISH_CHANNEL_FRAMES);
         let (drop_tx, _) = watch::channel(0);
@@ -137,8 +180,7 @@ impl Venue {
                 queued: Mutex::new(Vec::new()),
                 state: Mutex::new(VenueState {
                     rng,
-                    markets,
-                    topics: HashMap::new(),
+                    cats: [CategoryState::new(linear), CategoryState::new(spot)],
                     seq: 1_000_000,
                     faults: Faults::default(),
                     rest_sent: VecDeque::new(),
@@ -176,6 +218,11 @@ impl Venue {
         &self.inner.config.symbols
     }
 
+    /// The wall-clock time venue time 0 stands for: instruments list it as their launch time.
+    pub fn epoch_ms(&self) -> u64 {
+        self.inner.epoch_ms
+    }
+
     /// Venue time in ms since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.inner.epoch_ms + self.inner.started.elapsed().as_millis() as u64
@@ -185,11 +232,23 @@ impl Venue {
         // A panic while holding the lock would be a venue bug; keep serving what is there.
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-    /// The book a client of `orderbook.{depth}.{symbol}` holds after the last published frame.
+    /// The book a linear client of `orderbook.{depth}.{symbol}` holds after the last frame.
     pub fn published_book(&self, symbol: &str, depth: u16) -> Option<PublishedBook> {
+        self.published_book_in(Category::Linear, symbol, depth)
+    }
+
+    /// The book a client of `orderbook.{depth}.{symbol}` in `category` holds after the last
+    /// published frame.
+    pub fn published_book_in(
+        &self,
+        category: Category,
+        symbol: &str,
+        depth: u16,
+    ) -> Option<PublishedBook> {
         let st = self.state();
-        let spec = &st.markets.get(symbol)?.spec;
-        let t = st.topics.get(&format!("orderbook.{depth}.{symbol}"))?;
+        let cs = st.cat(category);
+        let spec = &cs.markets.get(symbol)?.spec;
+        let t = cs.topics.get(&format!("orderbook.{depth}.{symbol}"))?;
         let conv = |v: &[(i64, u64)]| {
             v.iter()
                 .map(|(p, q)| (spec.px(*p).to_string(), spec.qty(*q).to_string()))
@@ -204,46 +263,44 @@ impl Venue {
 
     pub(crate) fn restart_books(&self) {
         let mut st = self.state();
+        let st = &mut *st;
         let now_ms = self.now_ms();
-        // Sorted: the same frames in the same order on every run.
-        let mut topics: Vec<String> = st
-            .topics
-            .keys()
-            .filter(|t| t.starts_with("orderbook."))
-            .cloned()
-            .collect();
-        topics.sort();
-        for topic in topics {
-            let Ok(Topic {
-                channel: Channel::OrderBook { depth },
-                symbol,
-            }) = Topic::parse(&topic)
-            else {
-                continue;
-            };
-            let symbol = symbol.to_string();
-            let view = st.markets[&symbol].top(depth as usize);
-            st.seq += 1;
-            let seq = st.seq;
-            let t = st.topics.get_mut(&topic).expect("listed above");
-            t.u = 1;
-            t.view = view;
-            let active = t.subscribers > 0;
-            let text = book_frame(
-                &st.markets[&symbol].spec,
-                &topic,
-                "snapshot",
-                now_ms,
-                &st.topics[&topic].view,
-                1,
-                seq,
-            );
-            if active {
-                let _ = self.inner.tx.send(Published {
-                    topic: topic.as_str().into(),
-                    text: text.into(),
-                    spot: None,
-                });
+        for category in Category::ALL {
+            let cs = &mut st.cats[category.index()];
+            // Sorted: the same frames in the same order on every run.
+            let mut topics: Vec<String> = cs
+                .topics
+                .keys()
+                .filter(|t| t.starts_with("orderbook."))
+                .cloned()
+                .collect();
+            topics.sort();
+            for topic in topics {
+                let Ok(Topic {
+                    channel: Channel::OrderBook { depth },
+                    symbol,
+                }) = Topic::parse(&topic)
+                else {
+                    continue;
+                };
+                let Some(m) = cs.markets.get(symbol) else {
+                    continue;
+                };
+                let view = m.top(depth as usize);
+                st.seq += 1;
+                let t = cs.topics.get_mut(&topic).expect("listed above");
+                t.u = 1;
+                t.view = view;
+                if t.subscribers > 0 {
+                    let text = book_frame(
+                        category, &m.spec, &topic, "snapshot", now_ms, &t.view, 1, st.seq,
+                    );
+                    let _ = self.inner.tx.send(Published {
+                        category,
+                        topic: topic.as_str().into(),
+                        text: text.into(),
+                    });
+                }
             }
         }
     }
@@ -282,27 +339,35 @@ impl Venue {
             let mut st = self.state();
             let st = &mut *st;
             if let Some(feed) = st.replay.as_mut() {
+                let linear = &st.cats[Category::Linear.index()];
                 for r in feed.due(now_ms) {
-                    if st.topics.get(&r.topic).is_some_and(|t| t.subscribers > 0) {
+                    if linear
+                        .topics
+                        .get(&r.topic)
+                        .is_some_and(|t| t.subscribers > 0)
+                    {
                         out.push(Published {
+                            category: Category::Linear,
                             topic: r.topic.into(),
                             text: r.text.into(),
-                            spot: None,
                         });
                     }
                 }
             }
-            for m in st.markets.values_mut() {
-                m.step(&mut st.rng, now_ms, seed);
-            }
-            let symbols: Vec<String> = st.markets.keys().cloned().collect();
-            for symbol in &symbols {
-                for depth in VENUE_DEPTHS {
-                    publish_book(st, symbol, depth, now_ms, &mut out);
+            for category in Category::ALL {
+                let cs = &mut st.cats[category.index()];
+                for m in cs.markets.values_mut() {
+                    m.step(&mut st.rng, now_ms, seed);
                 }
-                publish_klines(st, symbol, now_ms, &mut out);
-                publish_ticker(st, symbol, now_ms, &mut out);
-                publish_trades(st, symbol, now_ms, &mut out);
+                let symbols: Vec<String> = cs.markets.keys().cloned().collect();
+                for symbol in &symbols {
+                    for depth in VENUE_DEPTHS {
+                        publish_book(st, category, symbol, depth, now_ms, &mut out);
+                    }
+                    publish_klines(st, category, symbol, now_ms, &mut out);
+                    publish_ticker(st, category, symbol, now_ms, &mut out);
+                    publish_trades(st, category, symbol, now_ms, &mut out);
+                }
             }
         }
         for p in out {
@@ -320,6 +385,7 @@ impl Venue {
             .route("/v5/market/orderbook", get(rest_orderbook))
             .route("/v5/market/kline", get(rest_kline))
             .route("/v5/market/tickers", get(rest_tickers))
+            .route("/v5/market/recent-trade", get(rest_recent_trades))
             .route("/admin/fault", post(admin_fault))
             .route("/admin/book", get(admin_book))
             .route("/admin/stats", get(admin_stats))

@@ -9,12 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use keel_core::wire::codec::Decoder;
-use keel_core::wire::frame::{Control, Frame};
 use keel_core::wire::topic::{Channel, Topic};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::config::{SPOT_ARGS_MAX, VENUE_DEPTHS};
+use crate::config::{Category, SPOT_ARGS_MAX, VENUE_DEPTHS};
 use crate::publish::{book_frame, candle_json, ticker_fields, ticker_json};
 use crate::state::{TopicState, Venue};
 
@@ -23,25 +22,60 @@ pub(crate) async fn ws_upgrade(
     Path(category): Path<String>,
     State(venue): State<Venue>,
 ) -> Response {
-    let spot = match category.as_str() {
-        "spot" => true,
-        "linear" => false,
-        _ => return (StatusCode::NOT_FOUND, "unknown category").into_response(),
+    let Some(category) = Category::parse(&category) else {
+        return (StatusCode::NOT_FOUND, "unknown category").into_response();
     };
     if venue.refusing() {
         venue.stats().refused.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "refusing connections").into_response();
     }
-    ws.on_upgrade(move |socket| connection(socket, venue, spot))
+    ws.on_upgrade(move |socket| connection(socket, venue, category))
+}
+
+/// A client's request as Bybit takes it: `op`, `args`, and a `req_id` of any JSON type, which
+/// every answer echoes as it was given (ccxt sends numbers, pybit strings).
+struct Request {
+    op: String,
+    args: Vec<String>,
+    /// The raw JSON of `req_id`, if the request had one.
+    req_id: Option<String>,
+}
+
+fn parse_request(text: &str) -> Result<Request, Option<String>> {
+    let v: Value = serde_json::from_str(text).map_err(|_| None)?;
+    let req_id = v.get("req_id").map(Value::to_string);
+    let op = v.get("op").and_then(Value::as_str).ok_or(req_id.clone())?;
+    let args = match v.get("args") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(req_id.clone())?,
+        Some(_) => return Err(req_id),
+    };
+    Ok(Request {
+        op: op.to_string(),
+        args,
+        req_id,
+    })
+}
+
+/// `,"req_id":<as given>` when the request had one; Bybit adds nothing otherwise.
+fn req_id_field(req_id: &Option<String>) -> String {
+    req_id
+        .as_ref()
+        .map_or_else(String::new, |r| format!(r#","req_id":{r}"#))
 }
 
 /// What a subscription answer says and which snapshots follow it.
 pub(crate) fn subscribe(
     venue: &Venue,
     topics: &[String],
-    spot: bool,
+    category: Category,
     subs: &mut HashSet<String>,
 ) -> (Option<String>, Vec<String>) {
+    let spot = category == Category::Spot;
     if spot && topics.len() > SPOT_ARGS_MAX {
         return (Some(format!("args size >{SPOT_ARGS_MAX}")), Vec::new());
     }
@@ -51,23 +85,31 @@ pub(crate) fn subscribe(
     let mut failed = None;
     let mut snapshots = Vec::new();
     for topic in topics {
-        if let Some(feed) = st.replay.as_ref() {
+        if subs.contains(topic) {
+            // Bybit: "error:already subscribed,topic:<topic>".
+            failed.get_or_insert_with(|| format!("error:already subscribed,topic:{topic}"));
+            continue;
+        }
+        if category == Category::Linear
+            && let Some(feed) = st.replay.as_ref()
+        {
             if !feed.topics.contains(topic) {
                 failed.get_or_insert_with(|| format!("error:handler not found,topic:{topic}"));
                 continue;
             }
-            if subs.insert(topic.clone()) {
-                st.topics
-                    .entry(topic.clone())
-                    .or_insert_with(TopicState::new)
-                    .subscribers += 1;
-                snapshots.extend(feed.book_snapshot(topic, now_ms));
-            }
+            subs.insert(topic.clone());
+            st.cats[category.index()]
+                .topics
+                .entry(topic.clone())
+                .or_insert_with(TopicState::new)
+                .subscribers += 1;
+            snapshots.extend(feed.book_snapshot(topic, now_ms));
             continue;
         }
+        let cs = &mut st.cats[category.index()];
         let parsed = Topic::parse(topic)
             .ok()
-            .filter(|t| st.markets.contains_key(t.symbol));
+            .filter(|t| cs.markets.contains_key(t.symbol));
         let ok = match parsed.map(|t| t.channel) {
             Some(Channel::OrderBook { depth }) => VENUE_DEPTHS.contains(&depth),
             Some(_) => true,
@@ -77,12 +119,10 @@ pub(crate) fn subscribe(
             failed.get_or_insert_with(|| format!("error:handler not found,topic:{topic}"));
             continue;
         }
-        if !subs.insert(topic.clone()) {
-            continue; // already subscribed on this connection
-        }
+        subs.insert(topic.clone());
         let t = parsed.expect("checked above");
         let symbol = t.symbol.to_string();
-        let state = st
+        let state = cs
             .topics
             .entry(topic.clone())
             .or_insert_with(TopicState::new);
@@ -91,14 +131,15 @@ pub(crate) fn subscribe(
             Channel::OrderBook { depth } => {
                 let running = state.subscribers > 1 || depth == 1000;
                 if !running || state.u == 0 {
-                    state.view = st.markets[&symbol].top(depth as usize);
+                    state.view = cs.markets[&symbol].top(depth as usize);
                     state.u += 1;
                     state.last_push_ms = now_ms;
                 }
                 st.seq += 1;
-                let state = &st.topics[topic];
+                let state = &cs.topics[topic];
                 snapshots.push(book_frame(
-                    &st.markets[&symbol].spec,
+                    category,
+                    &cs.markets[&symbol].spec,
                     topic,
                     "snapshot",
                     now_ms,
@@ -108,18 +149,27 @@ pub(crate) fn subscribe(
                 ));
             }
             Channel::Ticker => {
-                let fields = ticker_fields(&st.markets[&symbol]);
-                snapshots.push(format!(
-                    r#"{{"topic":"{topic}","type":"snapshot","data":{},"cs":{},"ts":{now_ms}}}"#,
-                    ticker_json(&symbol, &fields),
-                    st.seq
-                ));
+                let fields = ticker_fields(category, &cs.markets[&symbol], now_ms);
+                let data = ticker_json(&symbol, &fields);
+                state.last_fields = fields;
+                snapshots.push(match category {
+                    Category::Linear => format!(
+                        r#"{{"topic":"{topic}","type":"snapshot","data":{data},"cs":{},"ts":{now_ms}}}"#,
+                        st.seq
+                    ),
+                    Category::Spot => format!(
+                        r#"{{"topic":"{topic}","ts":{now_ms},"type":"snapshot","cs":{},"data":{data}}}"#,
+                        st.seq
+                    ),
+                });
             }
             Channel::Kline { interval } => {
-                let m = st.markets.get_mut(&symbol).expect("known symbol");
+                let m = cs.markets.get_mut(&symbol).expect("known symbol");
                 let forming = m.series(interval, now_ms).forming;
                 let mut data = String::new();
-                candle_json(&mut data, &m.spec, interval, &forming, false, now_ms);
+                candle_json(
+                    &mut data, category, &m.spec, interval, &forming, false, now_ms,
+                );
                 snapshots.push(format!(
                     r#"{{"topic":"{topic}","data":[{data}],"ts":{now_ms},"type":"snapshot"}}"#
                 ));
@@ -130,18 +180,82 @@ pub(crate) fn subscribe(
     (failed, snapshots)
 }
 
-pub(crate) fn unsubscribe(venue: &Venue, topics: &[String], subs: &mut HashSet<String>) {
+pub(crate) fn unsubscribe(
+    venue: &Venue,
+    category: Category,
+    topics: &[String],
+    subs: &mut HashSet<String>,
+) {
     let mut st = venue.state();
+    let cs = st.cat_mut(category);
     for topic in topics {
         if subs.remove(topic)
-            && let Some(t) = st.topics.get_mut(topic)
+            && let Some(t) = cs.topics.get_mut(topic)
         {
             t.subscribers = t.subscribers.saturating_sub(1);
         }
     }
 }
 
-pub(crate) async fn connection(socket: WebSocket, venue: Venue, spot: bool) {
+/// The answers to one request.
+fn answer(
+    venue: &Venue,
+    category: Category,
+    conn_id: &str,
+    req: Request,
+    subs: &mut HashSet<String>,
+) -> Vec<String> {
+    let rid = req_id_field(&req.req_id);
+    match req.op.as_str() {
+        // Spot pongs carry no req_id (Bybit v5 docs, "Connect"); linear echoes it.
+        "ping" => vec![match category {
+            Category::Spot => {
+                format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}","op":"ping"}}"#)
+            }
+            Category::Linear => {
+                let rid = if rid.is_empty() {
+                    r#","req_id":"""#.to_string()
+                } else {
+                    rid
+                };
+                format!(
+                    r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}"{rid},"op":"ping"}}"#
+                )
+            }
+        }],
+        "subscribe" => {
+            let (failed, snapshots) = subscribe(venue, &req.args, category, subs);
+            let ok_msg = if category == Category::Spot {
+                "subscribe"
+            } else {
+                ""
+            };
+            let (success, msg) = match &failed {
+                Some(m) => (false, m.as_str()),
+                None => (true, ok_msg),
+            };
+            let mut out = vec![format!(
+                r#"{{"success":{success},"ret_msg":"{msg}","conn_id":"{conn_id}"{rid},"op":"subscribe"}}"#
+            )];
+            out.extend(snapshots);
+            out
+        }
+        "unsubscribe" => {
+            unsubscribe(venue, category, &req.args, subs);
+            vec![format!(
+                r#"{{"success":true,"ret_msg":"","conn_id":"{conn_id}"{rid},"op":"unsubscribe"}}"#
+            )]
+        }
+        other => {
+            let other = other.escape_default();
+            vec![format!(
+                r#"{{"success":false,"ret_msg":"error:unknown op {other}","conn_id":"{conn_id}"{rid},"op":"{other}"}}"#
+            )]
+        }
+    }
+}
+
+pub(crate) async fn connection(socket: WebSocket, venue: Venue, category: Category) {
     let stats = venue.stats();
     stats.connections.fetch_add(1, Ordering::Relaxed);
     stats.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +264,6 @@ pub(crate) async fn connection(socket: WebSocket, venue: Venue, spot: bool) {
     let mut drop_rx = venue.inner.drop_tx.subscribe();
     let (mut sink, mut stream) = socket.split();
     let mut subs: HashSet<String> = HashSet::new();
-    let mut decoder = Decoder::default();
     loop {
         tokio::select! {
             biased;
@@ -164,33 +277,13 @@ pub(crate) async fn connection(socket: WebSocket, venue: Venue, spot: bool) {
                 if venue.stalled() {
                     continue;
                 }
-                let Ok(Frame::Control(Control::Request(req))) = decoder.decode(&text) else {
-                    let reply = format!(r#"{{"success":false,"ret_msg":"error:invalid request","conn_id":"{conn_id}","op":""}}"#);
-                    if sink.send(Message::Text(reply.into())).await.is_err() { break }
-                    continue;
+                let replies = match parse_request(&text) {
+                    Ok(req) => answer(&venue, category, &conn_id, req, &mut subs),
+                    Err(req_id) => {
+                        let rid = req_id_field(&req_id);
+                        vec![format!(r#"{{"success":false,"ret_msg":"error:invalid request","conn_id":"{conn_id}"{rid},"op":""}}"#)]
+                    }
                 };
-                let req_id = req.req_id.clone().unwrap_or_default();
-                let mut replies = Vec::new();
-                match req.op.as_str() {
-                    "ping" => replies.push(if spot {
-                        // Spot pongs carry no req_id (Bybit v5 docs, "Connect").
-                        format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}","op":"ping"}}"#)
-                    } else {
-                        format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}","req_id":"{req_id}","op":"ping"}}"#)
-                    }),
-                    "subscribe" => {
-                        let (failed, snapshots) = subscribe(&venue, &req.args, spot, &mut subs);
-                        let ok_msg = if spot { "subscribe" } else { "" };
-                        let (success, msg) = match &failed { Some(m) => (false, m.as_str()), None => (true, ok_msg) };
-                        replies.push(format!(r#"{{"success":{success},"ret_msg":"{msg}","conn_id":"{conn_id}","req_id":"{req_id}","op":"subscribe"}}"#));
-                        replies.extend(snapshots);
-                    }
-                    "unsubscribe" => {
-                        unsubscribe(&venue, &req.args, &mut subs);
-                        replies.push(format!(r#"{{"success":true,"ret_msg":"","conn_id":"{conn_id}","req_id":"{req_id}","op":"unsubscribe"}}"#));
-                    }
-                    other => replies.push(format!(r#"{{"success":false,"ret_msg":"error:unknown op {other}","conn_id":"{conn_id}","req_id":"{req_id}","op":"{other}"}}"#)),
-                }
                 let mut failed = false;
                 for r in replies {
                     if sink.send(Message::Text(r.into())).await.is_err() { failed = true; break }
@@ -207,7 +300,7 @@ pub(crate) async fn connection(socket: WebSocket, venue: Venue, spot: bool) {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
-                if !subs.contains(&*p.topic) || p.spot.is_some_and(|s| s != spot) || venue.stalled() {
+                if p.category != category || !subs.contains(&*p.topic) || venue.stalled() {
                     continue;
                 }
                 if sink.send(Message::Text(p.text.to_string().into())).await.is_err() { break }
@@ -216,7 +309,7 @@ pub(crate) async fn connection(socket: WebSocket, venue: Venue, spot: bool) {
         }
     }
     let all: Vec<String> = subs.iter().cloned().collect();
-    unsubscribe(&venue, &all, &mut subs);
+    unsubscribe(&venue, category, &all, &mut subs);
     let _ = sink.close().await;
     stats.connections.fetch_sub(1, Ordering::Relaxed);
 }

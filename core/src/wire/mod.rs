@@ -7,6 +7,7 @@ pub mod error;
 pub mod frame;
 pub mod json;
 pub mod rest;
+pub mod sign;
 mod swar;
 mod template;
 pub mod topic;

@@ -52,6 +52,20 @@ struct VenueArgs {
     /// The synthetic price's volatility: its standard deviation over a minute, in bps.
     #[arg(long, value_name = "BPS", default_value_t = 2.0)]
     volatility_bps: f64,
+    /// A trading account's API key (the private API serves it).
+    #[arg(long, env = "KEEL_VENUE_API_KEY", requires = "api_secret")]
+    api_key: Option<String>,
+    /// That account's API secret.
+    #[arg(
+        long,
+        env = "KEEL_VENUE_API_SECRET",
+        requires = "api_key",
+        hide_env_values = true
+    )]
+    api_secret: Option<String>,
+    /// The account's starting balance of a coin, as COIN=AMOUNT; repeat for more coins.
+    #[arg(long, value_name = "COIN=AMOUNT", default_values_t = ["USDT=100000".to_string()])]
+    balance: Vec<String>,
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
 }
@@ -307,6 +321,9 @@ fn venue_cmd(args: VenueArgs) -> Result<(), String> {
         replay,
         speed,
         volatility_bps,
+        api_key,
+        api_secret,
+        balance,
         duration: secs,
     } = args;
     let addr: SocketAddr = addr
@@ -341,6 +358,31 @@ fn venue_cmd(args: VenueArgs) -> Result<(), String> {
     let mut vc = VenueConfig::new(symbols);
     vc.seed = seed;
     vc.volatility_bps_per_min = volatility_bps;
+    if let (Some(api_key), Some(api_secret)) = (api_key, api_secret) {
+        let mut balances = Vec::new();
+        for b in &balance {
+            let (coin, amount) = b
+                .split_once('=')
+                .ok_or_else(|| format!("--balance {b:?} must be COIN=AMOUNT"))?;
+            let amount = keel_core::Dec::parse(amount)
+                .ok()
+                .filter(|a| !a.is_negative())
+                .ok_or_else(|| format!("--balance {b:?}: {amount:?} is not an amount"))?;
+            if coin.is_empty()
+                || !coin
+                    .bytes()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
+                return Err(format!("--balance {b:?}: {coin:?} is not a coin"));
+            }
+            balances.push((coin.to_string(), amount));
+        }
+        vc.accounts.push(keel_venue::AccountConfig {
+            api_key,
+            api_secret,
+            balances,
+        });
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);

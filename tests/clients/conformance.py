@@ -1,8 +1,10 @@
 """Third-party Bybit clients against `keel venue`, changed only in their base URL.
 
 ccxt (sync and its WebSocket `watch_*`) and pybit (HTTP and WebSocket) make the public calls
-their users make; the suite prints one row per call and exits 1 if any failed. The private API
-calls join this table when the venue serves them.
+their users make; the suite prints one row per call and exits 1 if any failed. With the venue
+account's keys they trade: limit orders placed, amended, cancelled; a market order; open
+orders, order history, executions, positions, balances; the private WebSocket streams; and a
+wrong secret is refused with 10004.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ import threading
 import time
 
 BASE = sys.argv[1]  # http://127.0.0.1:PORT
+KEY, SECRET = sys.argv[2], sys.argv[3]  # the venue account's key pair
 WS = BASE.replace("http://", "ws://")
 TIMEOUT_S = 15
 
@@ -66,6 +69,52 @@ def ccxt_sync():
     record(c, "fetch_tickers", lambda: len(ex.fetch_tickers(["BTC/USDT:USDT", "ETH/USDT:USDT"])))
 
 
+def ccxt_private():
+    import ccxt
+
+    ex = ccxt.bybit({"apiKey": KEY, "secret": SECRET})
+    point_ccxt(ex)
+    c = "ccxt (keys)"
+    record(c, "load_markets", lambda: f"{len(ex.load_markets())} markets")
+    record(c, "fetch_balance", lambda: ex.fetch_balance()["USDT"]["free"])
+    sym = "BTC/USDT:USDT"
+    bid = ex.fetch_order_book(sym, 1)["bids"][0][0]
+    below = float(ex.price_to_precision(sym, bid * 0.9))
+    placed = {}
+
+    def place():
+        placed["o"] = ex.create_order(sym, "limit", "buy", 0.001, below)
+        return placed["o"]["id"]
+
+    record(c, "create_order limit", place)
+    oid = placed.get("o", {}).get("id", "none")
+    record(c, "fetch_open_orders", lambda: len(ex.fetch_open_orders(sym)))
+    record(c, "fetch_order", lambda: ex.fetch_order(oid, sym, {"acknowledged": True})["status"])
+    record(c, "edit_order", lambda: ex.edit_order(oid, sym, "limit", "buy", 0.002, below)["id"])
+    record(c, "cancel_order", lambda: ex.cancel_order(oid, sym)["id"])
+    record(c, "create_order market", lambda: ex.create_order(sym, "market", "buy", 0.001)["id"])
+    record(c, "fetch_closed_orders", lambda: len(ex.fetch_closed_orders(sym)))
+    record(c, "fetch_my_trades", lambda: len(ex.fetch_my_trades(sym)))
+    record(c, "fetch_positions", lambda: [p["contracts"] for p in ex.fetch_positions([sym])])
+    spot_bid = ex.fetch_order_book("BTC/USDT", 1)["bids"][0][0]
+    spot_price = float(ex.price_to_precision("BTC/USDT", spot_bid * 0.9))
+    record(c, "create_order spot limit", lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, spot_price)["id"])
+    record(c, "cancel_all_orders spot", lambda: len(ex.cancel_all_orders("BTC/USDT")))
+    bad = ccxt.bybit({"apiKey": KEY, "secret": SECRET + "-wrong"})
+    point_ccxt(bad)
+    bad.markets, bad.markets_by_id, bad.currencies = ex.markets, ex.markets_by_id, ex.currencies
+
+    def refused():
+        try:
+            bad.fetch_balance()
+        except ccxt.AuthenticationError as e:
+            assert "10004" in str(e), str(e)
+            return "refused with 10004"
+        raise AssertionError("a wrong secret was accepted")
+
+    record(c, "wrong secret", refused)
+
+
 def ccxt_pro():
     import ccxt.pro as ccxtpro
 
@@ -94,6 +143,32 @@ def ccxt_pro():
                 rows.append((c, name, True, str(show(r))[:70], time.time() - t0))
             except Exception as e:
                 rows.append((c, name, False, f"{type(e).__name__}: {e}"[:70], time.time() - t0))
+        await ex.close()
+        # The private streams: each watch is started, then an order gives it something to say.
+        ex = ccxtpro.bybit({"apiKey": KEY, "secret": SECRET})
+        point_ccxt(ex)
+        await ex.load_markets()
+        sym = "BTC/USDT:USDT"
+        watches = [
+            ("watch_orders", lambda: ex.watch_orders(sym), "buy"),
+            ("watch_my_trades", lambda: ex.watch_my_trades(sym), "buy"),
+            ("watch_positions", lambda: ex.watch_positions([sym]), "sell"),
+            ("watch_balance", lambda: ex.watch_balance(), "sell"),
+        ]
+        for name, watch, side in watches:
+            t0 = time.time()
+
+            async def trade_soon(side=side):
+                await asyncio.sleep(1.5)
+                await ex.create_order(sym, "market", side, 0.001)
+
+            task = asyncio.ensure_future(trade_soon())
+            try:
+                r = await asyncio.wait_for(watch(), TIMEOUT_S)
+                await task
+                rows.append(("ccxt.pro (keys)", name, True, str(r)[:70], time.time() - t0))
+            except Exception as e:
+                rows.append(("ccxt.pro (keys)", name, False, f"{type(e).__name__}: {e}"[:70], time.time() - t0))
         await ex.close()
 
     asyncio.run(run())
@@ -142,9 +217,62 @@ def pybit_all():
             rows.append((c, f"{name} {cat}", m is not None, (m or {}).get("topic", "no message")[:70], time.time() - t0))
         ws.exit()
 
+    # With keys.
+    s = HTTP(testnet=False, api_key=KEY, api_secret=SECRET)
+    s.endpoint = BASE
+    c = "pybit (keys)"
+    bid = float(s.get_orderbook(category="linear", symbol="BTCUSDT", limit=1)["result"]["b"][0][0])
+    below = f"{round(bid * 0.9, 1):.1f}"
+    link = f"keel-suite-{int(time.time() * 1000)}"
+    record(c, "place_order limit", lambda: s.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price=below, orderLinkId=link)["result"]["orderId"])
+    record(c, "get_open_orders", lambda: len(s.get_open_orders(category="linear", symbol="BTCUSDT")["result"]["list"]))
+    record(c, "get_open_orders by orderLinkId", lambda: s.get_open_orders(category="linear", orderLinkId=link)["result"]["list"][0]["orderStatus"])
+    record(c, "amend_order", lambda: s.amend_order(category="linear", symbol="BTCUSDT", orderLinkId=link, qty="0.002")["result"]["orderLinkId"])
+    record(c, "cancel_order", lambda: s.cancel_order(category="linear", symbol="BTCUSDT", orderLinkId=link)["result"]["orderLinkId"])
+
+    def duplicate():
+        try:
+            s.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price=below, orderLinkId=link)
+        except Exception as e:
+            assert "110072" in str(e), str(e)
+            return "refused with 110072"
+        raise AssertionError("a duplicate orderLinkId was accepted")
+
+    record(c, "place_order duplicate orderLinkId", duplicate)
+    record(c, "place_order market", lambda: s.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.001")["result"]["orderId"])
+    record(c, "get_order_history", lambda: len(s.get_order_history(category="linear", symbol="BTCUSDT")["result"]["list"]))
+    record(c, "get_executions", lambda: len(s.get_executions(category="linear", symbol="BTCUSDT")["result"]["list"]))
+    record(c, "get_positions", lambda: s.get_positions(category="linear", symbol="BTCUSDT")["result"]["list"][0]["size"])
+    record(c, "get_wallet_balance", lambda: s.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]["totalEquity"])
+    record(c, "get_fee_rates", lambda: s.get_fee_rates(category="linear", symbol="BTCUSDT")["result"]["list"][0]["takerFeeRate"])
+    record(c, "cancel_all_orders", lambda: s.cancel_all_orders(category="linear", symbol="BTCUSDT")["result"]["success"])
+    got = {}
+    lock = threading.Lock()
+
+    def keep(name):
+        def cb(m):
+            with lock:
+                got.setdefault(name, m)
+        return cb
+
+    t0 = time.time()
+    ws = WebSocket(testnet=False, channel_type="private", api_key=KEY, api_secret=SECRET)
+    ws.order_stream(keep("order_stream"))
+    ws.execution_stream(keep("execution_stream"))
+    ws.position_stream(keep("position_stream"))
+    ws.wallet_stream(keep("wallet_stream"))
+    time.sleep(1.0)
+    s.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.001")
+    while len(got) < 4 and time.time() - t0 < TIMEOUT_S:
+        time.sleep(0.05)
+    for name in ["order_stream", "execution_stream", "position_stream", "wallet_stream"]:
+        m = got.get(name)
+        rows.append((c, name, m is not None, (m or {}).get("topic", "no message")[:70], time.time() - t0))
+    ws.exit()
+
 
 def main():
-    for part in (ccxt_sync, ccxt_pro, pybit_all):
+    for part in (ccxt_sync, ccxt_private, ccxt_pro, pybit_all):
         try:
             part()
         except Exception as e:

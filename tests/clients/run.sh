@@ -16,7 +16,12 @@ if [ ! -x "$keel" ]; then
   cargo build --release -p keel-runtime --bin keel
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$keel" venue --addr "127.0.0.1:$port" --duration 300 > target/clients-venue.log 2>&1 &
+# A key pair made for this run only.
+key="suite$(date +%s%N | tail -c 9)"
+secret="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+KEEL_VENUE_API_KEY="$key" KEEL_VENUE_API_SECRET="$secret" \
+  "$keel" venue --addr "127.0.0.1:$port" --duration 300 --balance USDT=100000 --balance BTC=1 \
+  > target/clients-venue.log 2>&1 &
 venue=$!
 trap 'kill "$venue" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -25,4 +30,4 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.1
 done
-"$venv/bin/python" tests/clients/conformance.py "http://127.0.0.1:$port"
+"$venv/bin/python" tests/clients/conformance.py "http://127.0.0.1:$port" "$key" "$secret"

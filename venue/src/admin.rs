@@ -1,4 +1,4 @@
-//! `/admin`: inject faults and read the venue's truth (books, counters) in tests.
+//! `/admin`: inject faults and read the venue's truth (books, counters, accounts) in tests.
 
 use std::sync::atomic::Ordering;
 
@@ -7,9 +7,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::config::Category;
 use crate::faults::Fault;
 use crate::rest::json_response;
 use crate::state::Venue;
+use crate::trade::model::{execution_json, order_json, position_json};
 
 pub(crate) async fn admin_fault(State(venue): State<Venue>, body: String) -> Response {
     match serde_json::from_str::<Fault>(&body) {
@@ -53,4 +55,75 @@ pub(crate) async fn admin_stats(State(venue): State<Venue>) -> Response {
         "lagged_drops": s.lagged_drops.load(Ordering::Relaxed),
     });
     json_response(StatusCode::OK, body.to_string())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AccountQuery {
+    /// The account's API key; the first account when absent.
+    api_key: Option<String>,
+}
+
+/// The venue's truth for tests: an account's orders, executions or positions as JSON lists
+/// (the same fields the private API writes).
+fn account_view(venue: &Venue, q: &AccountQuery, what: &str) -> Response {
+    let st = venue.state();
+    let Some(a) = st
+        .accounts
+        .iter()
+        .find(|a| q.api_key.as_ref().is_none_or(|k| *k == a.api_key))
+    else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"no such account"}"#.into(),
+        );
+    };
+    let spec = |c: Category, s: &str| st.cat(c).markets.get(s).map(|m| m.spec.clone());
+    let items: Vec<String> = match what {
+        "orders" => a
+            .orders
+            .iter()
+            .filter_map(|o| Some(order_json(o, &spec(o.category, &o.symbol)?, true)))
+            .collect(),
+        "executions" => a
+            .executions
+            .iter()
+            .filter_map(|e| Some(execution_json(e, &spec(e.category, &e.symbol)?, true)))
+            .collect(),
+        _ => a
+            .positions
+            .iter()
+            .filter_map(|(s, p)| {
+                let m = st.cat(Category::Linear).markets.get(s)?;
+                Some(position_json(
+                    s,
+                    p,
+                    &m.spec,
+                    (m.best_bid() + m.best_ask()) / 2,
+                    true,
+                ))
+            })
+            .collect(),
+    };
+    json_response(StatusCode::OK, format!("[{}]", items.join(",")))
+}
+
+pub(crate) async fn admin_orders(
+    State(venue): State<Venue>,
+    Query(q): Query<AccountQuery>,
+) -> Response {
+    account_view(&venue, &q, "orders")
+}
+
+pub(crate) async fn admin_executions(
+    State(venue): State<Venue>,
+    Query(q): Query<AccountQuery>,
+) -> Response {
+    account_view(&venue, &q, "executions")
+}
+
+pub(crate) async fn admin_positions(
+    State(venue): State<Venue>,
+    Query(q): Query<AccountQuery>,
+) -> Response {
+    account_view(&venue, &q, "positions")
 }

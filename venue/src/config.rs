@@ -4,6 +4,10 @@
 pub const VENUE_DEPTHS: [u16; 4] = [1, 50, 200, 1000];
 /// Frames buffered per connection before it counts as lagging and is dropped.
 pub const PUBLISH_CHANNEL_FRAMES: usize = 16_384;
+/// How long an answer to a subscribe or auth request waits, as a real venue's round trip would.
+/// pybit records a subscription only after sending it, and an answer faster than its thread
+/// switch arrives before the record (a KeyError in its callback that closes the connection).
+pub const ANSWER_DELAY_MS: u64 = 20;
 /// Bybit: "Spot can input up to 10 args for each subscription request".
 pub const SPOT_ARGS_MAX: usize = 10;
 
@@ -50,6 +54,27 @@ pub struct VenueConfig {
     pub push_speedup: u64,
     /// The synthetic fair price's standard deviation over one minute, in basis points.
     pub volatility_bps_per_min: f64,
+    /// Trading accounts the private API serves.
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// One trading account: its key pair and starting balances (coin, amount).
+#[derive(Clone)]
+pub struct AccountConfig {
+    pub api_key: String,
+    pub api_secret: String,
+    pub balances: Vec<(String, keel_core::Dec)>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    // The secret never reaches a log or a Debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"<redacted>")
+            .field("balances", &self.balances)
+            .finish()
+    }
 }
 
 impl VenueConfig {
@@ -62,6 +87,7 @@ impl VenueConfig {
             rest_window_ms: 5_000,
             push_speedup: 1,
             volatility_bps_per_min: crate::market::Dynamics::default().volatility_bps_per_min,
+            accounts: Vec::new(),
         }
     }
 }

@@ -30,6 +30,18 @@ pub enum Fault {
     Forbid { secs: f64 },
     /// Answer REST with this status (429, 500, 503...) for a while.
     RestStatus { status: u16, secs: f64 },
+    /// The next `count` order requests are applied but their answers are lost.
+    DropOrderAck { count: Option<u32> },
+    /// Private requests answer with this retCode (10006, 10016...) for a while.
+    PrivateRetCode { code: i64, secs: f64 },
+    /// The private stream sends nothing (pushes wait) while its sockets stay open.
+    StallPrivate { secs: f64 },
+    /// Close every private WebSocket connection now.
+    DropPrivate,
+    /// Every `Filled` order push is sent twice for a while (Bybit's documented quirk).
+    DuplicateFilled { secs: f64 },
+    /// A venue release: the recently closed orders `GET /v5/order/realtime` lists are gone.
+    ClearRecentOrders,
     /// Lift every fault.
     Clear,
 }
@@ -41,6 +53,10 @@ pub(crate) struct Faults {
     pub(crate) forbid_until: Option<Instant>,
     pub(crate) delay_rest: Option<(Duration, Instant)>,
     pub(crate) rest_status: Option<(u16, Instant)>,
+    pub(crate) drop_order_ack: u32,
+    pub(crate) private_ret_code: Option<(i64, Instant)>,
+    pub(crate) stall_private_until: Option<Instant>,
+    pub(crate) duplicate_filled_until: Option<Instant>,
 }
 
 impl Venue {
@@ -62,6 +78,9 @@ impl Venue {
                 self.inner.drop_tx.send_modify(|g| *g += 1);
             }
             Fault::Restart => self.restart_books(),
+            Fault::DropPrivate => {
+                self.inner.drop_private_tx.send_modify(|g| *g += 1);
+            }
             other => {
                 let mut st = self.state();
                 match other {
@@ -89,8 +108,23 @@ impl Venue {
                             }
                         }
                     }
+                    Fault::DropOrderAck { count } => st.faults.drop_order_ack = count.unwrap_or(1),
+                    Fault::PrivateRetCode { code, secs } => {
+                        st.faults.private_ret_code = Some((code, until(secs)))
+                    }
+                    Fault::StallPrivate { secs } => {
+                        st.faults.stall_private_until = Some(until(secs))
+                    }
+                    Fault::DuplicateFilled { secs } => {
+                        st.faults.duplicate_filled_until = Some(until(secs))
+                    }
+                    Fault::ClearRecentOrders => {
+                        for a in &mut st.accounts {
+                            a.recent_closed.clear();
+                        }
+                    }
                     Fault::Clear => st.faults = Faults::default(),
-                    Fault::Drop | Fault::Restart => {}
+                    Fault::Drop | Fault::Restart | Fault::DropPrivate => {}
                 }
             }
         }

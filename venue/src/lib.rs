@@ -17,9 +17,12 @@ pub mod replay;
 mod rest;
 pub mod serve;
 pub mod state;
+mod trade;
 mod ws;
 
-pub use config::{Category, PUBLISH_CHANNEL_FRAMES, SPOT_ARGS_MAX, VENUE_DEPTHS, VenueConfig};
+pub use config::{
+    AccountConfig, Category, PUBLISH_CHANNEL_FRAMES, SPOT_ARGS_MAX, VENUE_DEPTHS, VenueConfig,
+};
 pub use faults::Fault;
 pub use serve::serve;
 pub use state::{Published, PublishedBook, Venue, VenueStats};

@@ -18,7 +18,9 @@ use keel_core::wire::topic::{Channel, Topic};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use crate::admin::{admin_book, admin_fault, admin_stats};
+use crate::admin::{
+    admin_book, admin_executions, admin_fault, admin_orders, admin_positions, admin_stats,
+};
 use crate::config::{Category, PUBLISH_CHANNEL_FRAMES, VENUE_DEPTHS, VenueConfig};
 use crate::faults::{Fault, Faults};
 use crate::market::{BookView, Dynamics, SimCandle, SimTrade, SymbolMarket, SymbolSpec};
@@ -27,6 +29,10 @@ use crate::replay::ReplayFeed;
 use crate::rest::{
     rest_instruments, rest_kline, rest_orderbook, rest_recent_trades, rest_tickers, rest_time,
 };
+use crate::trade::matching::on_market_step;
+use crate::trade::model::{Account, Push};
+use crate::trade::rest::private;
+use crate::trade::ws::private_ws;
 use crate::ws::ws_upgrade;
 
 pub(crate) struct TopicState {
@@ -53,6 +59,9 @@ impl TopicState {
         }
     }
 }
+
+/// The first account's UID; later accounts count up from it.
+const FIRST_UID: u64 = 100_000_001;
 
 /// Mixed into the seed of spot markets, so a symbol's spot book is not its linear book.
 const SPOT_SEED_SALT: u64 = 0x5f07_5f07;
@@ -84,6 +93,10 @@ pub(crate) struct VenueState {
     pub(crate) cats: [CategoryState; 2],
     pub(crate) seq: u64,
     pub(crate) faults: Faults,
+    /// Trading accounts, found by API key.
+    pub(crate) accounts: Vec<Account>,
+    /// Private requests per (account, endpoint) inside the rate window, by time (ms).
+    pub(crate) rate: HashMap<(u64, String), VecDeque<u64>>,
     pub(crate) rest_sent: VecDeque<Instant>,
     pub(crate) push_speedup: u64,
     /// When set, frames come from capture files instead of the synthetic market.
@@ -133,6 +146,10 @@ pub(crate) struct Inner {
     pub(crate) state: Mutex<VenueState>,
     pub(crate) tx: broadcast::Sender<Published>,
     pub(crate) drop_tx: watch::Sender<u64>,
+    /// Bumped to close every private connection.
+    pub(crate) drop_private_tx: watch::Sender<u64>,
+    /// Private pushes for every account's connections: (uid, push).
+    pub(crate) private_tx: broadcast::Sender<Arc<(u64, Push)>>,
     pub(crate) epoch_ms: u64,
     pub(crate) started: Instant,
     pub(crate) stats: VenueStats,
@@ -175,6 +192,8 @@ impl Venue {
         }
         let (tx, _) = broadcast::channel(PUBLISH_CHANNEL_FRAMES);
         let (drop_tx, _) = watch::channel(0);
+        let (drop_private_tx, _) = watch::channel(0);
+        let (private_tx, _) = broadcast::channel(PUBLISH_CHANNEL_FRAMES);
         Venue {
             inner: Arc::new(Inner {
                 queued: Mutex::new(Vec::new()),
@@ -183,6 +202,20 @@ impl Venue {
                     cats: [CategoryState::new(linear), CategoryState::new(spot)],
                     seq: 1_000_000,
                     faults: Faults::default(),
+                    accounts: config
+                        .accounts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            Account::new(
+                                FIRST_UID + i as u64,
+                                a.api_key.clone(),
+                                a.api_secret.clone(),
+                                a.balances.iter().cloned().collect(),
+                            )
+                        })
+                        .collect(),
+                    rate: HashMap::new(),
                     rest_sent: VecDeque::new(),
                     push_speedup: config.push_speedup.max(1),
                     replay: None,
@@ -190,6 +223,8 @@ impl Venue {
                 config,
                 tx,
                 drop_tx,
+                drop_private_tx,
+                private_tx,
                 epoch_ms,
                 started: Instant::now(),
                 stats: VenueStats::default(),
@@ -305,6 +340,38 @@ impl Venue {
         }
     }
 
+    /// Hands every account's waiting pushes to the private connections. A `Filled` order push
+    /// goes twice while a `duplicate_filled` fault lasts, the second as Bybit's quirk writes it.
+    pub(crate) fn flush_pushes(&self, st: &mut VenueState) {
+        let dup = st
+            .faults
+            .duplicate_filled_until
+            .is_some_and(|t| Instant::now() < t);
+        for a in &mut st.accounts {
+            while let Some(p) = a.pushes.pop_front() {
+                let twin =
+                    (dup && p.topic == "order" && p.data.contains(r#""orderStatus":"Filled""#))
+                        .then(|| Push {
+                            data: p
+                                .data
+                                .replace(
+                                    r#""cancelType":"UNKNOWN""#,
+                                    r#""cancelType":"CancelByUser""#,
+                                )
+                                .replace(
+                                    r#""rejectReason":"EC_NoError""#,
+                                    r#""rejectReason":"EC_OrigClOrdIDDoesNotExist""#,
+                                ),
+                            ..p.clone()
+                        });
+                let _ = self.inner.private_tx.send(Arc::new((a.uid, p)));
+                if let Some(t) = twin {
+                    let _ = self.inner.private_tx.send(Arc::new((a.uid, t)));
+                }
+            }
+        }
+    }
+
     /// Starts the stepping task; it ends when `shutdown` flips to true.
     pub fn spawn_stepper(
         &self,
@@ -356,8 +423,13 @@ impl Venue {
             }
             for category in Category::ALL {
                 let cs = &mut st.cats[category.index()];
-                for m in cs.markets.values_mut() {
+                for (symbol, m) in cs.markets.iter_mut() {
                     m.step(&mut st.rng, now_ms, seed);
+                    // Resting orders the market reached fill before the step is published.
+                    let trades = m.fresh_trades.clone();
+                    for a in &mut st.accounts {
+                        on_market_step(a, category, symbol, m, &trades, now_ms, &mut st.seq);
+                    }
                 }
                 let symbols: Vec<String> = cs.markets.keys().cloned().collect();
                 for symbol in &symbols {
@@ -374,6 +446,8 @@ impl Venue {
             // No receivers is fine: nobody is subscribed.
             let _ = self.inner.tx.send(p);
         }
+        let mut st = self.state();
+        self.flush_pushes(&mut st);
     }
 
     /// The router: REST, WebSocket and admin on one address.
@@ -386,6 +460,24 @@ impl Venue {
             .route("/v5/market/kline", get(rest_kline))
             .route("/v5/market/tickers", get(rest_tickers))
             .route("/v5/market/recent-trade", get(rest_recent_trades))
+            .route("/v5/private", get(private_ws))
+            .route("/v5/order/create", post(private))
+            .route("/v5/order/create-batch", post(private))
+            .route("/v5/order/amend", post(private))
+            .route("/v5/order/cancel", post(private))
+            .route("/v5/order/cancel-all", post(private))
+            .route("/v5/order/realtime", get(private))
+            .route("/v5/order/history", get(private))
+            .route("/v5/execution/list", get(private))
+            .route("/v5/position/list", get(private))
+            .route("/v5/account/wallet-balance", get(private))
+            .route("/v5/account/fee-rate", get(private))
+            .route("/v5/account/info", get(private))
+            .route("/v5/user/query-api", get(private))
+            .route("/v5/asset/coin/query-info", get(private))
+            .route("/admin/orders", get(admin_orders))
+            .route("/admin/executions", get(admin_executions))
+            .route("/admin/positions", get(admin_positions))
             .route("/admin/fault", post(admin_fault))
             .route("/admin/book", get(admin_book))
             .route("/admin/stats", get(admin_stats))

@@ -13,7 +13,7 @@ use keel_core::wire::topic::{Channel, Topic};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::config::{Category, SPOT_ARGS_MAX, VENUE_DEPTHS};
+use crate::config::{ANSWER_DELAY_MS, Category, SPOT_ARGS_MAX, VENUE_DEPTHS};
 use crate::publish::{book_frame, candle_json, ticker_fields, ticker_json};
 use crate::state::{TopicState, Venue};
 
@@ -276,6 +276,9 @@ pub(crate) async fn connection(socket: WebSocket, venue: Venue, category: Catego
                 };
                 if venue.stalled() {
                     continue;
+                }
+                if text.contains("subscribe") {
+                    tokio::time::sleep(std::time::Duration::from_millis(ANSWER_DELAY_MS)).await;
                 }
                 let replies = match parse_request(&text) {
                     Ok(req) => answer(&venue, category, &conn_id, req, &mut subs),

@@ -122,6 +122,36 @@ pub struct RunConfig {
     pub consumer_events_max: usize,
     pub write_queue_frames_max: usize,
     pub db: std::path::PathBuf,
+    /// The trading account's API key pair: made in memory for the embedded venue; for a real
+    /// venue it comes with live execution.
+    pub credentials: Option<Credentials>,
+}
+
+/// An API key pair. Neither half reaches a log, an error or a Debug print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+impl Credentials {
+    /// A fresh key pair from the OS's randomness, for the embedded venue.
+    pub fn generate() -> std::io::Result<Credentials> {
+        use std::io::Read;
+        let mut bytes = [0u8; 40];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        Ok(Credentials {
+            api_key: format!("keel{}", hex(&bytes[..8])),
+            api_secret: hex(&bytes[8..]),
+        })
+    }
 }
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -448,6 +478,7 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         log_format,
         consumer_delay_ms: file.consumer_delay_ms.unwrap_or(0),
         write_queue_frames_max,
+        credentials: None,
     })
 }
 
@@ -503,6 +534,21 @@ pub fn ws_url(venue: &VenueChoice, category: Category) -> Result<String, ConfigE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_credentials_are_fresh_and_never_printed() {
+        let (a, b) = (
+            Credentials::generate().unwrap(),
+            Credentials::generate().unwrap(),
+        );
+        assert_ne!(a, b);
+        assert!(a.api_key.starts_with("keel") && a.api_secret.len() == 64);
+        let shown = format!("{a:?} {:?}", Some(a.clone()));
+        assert!(
+            !shown.contains(&a.api_secret) && !shown.contains(&a.api_key),
+            "{shown}"
+        );
+    }
 
     fn resolve_toml(text: &str) -> Result<RunConfig, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;

@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use crate::ops::{self, HealthView};
 use crate::transport::{RayonPool, ReqwestTransport, TcpConnector, Transports};
 
+/// The embedded venue account's starting USDT.
+const EMBEDDED_BALANCE_USDT: i64 = 100_000;
+
 /// Time the embedded venue's server gets to finish its graceful shutdown.
 const VENUE_SHUTDOWN_GRACE_MS: u64 = 100;
 
@@ -280,6 +283,18 @@ pub async fn run_with_venue_speedup(
         None => {
             let mut vc = VenueConfig::new(cfg.engine.symbols.clone());
             vc.seed = cfg.engine.seed;
+            // The embedded venue's trading account: a key pair made here, in memory only.
+            let creds = crate::config::Credentials::generate()
+                .map_err(|e| format!("cannot make the embedded venue's key pair: {e}"))?;
+            vc.accounts.push(keel_venue::AccountConfig {
+                api_key: creds.api_key.clone(),
+                api_secret: creds.api_secret.clone(),
+                balances: vec![(
+                    "USDT".into(),
+                    keel_core::Dec::from_int(EMBEDDED_BALANCE_USDT),
+                )],
+            });
+            cfg.credentials = Some(creds);
             vc.push_speedup = speedup.max(1);
             vc.step_ms = (vc.step_ms / speedup.max(1)).max(1);
             let v = RunningVenue::start_isolated("127.0.0.1:0".parse().expect("literal"), vc)?;

@@ -74,6 +74,8 @@ pub struct LinkFile {
     pub connect_timeout_ms: Option<u64>,
     pub reconnect_delay_ms_base: Option<u64>,
     pub reconnect_delay_ms_max: Option<u64>,
+    /// A link up this long without a failure starts its backoff again from the base delay.
+    pub reconnect_reset_after_ms: Option<u64>,
     pub connects_per_window_max: Option<usize>,
     pub write_queue_frames_max: Option<usize>,
 }
@@ -386,6 +388,13 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     if e.link.backoff.delay_ms_max < e.link.backoff.delay_ms_base {
         return err("link.reconnect_delay_ms_max is below link.reconnect_delay_ms_base");
     }
+    set(
+        &mut e.link.backoff.reset_after_ms,
+        l.reconnect_reset_after_ms,
+        "link.reconnect_reset_after_ms",
+        1_000,
+        86_400_000,
+    )?;
     if let Some(n) = l.connects_per_window_max {
         if n == 0 {
             return err("link.connects_per_window_max must be at least 1");
@@ -534,6 +543,14 @@ pub fn ws_url(venue: &VenueChoice, category: Category) -> Result<String, ConfigE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backoff_reset_period_is_configurable_and_bounded() {
+        let cfg = resolve_toml("[link]\nreconnect_reset_after_ms = 20000\n").unwrap();
+        assert_eq!(cfg.engine.link.backoff.reset_after_ms, 20_000);
+        let e = resolve_toml("[link]\nreconnect_reset_after_ms = 5\n").unwrap_err();
+        assert!(e.0.contains("link.reconnect_reset_after_ms"), "{e}");
+    }
 
     #[test]
     fn generated_credentials_are_fresh_and_never_printed() {

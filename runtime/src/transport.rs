@@ -72,19 +72,28 @@ impl HttpTransport for ReqwestTransport {
                 .await
                 .map_err(classify)?;
             let status = resp.status().as_u16();
-            if resp
-                .content_length()
-                .is_some_and(|n| n as usize > HTTP_BODY_BYTES_MAX)
-            {
-                return Err(HttpError::Other("response body over the size limit".into()));
-            }
-            let body = resp.text().await.map_err(classify)?;
-            if body.len() > HTTP_BODY_BYTES_MAX {
-                return Err(HttpError::Other("response body over the size limit".into()));
-            }
+            let body = read_bounded(resp, HTTP_BODY_BYTES_MAX).await?;
             Ok((status, body))
         })
     }
+}
+
+/// Reads a body chunk by chunk with a running byte count, with or without Content-Length: the
+/// first chunk past `bytes_max` ends the read and drops what was read, so a chunked body that
+/// never ends costs at most `bytes_max` bytes of memory.
+async fn read_bounded(mut resp: reqwest::Response, bytes_max: usize) -> Result<String, HttpError> {
+    let too_large = HttpError::TooLarge { bytes_max };
+    if resp.content_length().is_some_and(|n| n > bytes_max as u64) {
+        return Err(too_large);
+    }
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > bytes_max {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| HttpError::Other("response body is not UTF-8".into()))
 }
 
 fn classify(e: reqwest::Error) -> HttpError {

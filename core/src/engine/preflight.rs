@@ -10,6 +10,9 @@ use crate::decimal::Dec;
 use crate::wire::rest;
 
 /// What a pre-flight request asks.
+/// A venue clock further than this from ours is not a clock: pre-flight fails.
+pub const CLOCK_SKEW_MS_MAX: i64 = 86_400_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ask {
     Time,
@@ -156,6 +159,14 @@ impl Preflight {
         self.clock_skew_ms = wall_ms.map(|w| {
             (venue_ms as i128 - w as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
         });
+        if let Some(s) = self
+            .clock_skew_ms
+            .filter(|s| s.unsigned_abs() > CLOCK_SKEW_MS_MAX as u64)
+        {
+            return self.fail(format!(
+                "pre-flight: the venue's clock is {s} ms from ours (more than {CLOCK_SKEW_MS_MAX} ms): refusing to run on it"
+            ));
+        }
         let skew = self
             .clock_skew_ms
             .map_or("unknown".to_string(), |s| format!("{s} ms"));
@@ -273,6 +284,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!p.is_running());
+    }
+
+    #[test]
+    fn an_absurd_venue_time_saturates_and_fails_preflight() {
+        let mut p = Preflight::new(Category::Linear, vec!["BTCUSDT".into()]);
+        p.start();
+        drain(&mut p);
+        let absurd = r#"{"retCode":0,"retMsg":"OK","result":{"timeSecond":"18446744073709551615"},"time":1}"#;
+        p.handle_answer(Ask::Time, Ok(absurd.into()), Some(1_700_000_000_000));
+        match &drain(&mut p)[..] {
+            [PreflightOutput::Failed(m)] => assert!(m.contains("clock"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            p.clock_skew_ms().is_some_and(|s| s > 0),
+            "saturated, not wrapped"
+        );
     }
 
     #[test]

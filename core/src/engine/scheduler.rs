@@ -58,6 +58,10 @@ pub struct RequestId(pub u64);
 pub enum HttpError {
     Timeout,
     Connect(String),
+    /// The body passed the runtime's byte limit while it was read; nothing of it was kept.
+    TooLarge {
+        bytes_max: usize,
+    },
     Other(String),
 }
 
@@ -125,6 +129,9 @@ pub struct SchedCounters {
     pub failed: u64,
     pub late_dropped: u64,
     pub queue_full: u64,
+    /// Answers refused for passing the body limit (never retried: the venue would send the
+    /// same body again).
+    pub too_large: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +302,13 @@ impl<P: Clone> Scheduler<P> {
             return;
         };
         let (mut req, _) = self.in_flight.swap_remove(pos);
+        if let HttpError::TooLarge { bytes_max } = err {
+            self.counters.too_large += 1;
+            let message = format!("response body over {bytes_max} bytes");
+            self.fail(req, 0, None, message);
+            self.dispatch(now);
+            return;
+        }
         if err == HttpError::Timeout {
             self.counters.timeouts += 1;
         }
@@ -456,6 +470,36 @@ mod tests {
     }
 
     const OK: &str = r#"{"retCode":0,"retMsg":"OK","result":{}}"#;
+
+    #[test]
+    fn an_oversize_body_fails_the_request_at_once_and_is_never_retried() {
+        let mut s: Scheduler<u32> = Scheduler::new(RestConfig::default());
+        let mut rng = Rng::new(1);
+        s.submit(Time::ZERO, "/a".into(), 7).unwrap();
+        s.handle_timeout(Time::ZERO, &mut rng);
+        let id = ids(&drain(&mut s))[0];
+        s.handle_error(
+            Time::ZERO,
+            id,
+            HttpError::TooLarge { bytes_max: 16 },
+            &mut rng,
+        );
+        let out = drain(&mut s);
+        assert!(
+            matches!(
+                &out[..],
+                [SchedOutput::Done {
+                    purpose: 7,
+                    result: Err(RestFailure::Rejected { .. }),
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        assert_eq!(s.counters().too_large, 1);
+        assert_eq!(s.counters().retries, 0);
+        assert_eq!(s.poll_timeout(), None, "nothing left to retry");
+    }
 
     #[test]
     fn in_flight_requests_are_bounded() {

@@ -549,6 +549,57 @@ mod tests {
 
     const SNAP: &str = r#"{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","1"]],"u":10,"seq":1}}"#;
 
+    fn kline(start: u64, o: &str, h: &str, l: &str, c: &str, v: &str) -> String {
+        format!(
+            r#"{{"topic":"kline.1.BTCUSDT","data":[{{"start":{start},"end":{},"interval":"1","open":"{o}","close":"{c}","high":"{h}","low":"{l}","volume":"{v}","turnover":"1","confirm":false,"timestamp":1}}],"ts":1,"type":"snapshot"}}"#,
+            start + 59_999
+        )
+    }
+
+    /// Every frame that parses but cannot be true is refused as implausible, counted, and
+    /// changes nothing: the market looks the same as before it came.
+    #[test]
+    fn frames_that_parse_but_cannot_be_true_are_refused_and_change_nothing() {
+        let mut m = Market::new(MarketConfig::default());
+        m.handle_frame(Time::ZERO, &kline(60_000, "100", "110", "90", "105", "1"))
+            .unwrap();
+        let trade_ok = r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"T":1,"s":"BTCUSDT","S":"Buy","v":"1","p":"100","L":"PlusTick","i":"a","BT":false}]}"#;
+        m.handle_frame(Time::ZERO, trade_ok).unwrap();
+        let ticker_ok = r#"{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","lastPrice":"100","markPrice":"100"},"cs":1,"ts":1}"#;
+        m.handle_frame(Time::ZERO, ticker_ok).unwrap();
+        let series = m.series_id("kline.1.BTCUSDT").unwrap();
+        let forming = *m.series(series).forming().unwrap();
+        let last_trade = *m.last_trade("BTCUSDT").unwrap();
+        let ticker = m.ticker("BTCUSDT").cloned();
+        let bad = [
+            kline(60_000, "100", "104", "90", "105", "1"),
+            kline(60_000, "100", "110", "101", "105", "1"),
+            kline(60_000, "-5", "110", "90", "105", "1"),
+            kline(60_000, "100", "110", "90", "0", "1"),
+            kline(60_000, "100", "110", "90", "105", "-1"),
+            kline(60_001, "100", "110", "90", "105", "1"),
+            trade_ok.replace(r#""p":"100""#, r#""p":"0""#),
+            trade_ok.replace(r#""v":"1""#, r#""v":"-1""#),
+            ticker_ok.replace(r#""lastPrice":"100""#, r#""lastPrice":"-1""#),
+            ticker_ok.replace(r#""markPrice":"100""#, r#""markPrice":"0""#),
+        ];
+        for (n, frame) in bad.iter().enumerate() {
+            match m.handle_frame(Time::ZERO, frame) {
+                Err(MarketError::Decode(DecodeError::Implausible { .. })) => {}
+                other => panic!("frame {n} was not refused as implausible: {other:?}\n{frame}"),
+            }
+        }
+        assert_eq!(
+            m.counters()
+                .bad
+                .get(crate::wire::error::BadReason::Implausible),
+            bad.len() as u64
+        );
+        assert_eq!(*m.series(series).forming().unwrap(), forming);
+        assert_eq!(*m.last_trade("BTCUSDT").unwrap(), last_trade);
+        assert_eq!(m.ticker("BTCUSDT").cloned(), ticker);
+    }
+
     fn delta(u: u64, bid: &str) -> String {
         format!(
             r#"{{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":2,"data":{{"s":"BTCUSDT","b":[["{bid}","2"]],"a":[],"u":{u},"seq":2}}}}"#

@@ -10,7 +10,7 @@ use crate::wire::error::{DecodeError, NumberWhy};
 use crate::wire::frame::{
     ACK_TOPICS_MAX, BookFrame, CANDLES_PER_FRAME_MAX, FRAME_BYTES_MAX_DEFAULT, Frame, KlineData,
     KlineFrame, LEVELS_PER_SIDE_MAX, Side, TRADES_PER_FRAME_MAX, TickDirection, TickerField,
-    TickerFrame, TickerUpdate, TradeData, TradeFrame, UpdateKind, WireLevel,
+    TickerFrame, TickerUpdate, TradeData, TradeFrame, UpdateKind, WireLevel, implausible_bar,
 };
 
 use crate::wire::json::{JStr, JsonError, Scanner};
@@ -341,6 +341,16 @@ impl Decoder {
                 if kind_str != "snapshot" {
                     return Err(DecodeError::BadValue { field: "type" });
                 }
+                if self
+                    .candles
+                    .iter()
+                    .any(|c| interval.floor(c.start) != c.start)
+                {
+                    return Err(DecodeError::Implausible {
+                        field: "start",
+                        why: "not the start of an interval",
+                    });
+                }
                 Frame::Kline(KlineFrame {
                     topic: topic_str,
                     symbol: topic.symbol,
@@ -458,6 +468,20 @@ impl Decoder {
                         why: NumberWhy::Decimal(e),
                     })?)
                 };
+                if let Some(d) = v {
+                    if field.must_be_positive() && d <= Dec::ZERO {
+                        return Err(DecodeError::Implausible {
+                            field: field.as_str(),
+                            why: "a price at or below zero",
+                        });
+                    }
+                    if field.must_not_be_negative() && d.is_negative() {
+                        return Err(DecodeError::Implausible {
+                            field: field.as_str(),
+                            why: "negative",
+                        });
+                    }
+                }
                 if self.ticker.iter().any(|(f, _)| *f == field) {
                     return Err(DecodeError::DuplicateField(field.as_str()));
                 }
@@ -607,8 +631,10 @@ fn candle(sc: &mut Scanner<'_>) -> R<KlineData> {
         confirm: need(confirm, "confirm")?,
         timestamp,
     };
-    if c.high < c.low || c.volume.is_negative() {
-        return Err(DecodeError::BadValue { field: "data" });
+    if let Some((field, why)) =
+        implausible_bar(c.open, c.high, c.low, c.close, c.volume, c.turnover)
+    {
+        return Err(DecodeError::Implausible { field, why });
     }
     Ok(c)
 }
@@ -644,11 +670,24 @@ fn trade(sc: &mut Scanner<'_>) -> R<TradeData> {
         }
     }
     need(id, "i")?;
+    let (qty, px): (Dec, Dec) = (need(qty, "v")?, need(px, "p")?);
+    if px <= Dec::ZERO {
+        return Err(DecodeError::Implausible {
+            field: "p",
+            why: "a price at or below zero",
+        });
+    }
+    if qty <= Dec::ZERO {
+        return Err(DecodeError::Implausible {
+            field: "v",
+            why: "a size at or below zero",
+        });
+    }
     Ok(TradeData {
         time_ms: need(time_ms, "T")?,
         side: need(side, "S")?,
-        qty: need(qty, "v")?,
-        px: need(px, "p")?,
+        qty,
+        px,
         tick,
         block_trade: bt.unwrap_or(false),
         rpi: rpi.unwrap_or(false),

@@ -38,6 +38,12 @@ pub enum DecodeError {
         field: &'static str,
         max: usize,
     },
+    /// Parses, but cannot be true: a price at or below zero, a high under the close, a candle
+    /// that starts between two periods.
+    Implausible {
+        field: &'static str,
+        why: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +63,11 @@ pub enum BadReason {
     BadNumber,
     BadValue,
     UnknownTopic,
+    Implausible,
 }
 
 impl BadReason {
-    pub const ALL: [BadReason; 8] = [
+    pub const ALL: [BadReason; 9] = [
         BadReason::Oversize,
         BadReason::NotUtf8,
         BadReason::NotJson,
@@ -69,6 +76,7 @@ impl BadReason {
         BadReason::BadNumber,
         BadReason::BadValue,
         BadReason::UnknownTopic,
+        BadReason::Implausible,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +89,7 @@ impl BadReason {
             BadReason::BadNumber => "bad_number",
             BadReason::BadValue => "bad_value",
             BadReason::UnknownTopic => "unknown_topic",
+            BadReason::Implausible => "implausible",
         }
     }
 
@@ -100,6 +109,7 @@ impl DecodeError {
             DecodeError::BadNumber { .. } => BadReason::BadNumber,
             DecodeError::BadValue { .. } | DecodeError::DuplicateField(_) => BadReason::BadValue,
             DecodeError::UnknownTopic(_) => BadReason::UnknownTopic,
+            DecodeError::Implausible { .. } => BadReason::Implausible,
         }
     }
 }
@@ -123,6 +133,7 @@ impl fmt::Display for DecodeError {
                 f.write_str("neither a topic frame nor a known control frame")
             }
             DecodeError::MissingField(name) => write!(f, "missing field `{name}`"),
+            DecodeError::Implausible { field, why } => write!(f, "field `{field}`: {why}"),
             DecodeError::BadNumber { field, why } => match why {
                 NumberWhy::Decimal(e) => write!(f, "field `{field}`: {e}"),
                 NumberWhy::NotAnInteger => write!(f, "field `{field}`: not an unsigned integer"),

@@ -165,6 +165,42 @@ impl Bar {
     }
 }
 
+/// Why a candle's values cannot be true, if they cannot: prices at or below zero, a high under
+/// the open or close, a low over them, negative volume or turnover. Pure; the WebSocket and
+/// REST decoders both refuse what it names.
+pub fn implausible_bar(
+    open: Dec,
+    high: Dec,
+    low: Dec,
+    close: Dec,
+    volume: Dec,
+    turnover: Dec,
+) -> Option<(&'static str, &'static str)> {
+    for (field, v) in [
+        ("open", open),
+        ("high", high),
+        ("low", low),
+        ("close", close),
+    ] {
+        if v <= Dec::ZERO {
+            return Some((field, "a price at or below zero"));
+        }
+    }
+    if high < open.max(close) {
+        return Some(("high", "below the open or the close"));
+    }
+    if low > open.min(close) {
+        return Some(("low", "above the open or the close"));
+    }
+    if volume.is_negative() {
+        return Some(("volume", "negative"));
+    }
+    if turnover.is_negative() {
+        return Some(("turnover", "negative"));
+    }
+    None
+}
+
 #[derive(Debug)]
 pub struct KlineFrame<'a> {
     pub topic: &'a str,
@@ -252,6 +288,40 @@ pub enum TickerField {
 
 impl TickerField {
     pub const COUNT: usize = 24;
+
+    /// Whether a value of this field must be above zero (the prices a ticker reports; a
+    /// missing quote comes as an empty string, not as zero).
+    pub fn must_be_positive(self) -> bool {
+        use TickerField::*;
+        matches!(
+            self,
+            LastPrice
+                | PrevPrice24h
+                | HighPrice24h
+                | LowPrice24h
+                | PrevPrice1h
+                | MarkPrice
+                | IndexPrice
+                | UsdIndexPrice
+        )
+    }
+
+    /// Whether a value of this field may not be negative (sizes, volumes, turnover, interest,
+    /// the book's quotes).
+    pub fn must_not_be_negative(self) -> bool {
+        use TickerField::*;
+        matches!(
+            self,
+            OpenInterest
+                | OpenInterestValue
+                | Turnover24h
+                | Volume24h
+                | Bid1Price
+                | Bid1Size
+                | Ask1Price
+                | Ask1Size
+        )
+    }
 
     pub fn parse(key: &str) -> Option<TickerField> {
         use TickerField::*;

@@ -159,8 +159,20 @@ pub fn parse_kline(text: &str) -> Result<Response<KlinePage>, RestError> {
             volume: d(5)?,
             turnover: d(6)?,
         };
-        if bar.high < bar.low {
-            return Err(RestError::BadValue("kline high below low"));
+        if let Some((field, _)) = crate::wire::frame::implausible_bar(
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+            bar.turnover,
+        ) {
+            return Err(RestError::BadValue(match field {
+                "high" => "kline high below the open or close",
+                "low" => "kline low above the open or close",
+                "volume" | "turnover" => "kline volume or turnover negative",
+                _ => "kline price at or below zero",
+            }));
         }
         bars.push(bar);
     }
@@ -305,6 +317,16 @@ pub fn parse_instruments(text: &str) -> Result<Response<InstrumentsPage>, RestEr
         next_page_cursor: Option<String>,
     }
     let r = envelope::<Raw>(text)?;
+    let positive = |d: &Option<Dec>| d.is_none_or(|d| d > Dec::ZERO);
+    for i in &r.result.list {
+        if !positive(&i.price_filter.as_ref().and_then(|p| p.tick_size)) {
+            return Err(RestError::BadValue("instrument tick size at or below zero"));
+        }
+        let lot = i.lot_size_filter.as_ref();
+        if !positive(&lot.and_then(|l| l.qty_step.or(l.base_precision))) {
+            return Err(RestError::BadValue("instrument lot step at or below zero"));
+        }
+    }
     let instruments = r
         .result
         .list
@@ -333,6 +355,52 @@ pub fn parse_instruments(text: &str) -> Result<Response<InstrumentsPage>, RestEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kline_body(row: &str) -> String {
+        format!(
+            r#"{{"retCode":0,"retMsg":"OK","result":{{"symbol":"BTCUSDT","category":"linear","list":[{row}]}},"time":1}}"#
+        )
+    }
+
+    #[test]
+    fn rest_history_rows_that_cannot_be_true_are_refused() {
+        let good = r#"["60000","100","110","90","105","1","100"]"#;
+        assert!(parse_kline(&kline_body(good)).is_ok());
+        for bad in [
+            r#"["60000","100","110","90","-5","1","100"]"#,
+            r#"["60000","100","104","90","105","1","100"]"#,
+            r#"["60000","100","110","101","105","1","100"]"#,
+            r#"["60000","0","110","90","105","1","100"]"#,
+            r#"["60000","100","110","90","105","-1","100"]"#,
+            r#"["60000","100","110","90","105","1","-100"]"#,
+        ] {
+            assert!(
+                matches!(parse_kline(&kline_body(bad)), Err(RestError::BadValue(_))),
+                "{bad} was taken"
+            );
+        }
+    }
+
+    #[test]
+    fn an_instrument_with_a_zero_or_negative_step_is_refused() {
+        let body = |tick: &str, step: &str| {
+            format!(
+                r#"{{"retCode":0,"retMsg":"OK","result":{{"category":"linear","list":[{{"symbol":"X","status":"Trading","priceFilter":{{"tickSize":"{tick}"}},"lotSizeFilter":{{"qtyStep":"{step}"}}}}]}},"time":1}}"#
+            )
+        };
+        assert!(parse_instruments(&body("0.1", "0.001")).is_ok());
+        for (t, q) in [
+            ("0", "0.001"),
+            ("-0.1", "0.001"),
+            ("0.1", "0"),
+            ("0.1", "-1"),
+        ] {
+            assert!(
+                parse_instruments(&body(t, q)).is_err(),
+                "tick {t} step {q} was taken"
+            );
+        }
+    }
 
     #[test]
     fn venue_error_codes_become_typed_errors() {

@@ -402,6 +402,69 @@ fn gap_makes_the_engine_resubscribe_and_the_book_heals_unread() {
 }
 
 #[test]
+fn a_snapshot_with_an_absurd_update_id_resyncs_instead_of_freezing_the_book() {
+    let mut w = Wire::new(config(&["BTCUSDT"]));
+    let topic = "orderbook.50.BTCUSDT";
+    let conn = w.open[&LinkId(0)];
+    // A snapshot at u = 2^64 - 1: every later delta looks stale to the book.
+    let absurd = book_frame(topic, "snapshot", u64::MAX, 100, 102);
+    w.silent = true;
+    w.input(Input::WsFrame {
+        link: LinkId(0),
+        conn,
+        text: &absurd,
+    });
+    assert_eq!(w.state(topic), BookState::Synced);
+    let sent_before = w.sent.len();
+    for _ in 0..keel_core::market::book::STALE_DELTAS_MAX - 1 {
+        w.delta(topic, 0);
+    }
+    assert_eq!(
+        w.state(topic),
+        BookState::Synced,
+        "a few stale deltas are tolerated"
+    );
+    w.delta(topic, 0);
+    assert_eq!(
+        w.state(topic),
+        BookState::Resyncing,
+        "a stream that never catches up puts the book out of sync"
+    );
+    assert!(
+        w.sent[sent_before..]
+            .iter()
+            .any(|s| s.contains(r#""op":"subscribe""#) && s.contains(topic)),
+        "and the book is subscribed again"
+    );
+    w.silent = false;
+    w.advance(Duration::from_secs(31));
+    assert_eq!(w.state(topic), BookState::Synced);
+}
+
+#[test]
+fn a_synced_book_gone_quiet_is_never_read_for_trading() {
+    let mut w = Wire::new(config(&["BTCUSDT", "ETHUSDT"]));
+    let btc = "orderbook.50.BTCUSDT";
+    w.advance(Duration::from_secs(6));
+    let Some(Work::SignalCycle(c)) = w.works.last() else {
+        panic!("no signal cycle ran")
+    };
+    assert!(c.views.iter().any(|v| v.symbol == "BTCUSDT"), "fresh at first");
+    // The venue goes quiet: no frame arrives, the socket stays open and the book stays synced.
+    w.stalled = true;
+    w.advance(Duration::from_secs(12));
+    assert_eq!(w.state(btc), BookState::Synced);
+    let Some(Work::SignalCycle(c)) = w.works.last() else {
+        panic!("no signal cycle ran")
+    };
+    assert!(
+        c.views.iter().all(|v| v.symbol != "BTCUSDT"),
+        "a book with no frame for longer than its stale bound is not read: {:?}",
+        c.views
+    );
+}
+
+#[test]
 fn depth_1000_gap_is_repaired_from_a_rest_snapshot_with_held_deltas() {
     let mut c = config(&["BTCUSDT"]);
     c.book_depth = 1000;

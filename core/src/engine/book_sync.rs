@@ -143,6 +143,11 @@ impl BookSync {
         self.entries().filter(|e| e.repair.is_some()).count()
     }
 
+    /// The link that carries `book`.
+    pub fn link_of(&self, book: BookId) -> Option<LinkId> {
+        self.entry(book).map(|e| e.link)
+    }
+
     /// The books carried by `link`.
     pub fn books_of(&self, link: LinkId) -> Vec<BookId> {
         self.books

@@ -337,9 +337,11 @@ impl Engine {
                 MERGE_JOB => self
                     .history
                     .handle_compute(now, run, result, &mut self.market),
-                SIGNAL_JOB => self
-                    .trading
-                    .handle_compute(now, run, result, rng, &self.market),
+                SIGNAL_JOB => {
+                    let usable = usable_books(now, &self.market, &self.book_sync, &self.links);
+                    self.trading
+                        .handle_compute(now, run, result, rng, &self.market, &usable)
+                }
                 _ => {}
             },
             Input::ConsumerLag { dropped } => {
@@ -368,8 +370,11 @@ impl Engine {
         }
         self.sched.handle_timeout(now, &mut self.rng);
         if self.phase == Phase::Running {
-            self.trading
-                .handle_timeout(now, &mut self.rng, &self.market);
+            {
+                let usable = usable_books(now, &self.market, &self.book_sync, &self.links);
+                self.trading
+                    .handle_timeout(now, &mut self.rng, &self.market, &usable);
+            }
             let links = &self.links;
             self.book_sync.handle_timeout(now, &mut self.rng, |l| {
                 links.get(l.0 as usize).is_some_and(Link::is_live)
@@ -489,5 +494,25 @@ impl Engine {
         }
         self.phase = Phase::Failed;
         self.outputs.push_back(Output::Fatal(message));
+    }
+}
+
+/// Whether a book may be read for trading at `now`: it had a frame within its stale bound (the
+/// same bound /health uses) and its link is live. Synced is checked where it is read.
+fn usable_books<'a>(
+    now: Time,
+    market: &'a Market,
+    book_sync: &'a BookSync,
+    links: &'a [Link],
+) -> impl Fn(BookId) -> bool + 'a {
+    move |book| {
+        let fresh = market
+            .book_last_frame_at(book)
+            .is_some_and(|t| now.since(t) <= status::stale_after(market.book(book).depth()));
+        let live = book_sync
+            .link_of(book)
+            .and_then(|l| links.get(l.0 as usize))
+            .is_some_and(Link::is_live);
+        fresh && live
     }
 }

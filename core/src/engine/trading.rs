@@ -135,9 +135,16 @@ impl Trading {
         self.store_backlog = pending;
     }
 
-    pub fn handle_timeout(&mut self, now: Time, rng: &mut Rng, market: &Market) {
+    /// `usable` says whether a book may be read for trading now: fresh, on a live link.
+    pub fn handle_timeout(
+        &mut self,
+        now: Time,
+        rng: &mut Rng,
+        market: &Market,
+        usable: &dyn Fn(BookId) -> bool,
+    ) {
         self.signals.handle_timeout(now, rng);
-        self.drain_job(now, market);
+        self.drain_job(now, market, usable);
     }
 
     /// A signal cycle answered. Only the run the job waits for is acted on.
@@ -148,6 +155,7 @@ impl Trading {
         result: Result<WorkResult, String>,
         rng: &mut Rng,
         market: &Market,
+        usable: &dyn Fn(BookId) -> bool,
     ) {
         let ok = result.as_ref().map(|_| ()).map_err(Clone::clone);
         let current = matches!(self.signals.state(), JobState::Running { run: g, .. } if g == run);
@@ -157,13 +165,13 @@ impl Trading {
                 .push_back(TradingOutput::Event(Event::Signals(stats)));
             if !signals.is_empty() {
                 if self.config.auto_execute {
-                    self.execute(market, &signals);
+                    self.execute(market, &signals, usable);
                 }
                 self.outputs
                     .push_back(TradingOutput::Event(Event::StrategySignals(signals)));
             }
         }
-        self.drain_job(now, market);
+        self.drain_job(now, market, usable);
     }
 
     // ----- outputs -----
@@ -181,16 +189,22 @@ impl Trading {
 
     // ----- internals -----
 
-    fn drain_job(&mut self, now: Time, market: &Market) {
+    fn drain_job(&mut self, now: Time, market: &Market, usable: &dyn Fn(BookId) -> bool) {
         while let Some(o) = self.signals.poll_output() {
-            self.on_job_output(now, o, market);
+            self.on_job_output(now, o, market, usable);
         }
     }
 
-    fn on_job_output(&mut self, _now: Time, o: JobOutput, market: &Market) {
+    fn on_job_output(
+        &mut self,
+        _now: Time,
+        o: JobOutput,
+        market: &Market,
+        usable: &dyn Fn(BookId) -> bool,
+    ) {
         match o {
             JobOutput::Run { run } => {
-                let work = self.signal_work(market);
+                let work = self.signal_work(market, usable);
                 self.outputs.push_back(TradingOutput::Compute { run, work });
             }
             JobOutput::Succeeded { .. } => {
@@ -236,9 +250,9 @@ impl Trading {
         }
     }
 
-    /// Paper-trades signals against the current books; a book that is not synced is never
-    /// traded against.
-    fn execute(&mut self, market: &Market, signals: &[Signal]) {
+    /// Paper-trades signals against the current books; a book that is not synced, not fresh or
+    /// not on a live link is never traded against.
+    fn execute(&mut self, market: &Market, signals: &[Signal], usable: &dyn Fn(BookId) -> bool) {
         if self.store_backlog > 0 {
             return;
         }
@@ -246,6 +260,9 @@ impl Trading {
             let Some(inst) = self.instruments.iter().find(|i| i.symbol == s.symbol) else {
                 continue;
             };
+            if !usable(inst.book) {
+                continue;
+            }
             let b = market.book(inst.book);
             let (Ok(bids), Ok(asks)) = (
                 b.top_bids(ORDER_BOOK_LEVELS_MAX),
@@ -278,13 +295,13 @@ impl Trading {
         }
     }
 
-    fn signal_work(&self, market: &Market) -> Work {
+    fn signal_work(&self, market: &Market, usable: &dyn Fn(BookId) -> bool) -> Work {
         let n = self.config.signal_levels;
         // Strategies see only symbols whose book is synced right now.
         let keep = self.config.strategy.history_needed().max(1);
         let mut views = Vec::with_capacity(self.instruments.len());
         let mut inputs = Vec::with_capacity(self.instruments.len());
-        for inst in &self.instruments {
+        for inst in self.instruments.iter().filter(|i| usable(i.book)) {
             let b = market.book(inst.book);
             let (Ok(bids), Ok(asks)) = (b.top_bids(n), b.top_asks(n)) else {
                 continue;

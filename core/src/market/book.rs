@@ -44,7 +44,15 @@ pub enum ResyncReason {
     /// A level the book cannot hold exactly: a negative value, or a book that would need a huge
     /// price and many decimal places at once. The frame was not applied.
     OutOfRange,
+    /// [`STALE_DELTAS_MAX`] deltas in a row carried an update id at or below the book's: the
+    /// book's id cannot be the stream's (a snapshot with an absurd `u`), and staying synced on it
+    /// would freeze the book silently.
+    StaleIds,
 }
+
+/// Deltas in a row with an old update id before a synced book gives up on its id and resyncs.
+/// A venue may repeat a delta or two after a reconnect; a stream that never catches up is wrong.
+pub const STALE_DELTAS_MAX: u32 = 100;
 
 /// What one frame did to a book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +134,8 @@ pub struct OrderBook {
     /// `Some` while a REST repair is under way: deltas are kept instead of ignored.
     held: Option<Vec<HeldDelta>>,
     held_max: usize,
+    /// Deltas in a row refused as stale.
+    stale_run: u32,
     counters: BookCounters,
 }
 
@@ -148,6 +158,7 @@ impl OrderBook {
             last_ts: None,
             held: None,
             held_max: HELD_DELTAS_MAX_DEFAULT,
+            stale_run: 0,
             counters: BookCounters::default(),
         }
     }
@@ -296,6 +307,7 @@ impl OrderBook {
             return self.out_of_range();
         }
         self.counters.snapshots += 1;
+        self.stale_run = 0;
         self.counters.levels_truncated += self.bids.fill::<false>(&self.incoming_bids, self.depth);
         self.counters.levels_truncated += self.asks.fill::<true>(&self.incoming_asks, self.depth);
         self.last_u = Some(u);
@@ -351,8 +363,15 @@ impl OrderBook {
         let last = self.last_u.unwrap_or(0);
         if u <= last {
             self.counters.stale += 1;
+            self.stale_run += 1;
+            if self.stale_run >= STALE_DELTAS_MAX {
+                self.stale_run = 0;
+                self.state = BookState::Resyncing;
+                return Applied::Desynced(ResyncReason::StaleIds);
+            }
             return Applied::Stale;
         }
+        self.stale_run = 0;
         if u != last + 1 {
             self.counters.gaps += 1;
             let reason = ResyncReason::Gap {

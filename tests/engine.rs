@@ -449,7 +449,10 @@ fn a_synced_book_gone_quiet_is_never_read_for_trading() {
     let Some(Work::SignalCycle(c)) = w.works.last() else {
         panic!("no signal cycle ran")
     };
-    assert!(c.views.iter().any(|v| v.symbol == "BTCUSDT"), "fresh at first");
+    assert!(
+        c.views.iter().any(|v| v.symbol == "BTCUSDT"),
+        "fresh at first"
+    );
     // The venue goes quiet: no frame arrives, the socket stays open and the book stays synced.
     w.stalled = true;
     w.advance(Duration::from_secs(12));

@@ -17,6 +17,7 @@
 pub mod decimal;
 pub mod engine;
 pub mod market;
+pub mod redact;
 pub mod rng;
 pub mod time;
 pub mod trading;

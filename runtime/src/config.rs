@@ -502,10 +502,12 @@ fn set(slot: &mut u64, v: Option<u64>, key: &str, min: u64, max: u64) -> Result<
 }
 
 pub fn check_http_url(url: &str) -> Result<String, ConfigError> {
-    let u = reqwest::Url::parse(url).map_err(|e| ConfigError(format!("venue_url {url:?}: {e}")))?;
+    let shown = keel_core::redact::redact_url(url);
+    let u =
+        reqwest::Url::parse(url).map_err(|e| ConfigError(format!("venue_url {shown:?}: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
         return err(format!(
-            "venue_url {url:?} must be http://HOST[:PORT] or https://HOST[:PORT]"
+            "venue_url {shown:?} must be http://HOST[:PORT] or https://HOST[:PORT]"
         ));
     }
     Ok(url.trim_end_matches('/').to_string())

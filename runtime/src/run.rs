@@ -374,7 +374,7 @@ pub async fn run_with_venue_speedup(
     }
     tracing::info!(
         symbols = %cfg.engine.symbols.join(","),
-        venue = %rest,
+        venue = %keel_core::redact::redact_url(&rest),
         "keel starting"
     );
     let driver = Driver::new(

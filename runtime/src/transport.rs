@@ -97,12 +97,15 @@ async fn read_bounded(mut resp: reqwest::Response, bytes_max: usize) -> Result<S
 }
 
 fn classify(e: reqwest::Error) -> HttpError {
+    // reqwest's errors quote the URL; the URL may carry credentials.
+    let e = e.without_url();
+    let text = keel_core::redact::redact_urls_in(&e.to_string()).into_owned();
     if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_connect() {
-        HttpError::Connect(e.to_string())
+        HttpError::Connect(text)
     } else {
-        HttpError::Other(e.to_string())
+        HttpError::Other(text)
     }
 }
 

@@ -140,7 +140,9 @@ impl EngineConfig {
                 return Err(ConfigError(format!("symbol {s} listed twice")));
             }
         }
-        if !(self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
+        if !(self.ws_url.starts_with("ws://")
+            || crate::redact::redact_url(&self.ws_url).starts_with("wss://"))
+        {
             return Err(ConfigError(format!(
                 "WebSocket URL must be ws:// or wss://: {}",
                 self.ws_url

@@ -455,7 +455,7 @@ impl Engine {
             format!(
                 "connecting {} link(s) for {topics} topic(s) to {}",
                 self.links.len(),
-                self.config.ws_url
+                crate::redact::redact_url(&self.config.ws_url)
             ),
         );
         for l in &mut self.links {

@@ -82,23 +82,30 @@ type Ws = tokio_tungstenite::WebSocketStream<
 >;
 
 async fn open(url: &str, connector: Arc<dyn crate::transport::Connector>) -> Result<Ws, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
+    // Errors name the URL as shown, never with its credentials.
+    let shown = keel_core::redact::redact_url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url {shown}: {e}"))?;
     let host = parsed
         .host_str()
-        .ok_or_else(|| format!("no host in {url}"))?
+        .ok_or_else(|| format!("no host in {shown}"))?
         .to_string();
     let port = parsed
         .port_or_known_default()
-        .ok_or_else(|| format!("no port for {url}"))?;
+        .ok_or_else(|| format!("no port for {shown}"))?;
     let io = connector
         .connect(host, port)
         .await
-        .map_err(|e| format!("connect to {url}: {e}"))?;
+        .map_err(|e| format!("connect to {shown}: {e}"))?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(WS_MESSAGE_BYTES_MAX))
         .max_frame_size(Some(WS_MESSAGE_BYTES_MAX));
     let (ws, _) = tokio_tungstenite::client_async_tls_with_config(url, io, Some(config), None)
         .await
-        .map_err(|e| format!("handshake with {url}: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "handshake with {shown}: {}",
+                keel_core::redact::redact_urls_in(&e.to_string())
+            )
+        })?;
     Ok(ws)
 }

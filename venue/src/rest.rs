@@ -122,6 +122,22 @@ fn category_of(c: &Option<String>) -> Result<Option<Category>, &'static str> {
     }
 }
 
+/// The category, symbol and limit of a per-symbol request; `limits` are (default, max) for
+/// linear then spot.
+fn symbol_and_limit(
+    q: &SymbolQuery,
+    limits: [(u32, u32); 2],
+) -> Result<(Category, String, u32), &'static str> {
+    let category = category_of(&q.category)?.ok_or("params error: symbol invalid")?;
+    let symbol = q.symbol.clone().ok_or("params error: symbol is required")?;
+    let (default, max) = limits[category.index()];
+    let limit = q.limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err("params error: limit is invalid");
+    }
+    Ok((category, symbol, limit))
+}
+
 fn list_result(category: &str, list: &[String]) -> String {
     format!(
         r#"{{"category":"{category}","list":[{}],"nextPageCursor":""}}"#,
@@ -213,24 +229,12 @@ pub(crate) async fn rest_orderbook(
     if let Some(r) = rest_gate(&venue).await {
         return r;
     }
-    let category = match category_of(&q.category) {
-        Ok(Some(c)) => c,
-        Ok(None) => return rest_error(&venue, 10001, "params error: symbol invalid"),
-        Err(m) => return rest_error(&venue, 10001, m),
-    };
-    let Some(symbol) = q.symbol.clone() else {
-        return rest_error(&venue, 10001, "params error: symbol is required");
-    };
     // Bybit: linear [1, 500], default 25; spot [1, 200], default 1. The venue also serves the
     // 1000-level book its stream keeps, for repairs.
-    let (default, max) = match category {
-        Category::Linear => (25, 1000),
-        Category::Spot => (1, 1000),
+    let (category, symbol, limit) = match symbol_and_limit(&q, [(25, 1000), (1, 1000)]) {
+        Ok(x) => x,
+        Err(m) => return rest_error(&venue, 10001, m),
     };
-    let limit = q.limit.unwrap_or(default);
-    if !(1..=max).contains(&limit) {
-        return rest_error(&venue, 10001, "params error: limit is invalid");
-    }
     let now_ms = venue.now_ms();
     let st = venue.state();
     let cs = st.cat(category);
@@ -397,22 +401,10 @@ pub(crate) async fn rest_recent_trades(
     if let Some(r) = rest_gate(&venue).await {
         return r;
     }
-    let category = match category_of(&q.category) {
-        Ok(Some(c)) => c,
-        Ok(None) => return rest_error(&venue, 10001, "params error: symbol invalid"),
+    let (category, symbol, limit) = match symbol_and_limit(&q, [(500, 1000), (60, 60)]) {
+        Ok(x) => x,
         Err(m) => return rest_error(&venue, 10001, m),
     };
-    let Some(symbol) = q.symbol.clone() else {
-        return rest_error(&venue, 10001, "params error: symbol is required");
-    };
-    let (default, max) = match category {
-        Category::Spot => (60, 60),
-        Category::Linear => (500, 1000),
-    };
-    let limit = q.limit.unwrap_or(default);
-    if !(1..=max).contains(&limit) {
-        return rest_error(&venue, 10001, "params error: limit is invalid");
-    }
     let st = venue.state();
     let cs = st.cat(category);
     let Some(m) = cs.markets.get(&symbol) else {

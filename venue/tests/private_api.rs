@@ -152,3 +152,73 @@ async fn a_market_order_fills_once_and_the_position_and_execution_agree() {
     let refused = signed(&addr, &v, "POST", "/v5/order/create", too_big, SECRET, 0).await;
     assert_eq!(refused["retCode"], 110007, "{refused}");
 }
+
+async fn admin(addr: &str, method: &str, path: &str, body: &str) -> String {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[tokio::test]
+async fn a_dropped_order_ack_applies_the_order_and_answers_nothing() {
+    let (addr, v, _stop) = start().await;
+    admin(
+        &addr,
+        "POST",
+        "/admin/fault",
+        r#"{"kind":"drop_order_ack"}"#,
+    )
+    .await;
+    let body = r#"{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"30000","orderLinkId":"lost-1"}"#;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        signed(&addr, &v, "POST", "/v5/order/create", body, SECRET, 0),
+    )
+    .await;
+    assert!(answer.is_err(), "the answer never comes: {answer:?}");
+    let orders = admin(&addr, "GET", "/admin/orders", "").await;
+    assert!(
+        orders.contains(r#""orderLinkId":"lost-1""#),
+        "applied: {orders}"
+    );
+    // Asked by its orderLinkId, the venue tells the truth; the next order is answered again.
+    let q = signed(
+        &addr,
+        &v,
+        "GET",
+        "/v5/order/realtime",
+        "category=linear&orderLinkId=lost-1",
+        SECRET,
+        0,
+    )
+    .await;
+    assert_eq!(q["result"]["list"][0]["orderStatus"], "New", "{q}");
+    let again = body.replace("lost-1", "kept-2");
+    let r = signed(&addr, &v, "POST", "/v5/order/create", &again, SECRET, 0).await;
+    assert_eq!(r["retCode"], 0, "{r}");
+}
+
+#[tokio::test]
+async fn an_injected_ret_code_answers_every_private_request_until_cleared() {
+    let (addr, v, _stop) = start().await;
+    admin(
+        &addr,
+        "POST",
+        "/admin/fault",
+        r#"{"kind":"private_ret_code","code":10016,"secs":60}"#,
+    )
+    .await;
+    let q = "category=linear&symbol=BTCUSDT";
+    let r = signed(&addr, &v, "GET", "/v5/order/realtime", q, SECRET, 0).await;
+    assert_eq!(r["retCode"], 10016, "{r}");
+    admin(&addr, "POST", "/admin/fault", r#"{"kind":"clear"}"#).await;
+    let r = signed(&addr, &v, "GET", "/v5/order/realtime", q, SECRET, 0).await;
+    assert_eq!(r["retCode"], 0, "{r}");
+}

@@ -468,6 +468,26 @@ fn a_synced_book_gone_quiet_is_never_read_for_trading() {
 }
 
 #[test]
+fn books_of_a_link_that_is_down_are_reported_stale_in_health() {
+    let mut w = Wire::new(config(&["BTCUSDT"]));
+    w.advance(Duration::from_secs(2));
+    let market = |w: &Wire| {
+        w.engine
+            .health()
+            .get(keel_core::engine::health::ComponentId::Market)
+            .unwrap()
+            .clone()
+    };
+    assert!(!market(&w).detail.contains("stale"), "{:?}", market(&w));
+    w.refuse = true;
+    w.close_link("venue went away");
+    w.advance(Duration::from_secs(2));
+    let m = market(&w);
+    assert_eq!(m.status, Status::Degraded);
+    assert!(m.detail.contains("stale: orderbook.50.BTCUSDT"), "{m:?}");
+}
+
+#[test]
 fn depth_1000_gap_is_repaired_from_a_rest_snapshot_with_held_deltas() {
     let mut c = config(&["BTCUSDT"]);
     c.book_depth = 1000;

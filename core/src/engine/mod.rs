@@ -382,11 +382,14 @@ impl Engine {
             self.history.handle_timeout(now, &mut self.market);
         }
         if self.status.health_due(now) {
+            let (book_sync, links) = (&self.book_sync, &self.links);
+            let on_live_link = |book| on_live_link(book_sync, links, book);
             self.status.refresh(
                 now,
                 &mut self.health,
                 &self.market,
                 &self.links,
+                &on_live_link,
                 self.sched.paused_until(),
                 self.counters.consumer_drops,
             );
@@ -509,10 +512,14 @@ fn usable_books<'a>(
         let fresh = market
             .book_last_frame_at(book)
             .is_some_and(|t| now.since(t) <= status::stale_after(market.book(book).depth()));
-        let live = book_sync
-            .link_of(book)
-            .and_then(|l| links.get(l.0 as usize))
-            .is_some_and(Link::is_live);
-        fresh && live
+        fresh && on_live_link(book_sync, links, book)
     }
+}
+
+/// Whether the link that carries `book` is live.
+fn on_live_link(book_sync: &BookSync, links: &[Link], book: BookId) -> bool {
+    book_sync
+        .link_of(book)
+        .and_then(|l| links.get(l.0 as usize))
+        .is_some_and(Link::is_live)
 }

@@ -83,12 +83,16 @@ impl StatusMonitor {
     }
 
     /// Refreshes market, consumer, link and REST health from the machines that own them.
+    /// `on_live_link` says whether a book's link is live: a book whose link is not is stale,
+    /// whatever its last frame.
+    #[allow(clippy::too_many_arguments)] // the machines it reads, each by reference
     pub fn refresh(
         &mut self,
         now: Time,
         health: &mut Health,
         market: &Market,
         links: &[Link],
+        on_live_link: &dyn Fn(BookId) -> bool,
         rest_paused_until: Option<Time>,
         consumer_drops: u64,
     ) {
@@ -102,7 +106,7 @@ impl StatusMonitor {
                 unsynced.push(topic.to_string());
             }
             if let Some(t) = market.book_last_frame_at(id)
-                && now.since(t) > stale_after(b.depth())
+                && (now.since(t) > stale_after(b.depth()) || !on_live_link(id))
             {
                 stale.push(topic.to_string());
             }

@@ -13,11 +13,18 @@ const SECRET: &str = "test-secret";
 
 /// The venue on a loopback port; the returned sender keeps its stepper running.
 async fn start() -> (String, Venue, tokio::sync::watch::Sender<bool>) {
-    let mut config = VenueConfig::new(vec!["BTCUSDT".into()]);
+    start_with(&["BTCUSDT"], 100_000).await
+}
+
+async fn start_with(
+    symbols: &[&str],
+    usdt: i64,
+) -> (String, Venue, tokio::sync::watch::Sender<bool>) {
+    let mut config = VenueConfig::new(symbols.iter().map(|s| s.to_string()).collect());
     config.accounts.push(AccountConfig {
         api_key: KEY.into(),
         api_secret: SECRET.into(),
-        balances: vec![("USDT".into(), Dec::from_int(100_000))],
+        balances: vec![("USDT".into(), Dec::from_int(usdt))],
     });
     let venue = Venue::new(config, 1_767_225_600_000);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -221,4 +228,17 @@ async fn an_injected_ret_code_answers_every_private_request_until_cleared() {
     admin(&addr, "POST", "/admin/fault", r#"{"kind":"clear"}"#).await;
     let r = signed(&addr, &v, "GET", "/v5/order/realtime", q, SECRET, 0).await;
     assert_eq!(r["retCode"], 0, "{r}");
+}
+
+#[tokio::test]
+async fn margin_held_by_an_order_in_another_symbol_is_valued_in_that_symbols_units() {
+    let (addr, v, _stop) = start_with(&["BTCUSDT", "SOLUSDT"], 1_000).await;
+    // SOL 10 at 100, above the market: it rests and holds 100 USDT of margin (value 1000 / 10).
+    let sol = r#"{"category":"linear","symbol":"SOLUSDT","side":"Sell","orderType":"Limit","qty":"10.0","price":"100.000"}"#;
+    let r = signed(&addr, &v, "POST", "/v5/order/create", sol, SECRET, 0).await;
+    assert_eq!(r["retCode"], 0, "{r}");
+    // BTC 0.150 at 62700 needs 949.9 (margin and fee): more than the 900 left.
+    let btc = r#"{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.150","price":"62700.0"}"#;
+    let r = signed(&addr, &v, "POST", "/v5/order/create", btc, SECRET, 0).await;
+    assert_eq!(r["retCode"], 110007, "{r}");
 }

@@ -7,6 +7,7 @@ use super::matching::{INSUFFICIENT, NewOrder, Refusal};
 use super::model::{Account, LEVERAGE, Position, Side, notional_value};
 use crate::config::Category;
 use crate::market::SymbolMarket;
+use crate::state::CategoryState;
 
 /// Adds `signed` lots at `px` to a one-way position; returns the realised PnL and whether the
 /// fill reduced the position.
@@ -40,72 +41,104 @@ pub(super) fn apply_to_position(
     (pnl, true)
 }
 
-/// Refuses an order the wallet cannot carry: linear needs its margin (notional / leverage) and
-/// fee in the quote coin beyond what open orders and positions hold; spot needs the coin it
-/// spends.
+/// What the account has already committed in the coin a new order spends: for linear, the
+/// margin (value / leverage) of every open linear order and position; for spot, what every open
+/// spot order spending the same coin holds. Each is valued with its own symbol's units.
+pub(super) fn committed(acct: &Account, cats: &[CategoryState; 2], n: &NewOrder) -> Dec {
+    let spec_of = |c: Category, s: &str| cats[c.index()].markets.get(s).map(|m| &m.spec);
+    match n.category {
+        Category::Linear => {
+            let orders = acct
+                .orders
+                .iter()
+                .filter(|o| o.status.is_open() && o.category == Category::Linear)
+                .filter_map(|o| {
+                    let v = notional_value(
+                        spec_of(Category::Linear, &o.symbol)?,
+                        o.price as i128 * o.leaves_lots() as i128,
+                    );
+                    Some(Dec::from_raw(v.raw() / LEVERAGE))
+                });
+            let positions = acct.positions.iter().filter_map(|(s, p)| {
+                let v = notional_value(spec_of(Category::Linear, s)?, p.entry_notional);
+                Some(Dec::from_raw(v.raw() / LEVERAGE))
+            });
+            total(orders.chain(positions))
+        }
+        Category::Spot => {
+            let Some(own) = spec_of(Category::Spot, &n.symbol) else {
+                return Dec::ZERO;
+            };
+            let coin = match n.side {
+                Side::Buy => own.quote_coin(),
+                Side::Sell => own.base_coin(),
+            };
+            let held = acct
+                .orders
+                .iter()
+                .filter(|o| o.status.is_open() && o.category == Category::Spot)
+                .filter_map(|o| {
+                    let spec = spec_of(Category::Spot, &o.symbol)?;
+                    match o.side {
+                        Side::Buy if spec.quote_coin() == coin => Some(notional_value(
+                            spec,
+                            o.price as i128 * o.leaves_lots() as i128,
+                        )),
+                        Side::Sell if spec.base_coin() == coin => Some(spec.qty(o.leaves_lots())),
+                        _ => None,
+                    }
+                });
+            total(held)
+        }
+    }
+}
+
+fn total(values: impl Iterator<Item = Dec>) -> Dec {
+    values.fold(Dec::ZERO, |a, b| a.checked_add(b).unwrap_or(a))
+}
+
+/// Refuses an order the wallet cannot carry beyond what is `committed` already: linear needs its
+/// margin (notional / leverage) and fee in the quote coin, spot the coin it spends.
 pub(super) fn check_funds(
     acct: &Account,
     m: &SymbolMarket,
     n: &NewOrder,
     price: i64,
     lots: u64,
+    committed: Dec,
 ) -> Result<(), Refusal> {
     let spec = &m.spec;
     let quote = spec.quote_coin();
     let value = notional_value(spec, price as i128 * lots as i128);
-    match n.category {
-        Category::Linear => {
-            let mut used = Dec::ZERO;
-            for o in acct
-                .orders
-                .iter()
-                .filter(|o| o.status.is_open() && o.category == Category::Linear)
-            {
-                let ms = &m.spec;
-                let v = notional_value(ms, o.price as i128 * o.leaves_lots() as i128);
-                used = used
-                    .checked_add(Dec::from_raw(v.raw() / LEVERAGE))
-                    .unwrap_or(used);
-            }
-            for p in acct.positions.values() {
-                let v = notional_value(spec, p.entry_notional);
-                used = used
-                    .checked_add(Dec::from_raw(v.raw() / LEVERAGE))
-                    .unwrap_or(used);
-            }
-            let need = Dec::from_raw(value.raw() / LEVERAGE + value.raw() / 1000);
-            let free = acct.balance(quote).checked_sub(used).unwrap_or(Dec::ZERO);
-            if need > free {
-                return Err(INSUFFICIENT);
-            }
-        }
-        Category::Spot => {
-            let (coin, need) = match n.side {
-                Side::Buy => (quote.to_string(), value),
-                Side::Sell => (spec.base_coin().to_string(), spec.qty(lots)),
-            };
-            let locked: Dec = acct
-                .orders
-                .iter()
-                .filter(|o| {
-                    o.status.is_open()
-                        && o.category == Category::Spot
-                        && o.symbol == n.symbol
-                        && o.side == n.side
-                })
-                .map(|o| match o.side {
-                    Side::Buy => notional_value(spec, o.price as i128 * o.leaves_lots() as i128),
-                    Side::Sell => spec.qty(o.leaves_lots()),
-                })
-                .fold(Dec::ZERO, |a, b| a.checked_add(b).unwrap_or(a));
-            let free = acct.balance(&coin).checked_sub(locked).unwrap_or(Dec::ZERO);
-            if need > free {
-                return Err(Refusal {
-                    code: 170131,
-                    msg: "Insufficient balance.",
-                });
-            }
-        }
+    let (coin, need, refusal) = match (n.category, n.side) {
+        (Category::Linear, _) => (
+            quote,
+            Dec::from_raw(value.raw() / LEVERAGE + value.raw() / 1000),
+            INSUFFICIENT,
+        ),
+        (Category::Spot, side) => (
+            if side == Side::Buy {
+                quote
+            } else {
+                spec.base_coin()
+            },
+            if side == Side::Buy {
+                value
+            } else {
+                spec.qty(lots)
+            },
+            Refusal {
+                code: 170131,
+                msg: "Insufficient balance.",
+            },
+        ),
+    };
+    let free = acct
+        .balance(coin)
+        .checked_sub(committed)
+        .unwrap_or(Dec::ZERO);
+    if need > free {
+        return Err(refusal);
     }
     Ok(())
 }

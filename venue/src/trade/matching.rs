@@ -73,10 +73,13 @@ pub struct NewOrder {
 }
 
 /// Places `n`: checks the balance, matches what crosses, rests the rest. Returns the order id.
+/// `committed` is what the account's other orders and positions already hold of the coin this
+/// order spends (see [`super::funds::committed`]).
 pub fn place(
     acct: &mut Account,
     m: &mut SymbolMarket,
     n: NewOrder,
+    committed: Dec,
     now_ms: u64,
     seq: &mut u64,
 ) -> Result<String, Refusal> {
@@ -126,7 +129,7 @@ pub fn place(
         n.tif
     };
     if !n.reduce_only {
-        check_funds(acct, m, &n, price, qty)?;
+        check_funds(acct, m, &n, price, qty, committed)?;
     }
     let order_id = new_order_id(acct, n.category, now_ms);
     let crosses = match n.side {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::funds;
 use super::matching::{self, NewOrder};
 use super::model::{OrderType, Side, Tif};
 use super::rest::{Answer, BATCH_ORDERS_MAX, flag, need_category, ok, refuse, text, units_of};
@@ -110,11 +111,12 @@ pub(super) fn place(
         seq,
         ..
     } = st;
+    let committed = funds::committed(&accounts[ai], cats, &n);
     let m = cats[category.index()]
         .markets
         .get_mut(&symbol)
         .expect("checked");
-    let id = matching::place(&mut accounts[ai], m, n, now_ms, seq)?;
+    let id = matching::place(&mut accounts[ai], m, n, committed, now_ms, seq)?;
     Ok((id, link))
 }
 

@@ -7,7 +7,7 @@
 //! whose link went down is `Invalid` until the link's new subscription brings a snapshot: it is
 //! not repaired meanwhile, because nothing can repair it sooner. One desync is reported once.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::backoff::{Backoff, BackoffConfig};
@@ -93,7 +93,6 @@ struct Entry {
     link: LinkId,
     depth: u16,
     state: SyncState,
-    repair: Option<Repair>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +100,9 @@ pub struct BookSync {
     backoff: BackoffConfig,
     /// By [`BookId::index`]; books are registered densely.
     books: Vec<Option<Entry>>,
+    /// Repairs under way, ordered so they go out in the same order on every run. Only these are
+    /// looked at per timer: `poll_timeout` runs every turn of the driver's loop.
+    repairs: BTreeMap<BookId, Repair>,
     outputs: VecDeque<BookSyncOutput>,
     counters: BookSyncCounters,
 }
@@ -110,6 +112,7 @@ impl BookSync {
         BookSync {
             backoff,
             books: Vec::new(),
+            repairs: BTreeMap::new(),
             outputs: VecDeque::new(),
             counters: BookSyncCounters::default(),
         }
@@ -125,7 +128,6 @@ impl BookSync {
             link,
             depth,
             state: SyncState::Invalid,
-            repair: None,
         });
     }
 
@@ -140,7 +142,7 @@ impl BookSync {
     }
 
     pub fn repairs_pending(&self) -> usize {
-        self.entries().filter(|e| e.repair.is_some()).count()
+        self.repairs.len()
     }
 
     /// The link that carries `book`.
@@ -160,8 +162,8 @@ impl BookSync {
 
     /// Whether a REST answer for `book` and `attempt` is the one awaited.
     pub fn expects_snapshot(&self, book: BookId, attempt: u32) -> bool {
-        self.entry(book)
-            .and_then(|e| e.repair.as_ref())
+        self.repairs
+            .get(&book)
             .is_some_and(|r| r.in_flight && r.attempts == attempt)
     }
 
@@ -170,11 +172,11 @@ impl BookSync {
     pub fn handle_input(&mut self, now: Time, input: BookSyncInput) {
         match input {
             BookSyncInput::Synced { book } => {
-                let Some(e) = self.entry_mut(book) else {
+                let Some(e) = self.books.get_mut(book.index()).and_then(Option::as_mut) else {
                     return;
                 };
                 e.state = SyncState::Synced;
-                if e.repair.take().is_some() {
+                if self.repairs.remove(&book).is_some() {
                     let text = format!("{} synced again", e.topic);
                     self.counters.books_resynced += 1;
                     self.notice(Severity::Info, text);
@@ -186,24 +188,27 @@ impl BookSync {
                     return;
                 };
                 e.state = SyncState::Resyncing;
-                if e.repair.is_some() {
+                let text = format!("{} out of sync ({reason:?}); repairing", e.topic);
+                if self.repairs.contains_key(&book) {
                     return; // already being repaired: reported once
                 }
-                e.repair = Some(Repair {
-                    not_before: now,
-                    attempts: 0,
-                    backoff: Backoff::new(backoff),
-                    in_flight: false,
-                });
-                let text = format!("{} out of sync ({reason:?}); repairing", e.topic);
+                self.repairs.insert(
+                    book,
+                    Repair {
+                        not_before: now,
+                        attempts: 0,
+                        backoff: Backoff::new(backoff),
+                        in_flight: false,
+                    },
+                );
                 self.counters.desyncs += 1;
                 self.notice(Severity::Warn, text);
             }
             BookSyncInput::LinkOpened { link } => {
-                for e in self.books.iter_mut().flatten() {
-                    if e.link == link {
+                for (i, e) in self.books.iter_mut().enumerate() {
+                    if let Some(e) = e.as_mut().filter(|e| e.link == link) {
                         e.state = SyncState::Invalid;
-                        e.repair = None;
+                        self.repairs.remove(&BookId::from_index(i));
                     }
                 }
             }
@@ -213,8 +218,8 @@ impl BookSync {
     /// A REST snapshot attempt answered (whatever the answer); the next attempt may follow.
     pub fn handle_snapshot_answer(&mut self, book: BookId, attempt: u32) {
         match self
-            .entry_mut(book)
-            .and_then(|e| e.repair.as_mut())
+            .repairs
+            .get_mut(&book)
             .filter(|r| r.attempts == attempt)
         {
             Some(r) => r.in_flight = false,
@@ -224,17 +229,13 @@ impl BookSync {
 
     /// Starts every repair that is due. `link_live` says whether a link can resubscribe now.
     pub fn handle_timeout(&mut self, now: Time, rng: &mut Rng, link_live: impl Fn(LinkId) -> bool) {
-        for i in 0..self.books.len() {
-            let Some(e) = self.books[i].as_mut() else {
-                continue;
-            };
-            let Some(r) = e.repair.as_mut() else {
-                continue;
-            };
+        for (&book, r) in self.repairs.iter_mut() {
             if r.in_flight || r.not_before > now {
                 continue;
             }
-            let book = BookId::from_index(i);
+            let Some(e) = self.books.get(book.index()).and_then(Option::as_ref) else {
+                continue;
+            };
             r.attempts += 1;
             r.not_before = now
                 + r.backoff
@@ -266,8 +267,8 @@ impl BookSync {
     /// When the next repair attempt is due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.entries()
-            .filter_map(|e| e.repair.as_ref())
+        self.repairs
+            .values()
             .filter(|r| !r.in_flight)
             .map(|r| r.not_before)
             .min()
@@ -281,10 +282,6 @@ impl BookSync {
 
     fn entry_mut(&mut self, book: BookId) -> Option<&mut Entry> {
         self.books.get_mut(book.index()).and_then(Option::as_mut)
-    }
-
-    fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.books.iter().flatten()
     }
 
     fn notice(&mut self, level: Severity, text: String) {

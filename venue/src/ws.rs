@@ -277,10 +277,11 @@ pub(crate) async fn connection(socket: WebSocket, venue: Venue, category: Catego
                 if venue.stalled() {
                     continue;
                 }
-                if text.contains("subscribe") {
+                let req = parse_request(&text);
+                if req.as_ref().is_ok_and(|r| r.op == "subscribe") {
                     tokio::time::sleep(std::time::Duration::from_millis(ANSWER_DELAY_MS)).await;
                 }
-                let replies = match parse_request(&text) {
+                let replies = match req {
                     Ok(req) => answer(&venue, category, &conn_id, req, &mut subs),
                     Err(req_id) => {
                         let rid = req_id_field(&req_id);

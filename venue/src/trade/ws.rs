@@ -82,8 +82,12 @@ async fn connection(socket: WebSocket, venue: Venue) {
                 if stalled {
                     continue;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(ANSWER_DELAY_MS)).await;
-                answer(&venue, &conn_id, &text, &mut uid, &mut subs)
+                let request = serde_json::from_str::<Value>(&text).ok();
+                let op = request.as_ref().and_then(|v| v.get("op")?.as_str());
+                if matches!(op, Some("auth" | "subscribe")) {
+                    tokio::time::sleep(std::time::Duration::from_millis(ANSWER_DELAY_MS)).await;
+                }
+                answer(&venue, &conn_id, request, &mut uid, &mut subs)
             }
             p = pushes.recv(), if !stalled => {
                 let p = match p {
@@ -131,11 +135,11 @@ async fn connection(socket: WebSocket, venue: Venue) {
 fn answer(
     venue: &Venue,
     conn_id: &str,
-    text: &str,
+    request: Option<Value>,
     uid: &mut Option<u64>,
     subs: &mut HashSet<String>,
 ) -> Vec<String> {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
+    let Some(v) = request else {
         return vec![format!(
             r#"{{"success":false,"ret_msg":"error:invalid request","op":"","conn_id":"{conn_id}"}}"#
         )];

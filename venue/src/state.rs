@@ -425,10 +425,15 @@ impl Venue {
                 let cs = &mut st.cats[category.index()];
                 for (symbol, m) in cs.markets.iter_mut() {
                     m.step(&mut st.rng, now_ms, seed);
-                    // Resting orders the market reached fill before the step is published.
-                    let trades = m.fresh_trades.clone();
-                    for a in &mut st.accounts {
-                        on_market_step(a, category, symbol, m, &trades, now_ms, &mut st.seq);
+                    // Resting orders the market reached fill before the step is published; the
+                    // fills print trades of their own after the step's.
+                    if !st.accounts.is_empty() {
+                        let trades = std::mem::take(&mut m.fresh_trades);
+                        for a in &mut st.accounts {
+                            on_market_step(a, category, symbol, m, &trades, now_ms, &mut st.seq);
+                        }
+                        let printed = std::mem::replace(&mut m.fresh_trades, trades);
+                        m.fresh_trades.extend(printed);
                     }
                 }
                 let symbols: Vec<String> = cs.markets.keys().cloned().collect();
@@ -441,13 +446,12 @@ impl Venue {
                     publish_trades(st, category, symbol, now_ms, &mut out);
                 }
             }
+            self.flush_pushes(st);
         }
         for p in out {
             // No receivers is fine: nobody is subscribed.
             let _ = self.inner.tx.send(p);
         }
-        let mut st = self.state();
-        self.flush_pushes(&mut st);
     }
 
     /// The router: REST, WebSocket and admin on one address.

@@ -10,6 +10,7 @@ use super::matching::{self, NewOrder};
 use super::model::{OrderType, Side, Tif};
 use super::rest::{Answer, BATCH_ORDERS_MAX, flag, need_category, ok, refuse, text, units_of};
 use crate::config::Category;
+use crate::market::SymbolSpec;
 use crate::state::VenueState;
 
 pub(super) struct Parsed {
@@ -56,13 +57,9 @@ pub(super) fn new_order(
             "params error: spot market buy needs marketUnit=baseCoin",
         ));
     }
-    let lots = units_of(&qty, spec.qty_step, "params error: qty invalid")?;
-    let lots = u64::try_from(lots).map_err(|_| refuse(10001, "params error: qty invalid"))?;
+    let lots = lots_of(spec, &qty)?;
     let price = match (order_type, text(p, "price")) {
-        (OrderType::Limit, Some(px)) => {
-            let t = units_of(&px, spec.tick, "params error: price invalid")?;
-            Some(i64::try_from(t).map_err(|_| refuse(10001, "params error: price invalid"))?)
-        }
+        (OrderType::Limit, Some(px)) => Some(ticks_of(spec, &px)?),
         (OrderType::Limit, None) => return Err(refuse(10001, "params error: price is required")),
         (OrderType::Market, _) => None,
     };
@@ -97,6 +94,23 @@ pub(super) fn new_order(
     })
 }
 
+/// A price in ticks of `spec`: a positive multiple of the tick.
+fn ticks_of(spec: &SymbolSpec, text: &str) -> Result<i64, Answer> {
+    let what = "params error: price invalid";
+    i64::try_from(units_of(text, spec.tick, what)?).map_err(|_| refuse(10001, what))
+}
+
+/// A size in lots of `spec`: a positive multiple of the lot step.
+fn lots_of(spec: &SymbolSpec, text: &str) -> Result<u64, Answer> {
+    let what = "params error: qty invalid";
+    u64::try_from(units_of(text, spec.qty_step, what)?).map_err(|_| refuse(10001, what))
+}
+
+/// An order's ids as every order-entry answer writes them.
+fn ids_json(id: &str, link: &str) -> String {
+    format!(r#"{{"orderId":"{id}","orderLinkId":"{link}"}}"#)
+}
+
 pub(super) fn place(
     st: &mut VenueState,
     ai: usize,
@@ -128,9 +142,7 @@ pub(super) fn create(
 ) -> Result<Answer, Answer> {
     let n = new_order(st, ai, p)?;
     let (id, link) = place(st, ai, n, now_ms)?;
-    Ok(ok(format!(
-        r#"{{"orderId":"{id}","orderLinkId":"{link}"}}"#
-    )))
+    Ok(ok(ids_json(&id, &link)))
 }
 
 pub(super) fn create_batch(
@@ -211,9 +223,7 @@ pub(super) fn cancel(
         .get_mut(&symbol)
         .expect("checked");
     let (id, link) = matching::cancel(&mut accounts[ai], m, &id, "CancelByUser", now_ms)?;
-    Ok(ok(format!(
-        r#"{{"orderId":"{id}","orderLinkId":"{link}"}}"#
-    )))
+    Ok(ok(ids_json(&id, &link)))
 }
 
 pub(super) fn amend(
@@ -224,20 +234,10 @@ pub(super) fn amend(
 ) -> Result<Answer, Answer> {
     let (Parsed { category, symbol }, id) = target(st, ai, p)?;
     let spec = st.cat(category).markets[&symbol].spec.clone();
-    let price = match text(p, "price") {
-        Some(px) => Some(
-            i64::try_from(units_of(&px, spec.tick, "params error: price invalid")?)
-                .map_err(|_| refuse(10001, "params error: price invalid"))?,
-        ),
-        None => None,
-    };
-    let qty = match text(p, "qty") {
-        Some(q) => Some(
-            u64::try_from(units_of(&q, spec.qty_step, "params error: qty invalid")?)
-                .map_err(|_| refuse(10001, "params error: qty invalid"))?,
-        ),
-        None => None,
-    };
+    let price = text(p, "price")
+        .map(|px| ticks_of(&spec, &px))
+        .transpose()?;
+    let qty = text(p, "qty").map(|q| lots_of(&spec, &q)).transpose()?;
     if price.is_none() && qty.is_none() {
         return Err(refuse(10001, "params error: nothing to amend"));
     }
@@ -252,9 +252,7 @@ pub(super) fn amend(
         .get_mut(&symbol)
         .expect("checked");
     let (id, link) = matching::amend(&mut accounts[ai], m, &id, price, qty, now_ms, seq)?;
-    Ok(ok(format!(
-        r#"{{"orderId":"{id}","orderLinkId":"{link}"}}"#
-    )))
+    Ok(ok(ids_json(&id, &link)))
 }
 
 pub(super) fn cancel_all(
@@ -290,7 +288,7 @@ pub(super) fn cancel_all(
         };
         if let Ok((id, link)) = matching::cancel(&mut accounts[ai], m, &id, "CancelByUser", now_ms)
         {
-            list.push(format!(r#"{{"orderId":"{id}","orderLinkId":"{link}"}}"#));
+            list.push(ids_json(&id, &link));
         }
     }
     Ok(ok(format!(

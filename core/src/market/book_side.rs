@@ -413,6 +413,16 @@ impl Side {
             }
         }
         self.trim_holes();
+        // Fewer levels raise the share of the holes left between them.
+        self.bound_holes();
+    }
+
+    /// Closes the holes once they pass a quarter of the levels (and [`HOLES_SLACK`]).
+    #[inline]
+    fn bound_holes(&mut self) {
+        if self.slots.len() - self.live > self.live / 4 + HOLES_SLACK {
+            self.close_holes();
+        }
     }
 
     /// Drops the holes at both ends.
@@ -465,9 +475,7 @@ impl Side {
         }
         if holes_made {
             self.trim_holes();
-            if self.slots.len() - self.live > self.live / 4 + HOLES_SLACK {
-                self.close_holes();
-            }
+            self.bound_holes();
         }
     }
 

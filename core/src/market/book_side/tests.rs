@@ -88,6 +88,22 @@ fn a_deleted_level_leaves_a_hole_that_its_price_fills_again() {
 }
 
 #[test]
+fn trimming_to_depth_closes_the_holes_the_dropped_levels_leave_too_many_of() {
+    let mut side = Side::default();
+    let full: Vec<(u64, u64)> = (1..=200).map(|px| (px, 1)).collect();
+    side.fill::<false>(&slots(&full), 200);
+    // 40 holes among the best levels: within the bound for 160 levels.
+    let deletes: Vec<(u64, u64)> = (0..40).map(|k| (200 - 2 * k, 0)).collect();
+    side.apply::<false, Slot>(&slots(&deletes));
+    assert_eq!(side.live, 160);
+    check_side::<false>(&side);
+    // Keeping the best 60 drops only solid levels: 40 holes among 60 levels is too many.
+    assert_eq!(side.truncate_worst(60), 100);
+    assert_eq!(side.live, 60);
+    check_side::<false>(&side);
+}
+
+#[test]
 fn an_insert_between_a_holes_neighbours_takes_the_hole() {
     let mut side = Side::default();
     side.fill::<false>(&slots(&[(10, 1), (20, 2), (30, 3), (40, 4)]), 10);

@@ -3,4 +3,5 @@
 
 pub mod broker;
 pub mod compute;
+pub mod orders;
 pub mod strategy;

@@ -55,7 +55,7 @@ impl RestError {
     }
 }
 
-fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum N<'a> {
@@ -70,7 +70,7 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
-fn opt_int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn opt_int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     int_or_string(d).map(Some)
 }
 
@@ -93,7 +93,7 @@ pub struct Response<T> {
     pub time_ms: Option<u64>,
 }
 
-fn envelope<'a, T: Deserialize<'a>>(text: &'a str) -> Result<Response<T>, RestError> {
+pub(crate) fn envelope<'a, T: Deserialize<'a>>(text: &'a str) -> Result<Response<T>, RestError> {
     if text.len() > REST_BODY_BYTES_MAX_DEFAULT {
         return Err(RestError::Oversize {
             len: text.len(),

@@ -23,6 +23,8 @@ pub struct ApiState {
     /// Positions with their mark (the synced book's mid) when there is one.
     pub positions: Vec<(Position, Option<keel_core::Dec>)>,
     pub kill_switch: Option<String>,
+    /// Live orders, latest state of each, newest last.
+    pub live_orders: VecDeque<serde_json::Value>,
 }
 
 pub type SharedApi = Arc<Mutex<ApiState>>;
@@ -35,6 +37,34 @@ impl ApiState {
             }
             self.signals.push_back(x.clone());
         }
+    }
+
+    /// The latest state of a live order replaces its earlier one.
+    pub fn push_live_order(&mut self, r: &keel_core::trading::orders::OrderRecord) {
+        let v = json!({
+            "order_link_id": r.link_id,
+            "order_id": r.order_id,
+            "symbol": r.plan.symbol,
+            "side": r.plan.side,
+            "qty": r.plan.qty,
+            "filled": r.cum_qty,
+            "stage": r.stage,
+            "reason": r.plan.reason,
+            "created_ms": r.created_ms,
+        });
+        if let Some(slot) = self
+            .live_orders
+            .iter_mut()
+            .rev()
+            .find(|o| o["order_link_id"] == v["order_link_id"])
+        {
+            *slot = v;
+            return;
+        }
+        if self.live_orders.len() == API_ITEMS_MAX {
+            self.live_orders.pop_front();
+        }
+        self.live_orders.push_back(v);
     }
 
     pub fn push_order(&mut self, o: &Order, fills: &[Fill]) {
@@ -103,7 +133,8 @@ pub async fn orders(State(api): State<SharedApi>, Limit(n): Limit) -> Response {
         .take(n)
         .map(|(o, f)| json!({"order": o, "fills": f}))
         .collect();
-    Json(json!({"orders": items, "kill_switch": s.kill_switch})).into_response()
+    let live: Vec<&serde_json::Value> = s.live_orders.iter().rev().take(n).collect();
+    Json(json!({"orders": items, "live": live, "kill_switch": s.kill_switch})).into_response()
 }
 
 pub async fn positions(

@@ -13,6 +13,8 @@ pub const DEFAULT_SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
 pub const DEFAULT_OPS_ADDR: &str = "127.0.0.1:9898";
 pub const BYBIT_REST: &str = "https://api.bybit.com";
 pub const BYBIT_WS: &str = "wss://stream.bybit.com";
+pub const BYBIT_TESTNET_REST: &str = "https://api-testnet.bybit.com";
+pub const BYBIT_TESTNET_WS: &str = "wss://stream-testnet.bybit.com";
 /// Most REST retries a configuration may ask for: more only turns an outage into a storm.
 pub const REST_RETRIES_MAX_LIMIT: u32 = 100;
 
@@ -63,6 +65,8 @@ pub struct FileConfig {
     pub rest: RestFile,
     #[serde(default)]
     pub jobs: JobsFile,
+    #[serde(default)]
+    pub live: crate::execution::LiveFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +131,8 @@ pub struct RunConfig {
     /// The trading account's API key pair: made in memory for the embedded venue; for a real
     /// venue it comes with live execution.
     pub credentials: Option<Credentials>,
+    /// Signals become signed orders at the venue (else paper fills).
+    pub live: bool,
 }
 
 /// An API key pair. Neither half reaches a log, an error or a Debug print.
@@ -168,6 +174,8 @@ pub struct Overrides {
     pub consumer_delay_ms: Option<u64>,
     pub auto_execute: bool,
     pub db: Option<String>,
+    pub paper: bool,
+    pub live: bool,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -206,6 +214,12 @@ pub fn apply_env(
     }
     if let Some(v) = env("KEEL_LOG_FORMAT") {
         file.log_format = Some(v);
+    }
+    if let Some(v) = env("KEEL_API_KEY") {
+        file.live.api_key = Some(v);
+    }
+    if let Some(v) = env("KEEL_API_SECRET") {
+        file.live.api_secret = Some(v);
     }
     if let Some(v) = env("HEALTH_CHECK_INTERVAL") {
         file.health_check_interval = Some(num("HEALTH_CHECK_INTERVAL", v)?);
@@ -275,9 +289,10 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         (Some(_), Some(_)) => return err("give either venue or venue_url, not both"),
         (None | Some("embedded"), None) => VenueChoice::Embedded,
         (Some("bybit"), None) => VenueChoice::Bybit,
+        (Some("bybit-testnet"), None) => VenueChoice::Url(BYBIT_TESTNET_REST.into()),
         (Some(other), None) => {
             return err(format!(
-                "venue must be \"embedded\" or \"bybit\", not {other:?}"
+                "venue must be \"embedded\", \"bybit\" or \"bybit-testnet\", not {other:?}"
             ));
         }
         (None, Some(url)) => VenueChoice::Url(check_http_url(url)?),
@@ -465,6 +480,12 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         10,
         86_400_000,
     )?;
+    let live = crate::execution::resolve_mode(&venue, o.paper, o.live, &file.live)?;
+    // Asking for live trading is asking for orders.
+    if o.live {
+        e.auto_execute = true;
+    }
+    let credentials = crate::execution::resolve_credentials(&venue, live, &file.live)?;
     e.validate().map_err(|x| ConfigError(x.0))?;
     let write_queue_frames_max = l.write_queue_frames_max.unwrap_or(256);
     if !(1..=65_536).contains(&write_queue_frames_max) {
@@ -487,7 +508,8 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         log_format,
         consumer_delay_ms: file.consumer_delay_ms.unwrap_or(0),
         write_queue_frames_max,
-        credentials: None,
+        credentials,
+        live,
     })
 }
 
@@ -527,6 +549,7 @@ pub fn ws_url(venue: &VenueChoice, category: Category) -> Result<String, ConfigE
     let base = match venue {
         VenueChoice::Embedded => "ws://127.0.0.1:0".to_string(),
         VenueChoice::Bybit => BYBIT_WS.to_string(),
+        VenueChoice::Url(u) if u == BYBIT_TESTNET_REST => BYBIT_TESTNET_WS.to_string(),
         VenueChoice::Url(u) => {
             if let Some(rest) = u.strip_prefix("https://") {
                 format!("wss://{rest}")

@@ -96,9 +96,17 @@ enum Cmd {
         log_format: Option<String>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Turn signals into paper orders.
+        /// Turn signals into orders: signed orders at the venue when live (the embedded
+        /// venue's default), simulated fills on paper.
         #[arg(long)]
         auto_execute: bool,
+        /// Simulated fills against the live book; no keys, nothing sent.
+        #[arg(long)]
+        paper: bool,
+        /// Signed orders to the venue (keys from KEEL_API_KEY / KEEL_API_SECRET or
+        /// [live] key_file; mainnet also needs [live] mainnet_confirmed = true).
+        #[arg(long)]
+        live: bool,
         /// The SQLite store (default keel.db).
         #[arg(long, value_name = "PATH")]
         db: Option<String>,
@@ -255,6 +263,8 @@ fn main() -> ExitCode {
             log_format,
             seed,
             auto_execute,
+            paper,
+            live,
             db,
             consumer_delay_ms,
         } => run_cmd(
@@ -269,6 +279,8 @@ fn main() -> ExitCode {
                 consumer_delay_ms,
                 auto_execute,
                 db,
+                paper,
+                live,
             },
             secs,
         ),

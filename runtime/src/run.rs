@@ -334,10 +334,24 @@ pub async fn run_with_venue_speedup(
         compute: Arc::new(RayonPool::new(2)?),
     };
     // The store first: positions and the order sequence must be restored before any signal.
-    let store = crate::store::Store::open(&cfg.db)?;
-    let next_seq = store.next_seq(cfg.engine.seed)?;
+    let mut store = crate::store::Store::open(&cfg.db)?;
+    let mut next_seq = store.next_seq(cfg.engine.seed)?;
     let positions = store.rebuild_positions(cfg.engine.broker.clone())?;
     cfg.engine.broker_next_seq = next_seq;
+    // Live: ids unique to this store, and every order it holds without a final state resolved
+    // with the venue before anything new is sent.
+    let live = cfg.live && cfg.engine.auto_execute;
+    let mut unfinished = Vec::new();
+    if live {
+        let link_prefix = store.link_prefix(crate::driver::system_wall_ms())?;
+        next_seq = store.live_next_seq()?;
+        cfg.engine.broker_next_seq = next_seq;
+        cfg.engine.live = Some(keel_core::trading::orders::OrdersConfig {
+            link_prefix,
+            ..Default::default()
+        });
+        unfinished = store.unfinished_live_orders()?;
+    }
     let history: Vec<(String, Vec<keel_core::market::kline::Bar>)> = match cfg.engine.kline_interval
     {
         Some(iv) => {
@@ -359,6 +373,8 @@ pub async fn run_with_venue_speedup(
         next_order_seq = next_seq,
         positions = positions.len(),
         stored_candles = history.iter().map(|(_, b)| b.len()).sum::<usize>(),
+        live,
+        unfinished_orders = unfinished.len(),
         "store opened"
     );
     let store_handle = crate::store::spawn_store(store, api.clone())?;
@@ -366,6 +382,9 @@ pub async fn run_with_venue_speedup(
     let mut engine = Engine::new(cfg.engine.clone(), Time::ZERO).map_err(|e| e.to_string())?;
     for p in positions {
         engine.restore_position(p);
+    }
+    for (rec, execs) in unfinished {
+        engine.resume_order(Time::ZERO, rec, execs);
     }
     if let Some(iv) = cfg.engine.kline_interval {
         for (symbol, bars) in &history {
@@ -392,7 +411,8 @@ pub async fn run_with_venue_speedup(
         health_tx,
     )
     .with_api(api.clone())
-    .with_store(&store_handle);
+    .with_store(&store_handle)
+    .with_credentials(if live { cfg.credentials.clone() } else { None });
     let (exit, engine) = driver.run(shutdown).await;
     // Everything the driver queued is committed before we return: drop our sender and wait.
     let crate::store::StoreHandle { tx, thread, .. } = store_handle;

@@ -14,10 +14,10 @@ use keel_core::wire::topic::Interval;
 use rusqlite::{Connection, params};
 
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
-fn e(err: rusqlite::Error) -> String {
+pub(crate) fn e(err: rusqlite::Error) -> String {
     format!("store: {err}")
 }
 
@@ -36,7 +36,7 @@ fn side_of(s: &str) -> Result<SignalSide, String> {
     }
 }
 
-fn dec(s: String) -> Result<Dec, String> {
+pub(crate) fn dec(s: String) -> Result<Dec, String> {
     Dec::parse(&s).map_err(|x| format!("store: bad decimal {s:?}: {x}"))
 }
 
@@ -69,6 +69,7 @@ impl Store {
                  realized_pnl TEXT NOT NULL, fees TEXT NOT NULL);",
         )
         .map_err(e)?;
+        crate::store_live::create_tables(&conn)?;
         Ok(Store { conn })
     }
 
@@ -311,12 +312,20 @@ impl Store {
         for f in self.fills()? {
             b.apply_fill(&f);
         }
+        for f in self.live_fills()? {
+            b.apply_fill(&f);
+        }
         Ok(b.positions().cloned().collect())
     }
 }
 
 /// Commands for the store thread.
 pub enum StoreCmd {
+    /// A live order's state or fill; an intent is answered on `reply` once committed.
+    Live {
+        write: keel_core::engine::StoreWrite,
+        reply: tokio::sync::mpsc::Sender<crate::driver::Msg>,
+    },
     Order {
         seed: u64,
         seq: u64,
@@ -357,8 +366,14 @@ pub fn spawn_store(mut store: Store, api: crate::api::SharedApi) -> Result<Store
         .name("keel-store".into())
         .spawn(move || {
             crate::priority::background_thread();
+            // After one failed live write nothing more is written for live trading: a final
+            // state must never land without the fills before it.
+            let mut live_failed: Option<String> = None;
             for cmd in rx {
                 match cmd {
+                    StoreCmd::Live { write, reply } => {
+                        crate::store_live::apply(&mut store, &api, write, &reply, &mut live_failed)
+                    }
                     StoreCmd::Order {
                         seed,
                         seq,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keel_core::engine::scheduler::HttpError;
 use keel_core::trading::compute::{Work, WorkResult};
+use keel_core::trading::orders::RateLimit;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -33,9 +34,50 @@ impl Connector for TcpConnector {
     }
 }
 
-/// `GET url` with a timeout, answering (status, body).
+/// A signed private request, ready to go: the signature covers `body` (POST) or the query in
+/// `url` (GET) byte for byte.
+pub struct SignedRequest {
+    pub post: bool,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// What came back for a private request: the status, the body and the venue's rate-limit
+/// headers.
+pub struct PrivateReply {
+    pub status: u16,
+    pub body: String,
+    pub limit: Option<RateLimit>,
+}
+
+/// `GET url` with a timeout, answering (status, body); and signed private requests.
 pub trait HttpTransport: Send + Sync + 'static {
     fn get(&self, url: String, timeout: Duration) -> BoxFuture<Result<(u16, String), HttpError>>;
+
+    /// A transport that cannot send private requests refuses them (nothing is sent).
+    fn send(
+        &self,
+        _req: SignedRequest,
+        _timeout: Duration,
+    ) -> BoxFuture<Result<PrivateReply, HttpError>> {
+        Box::pin(async {
+            Err(HttpError::Other(
+                "this transport does not send private requests".into(),
+            ))
+        })
+    }
+}
+
+/// Reads `X-Bapi-Limit`, `X-Bapi-Limit-Status` and `X-Bapi-Limit-Reset-Timestamp`
+/// (rate-limit.mdx); absent or unreadable headers give `None`.
+pub fn rate_limit_of(headers: &reqwest::header::HeaderMap) -> Option<RateLimit> {
+    let num = |k: &str| headers.get(k)?.to_str().ok()?.trim().parse::<u64>().ok();
+    Some(RateLimit {
+        limit: u32::try_from(num("x-bapi-limit")?).ok()?,
+        remaining: u32::try_from(num("x-bapi-limit-status")?).ok()?,
+        reset_ms: num("x-bapi-limit-reset-timestamp")?,
+    })
 }
 
 pub struct ReqwestTransport {
@@ -74,6 +116,36 @@ impl HttpTransport for ReqwestTransport {
             let status = resp.status().as_u16();
             let body = read_bounded(resp, HTTP_BODY_BYTES_MAX).await?;
             Ok((status, body))
+        })
+    }
+
+    fn send(
+        &self,
+        req: SignedRequest,
+        timeout: Duration,
+    ) -> BoxFuture<Result<PrivateReply, HttpError>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let mut b = if req.post {
+                client
+                    .post(&req.url)
+                    .header("Content-Type", "application/json")
+                    .body(req.body)
+            } else {
+                client.get(&req.url)
+            };
+            for (k, v) in req.headers {
+                b = b.header(k, v);
+            }
+            let resp = b.timeout(timeout).send().await.map_err(classify)?;
+            let status = resp.status().as_u16();
+            let limit = rate_limit_of(resp.headers());
+            let body = read_bounded(resp, HTTP_BODY_BYTES_MAX).await?;
+            Ok(PrivateReply {
+                status,
+                body,
+                limit,
+            })
         })
     }
 }

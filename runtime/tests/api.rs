@@ -14,6 +14,7 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
         .args([
             "run",
             "--auto-execute",
+            "--paper",
             "--duration",
             "60",
             "--ops-addr",

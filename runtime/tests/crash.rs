@@ -36,6 +36,7 @@ fn start(db: &str, port: u16, symbols: &str) -> Guard {
             .args([
                 "run",
                 "--auto-execute",
+                "--paper",
                 "--duration",
                 "120",
                 "--db",

@@ -60,6 +60,8 @@ pub struct EngineConfig {
     pub broker: BrokerConfig,
     /// The next client order id's sequence number (from the store after a restart).
     pub broker_next_seq: u64,
+    /// Trade live through the order machine (the runtime signs); `None` trades on paper.
+    pub live: Option<crate::trading::orders::OrdersConfig>,
     /// Load this many candles of REST history per series before the first signal cycle.
     pub warmup_candles: u32,
     /// Bounds on history merges: jobs in flight, waiting, deadline, attempts.
@@ -98,6 +100,7 @@ impl EngineConfig {
             auto_execute: false,
             broker: BrokerConfig::default(),
             broker_next_seq: 0,
+            live: None,
             warmup_candles: 200,
             history: HistoryConfig::default(),
         }

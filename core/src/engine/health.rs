@@ -22,6 +22,8 @@ pub enum ComponentId {
     Market,
     /// The REST scheduler: paused by a 403 or not.
     Rest,
+    /// Live order execution: down once halted (store failure, refused keys).
+    Execution,
 }
 
 impl fmt::Display for ComponentId {
@@ -32,6 +34,7 @@ impl fmt::Display for ComponentId {
             ComponentId::Link(l) => write!(f, "link.{}", l.0),
             ComponentId::Market => f.write_str("market"),
             ComponentId::Rest => f.write_str("rest"),
+            ComponentId::Execution => f.write_str("execution"),
         }
     }
 }

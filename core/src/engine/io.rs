@@ -9,6 +9,7 @@ use crate::decimal::Level;
 use crate::market::kline::ClosedCandle;
 use crate::trading::broker::{Fill, Order};
 use crate::trading::compute::{SymbolSignal, Work, WorkResult};
+use crate::trading::orders::{ExecRecord, OrderRecord, RateLimit, Request};
 use crate::trading::strategy::Signal;
 use crate::wire::topic::Interval;
 
@@ -71,6 +72,26 @@ pub enum Input<'a> {
     StoreBacklog {
         pending: usize,
     },
+    /// The answer to a private request (`Output::Private`), with the venue's rate-limit headers.
+    PrivateAnswer {
+        id: u64,
+        status: u16,
+        body: &'a str,
+        wall_ms: u64,
+        limit: Option<RateLimit>,
+    },
+    PrivateError {
+        id: u64,
+        error: HttpError,
+    },
+    /// The store committed a live order's intent.
+    Durable {
+        link_id: String,
+    },
+    /// The store could not write: live trading halts.
+    StoreFailed {
+        error: String,
+    },
     Shutdown,
 }
 
@@ -100,6 +121,13 @@ pub enum Event {
     KillSwitch {
         reason: String,
     },
+}
+
+/// What the store must write for live trading: order states (intents first) and fills.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreWrite {
+    Order(OrderRecord),
+    Fill(ExecRecord),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +184,11 @@ pub enum Output {
     Event(Event),
     Notice(Notice),
     Heartbeat(Heartbeat),
+    /// Sign and send this private request; answer with `PrivateAnswer` or `PrivateError`.
+    Private(Request),
+    /// Write this to the store, in order; an order intent answers with `Durable` (or
+    /// `StoreFailed`).
+    Store(StoreWrite),
     /// The engine cannot run (a pre-flight check failed): exit non-zero with this message.
     Fatal(String),
     /// Shut down: every connection was closed.

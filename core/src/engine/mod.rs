@@ -51,7 +51,7 @@ use supervisor::Job;
 use trading::{Instrument, Trading, TradingConfig};
 
 pub use config::{Category, ConfigError, EngineConfig};
-pub use io::{Event, Heartbeat, Input, JobId, Notice, Output, Severity};
+pub use io::{Event, Heartbeat, Input, JobId, Notice, Output, Severity, StoreWrite};
 pub use links::{ARGS_CHARS_PER_LINK_MAX, LINKS_MAX, link_name};
 
 /// The signal cycle's compute jobs.
@@ -150,6 +150,11 @@ impl Engine {
         health.register(ComponentId::Consumers, false, now);
         health.set(ComponentId::Consumers, Status::Running, now);
         health.set(ComponentId::Rest, Status::Starting, now);
+        if config.live.is_some() && config.auto_execute {
+            // A halted order machine takes the bot down: it no longer does its job.
+            health.register(ComponentId::Execution, true, now);
+            health.set(ComponentId::Execution, Status::Running, now);
+        }
         let trading = TradingConfig {
             signal_job: config.signal_job.clone(),
             signal_levels: config.signal_levels,
@@ -158,6 +163,7 @@ impl Engine {
             broker: config.broker.clone(),
             seed: config.seed,
             broker_next_seq: config.broker_next_seq,
+            live: config.live.clone(),
         };
         let status = StatusConfig {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
@@ -294,6 +300,17 @@ impl Engine {
         self.trading.restore_position(p);
     }
 
+    /// A live order the store holds without a final state: resolved with the venue before any
+    /// new order is sent.
+    pub fn resume_order(
+        &mut self,
+        now: Time,
+        rec: crate::trading::orders::OrderRecord,
+        execs: Vec<crate::trading::orders::ExecRecord>,
+    ) {
+        self.trading.resume_order(now, rec, execs);
+    }
+
     // ----- inputs -----
 
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
@@ -356,6 +373,20 @@ impl Engine {
             }
             Input::LoopLag { lag } => self.status.note_loop_lag(lag),
             Input::StoreBacklog { pending } => self.trading.set_store_backlog(pending),
+            Input::PrivateAnswer {
+                id,
+                status,
+                body,
+                wall_ms,
+                limit,
+            } => self
+                .trading
+                .private_answer(now, id, status, body, wall_ms, limit),
+            Input::PrivateError { id, error } => {
+                self.trading.private_error(now, id, &format!("{error:?}"))
+            }
+            Input::Durable { link_id } => self.trading.durable(now, &link_id),
+            Input::StoreFailed { error } => self.trading.store_failed(&error),
             Input::Shutdown => self.shutdown(now),
         }
         self.drain_children(now);

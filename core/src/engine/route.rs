@@ -77,6 +77,10 @@ impl Engine {
                         for i in 0..self.config.symbols.len() {
                             self.trading.set_qty_step(i, self.preflight.qty_step(i));
                         }
+                        // Signed requests carry the venue's time, not ours.
+                        if let Some(skew) = self.preflight.clock_skew_ms() {
+                            self.trading.set_clock_offset(skew);
+                        }
                         self.health.set(ComponentId::Rest, Status::Running, now);
                         self.start_links(now);
                     }
@@ -114,6 +118,13 @@ impl Engine {
                         })
                     }
                     TradingOutput::Event(e) => self.outputs.push_back(Output::Event(e)),
+                    TradingOutput::Private(r) => self.outputs.push_back(Output::Private(r)),
+                    TradingOutput::Store(w) => self.outputs.push_back(Output::Store(w)),
+                    TradingOutput::Halted(why) => {
+                        self.health
+                            .set(ComponentId::Execution, Status::Crashed, now);
+                        self.health.error(ComponentId::Execution, why, now);
+                    }
                     TradingOutput::Notice(n) => self.outputs.push_back(Output::Notice(n)),
                     TradingOutput::Health { status, error } => {
                         self.health.set(ComponentId::SignalJob, status, now);

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::health::Status;
+use super::io::StoreWrite;
 use super::io::{Event, Notice, Severity};
 use super::supervisor::{Job, JobConfig, JobOutput, JobState};
 use crate::decimal::Dec;
@@ -16,9 +17,13 @@ use crate::decimal::Level;
 use crate::market::{BookId, Market, SeriesId};
 use crate::rng::Rng;
 use crate::time::Time;
-use crate::trading::broker::{Broker, BrokerConfig, Position};
+use crate::trading::broker::{Broker, BrokerConfig, Fill, Position};
 use crate::trading::compute::{BookView, Cycle, Work, WorkResult};
-use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
+use crate::trading::orders::{
+    ExecRecord, OrderRecord, Orders, OrdersConfig, OrdersOutput, Plan, RateLimit, Refused, Request,
+};
+use crate::trading::strategy::{Signal, SignalSide, StrategyConfig, StrategyInput};
+use crate::wire::private::{OrderType, Side};
 
 /// Levels of each side a paper order may walk.
 pub const ORDER_BOOK_LEVELS_MAX: usize = 200;
@@ -35,6 +40,9 @@ pub struct TradingConfig {
     pub seed: u64,
     /// The next client order id's sequence number (from the store after a restart).
     pub broker_next_seq: u64,
+    /// Send orders to the venue through the order machine (signed by the runtime) instead of
+    /// filling them on paper.
+    pub live: Option<OrdersConfig>,
 }
 
 /// One traded symbol: where its book and its candles live.
@@ -60,6 +68,13 @@ pub enum TradingOutput {
         status: Status,
         error: Option<String>,
     },
+    /// A private request for the runtime to sign and send.
+    Private(Request),
+    /// A write for the store; an order intent answers with `durable`.
+    Store(StoreWrite),
+    /// Live trading halted (the store failed, the venue refused our keys, look-ups kept
+    /// failing): nothing new is sent until a restart.
+    Halted(String),
 }
 
 pub struct Trading {
@@ -67,6 +82,7 @@ pub struct Trading {
     instruments: Vec<Instrument>,
     signals: Job,
     broker: Broker,
+    orders: Option<Orders>,
     store_backlog: usize,
     outputs: VecDeque<TradingOutput>,
 }
@@ -76,6 +92,10 @@ impl Trading {
         Trading {
             signals: Job::new(config.signal_job.clone(), now),
             broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
+            orders: config
+                .live
+                .clone()
+                .map(|c| Orders::new(c, config.broker_next_seq)),
             config,
             instruments,
             store_backlog: 0,
@@ -91,6 +111,11 @@ impl Trading {
 
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// The order machine, when trading live.
+    pub fn orders(&self) -> Option<&Orders> {
+        self.orders.as_ref()
     }
 
     pub fn instruments(&self) -> &[Instrument] {
@@ -122,6 +147,57 @@ impl Trading {
         self.broker.restore_position(p);
     }
 
+    /// An order the store holds without a final state: looked up before anything new is sent.
+    pub fn resume_order(&mut self, now: Time, rec: OrderRecord, execs: Vec<ExecRecord>) {
+        if let Some(o) = self.orders.as_mut() {
+            o.resume(now, rec, execs);
+        }
+    }
+
+    /// The store wrote an order's intent: it may be sent.
+    pub fn durable(&mut self, now: Time, link_id: &str) {
+        if let Some(o) = self.orders.as_mut() {
+            o.durable(now, link_id);
+        }
+        self.drain_orders();
+    }
+
+    /// The store failed a write: live trading halts.
+    pub fn store_failed(&mut self, error: &str) {
+        if let Some(o) = self.orders.as_mut() {
+            o.store_failed(error);
+        }
+        self.drain_orders();
+    }
+
+    pub fn private_answer(
+        &mut self,
+        now: Time,
+        id: u64,
+        status: u16,
+        body: &str,
+        wall_ms: u64,
+        limit: Option<RateLimit>,
+    ) {
+        if let Some(o) = self.orders.as_mut() {
+            o.handle_answer(now, id, status, body, wall_ms, limit);
+        }
+        self.drain_orders();
+    }
+
+    pub fn private_error(&mut self, now: Time, id: u64, error: &str) {
+        if let Some(o) = self.orders.as_mut() {
+            o.handle_error(now, id, error);
+        }
+        self.drain_orders();
+    }
+
+    pub fn set_clock_offset(&mut self, offset_ms: i64) {
+        if let Some(o) = self.orders.as_mut() {
+            o.set_clock_offset(offset_ms);
+        }
+    }
+
     /// Orders waiting for the store; while any wait, no new order is placed.
     pub fn set_store_backlog(&mut self, pending: usize) {
         if pending > 0 && self.store_backlog == 0 {
@@ -145,6 +221,10 @@ impl Trading {
     ) {
         self.signals.handle_timeout(now, rng);
         self.drain_job(now, market, usable);
+        if let Some(o) = self.orders.as_mut() {
+            o.handle_timeout(now);
+        }
+        self.drain_orders();
     }
 
     /// A signal cycle answered. Only the run the job waits for is acted on.
@@ -165,7 +245,7 @@ impl Trading {
                 .push_back(TradingOutput::Event(Event::Signals(stats)));
             if !signals.is_empty() {
                 if self.config.auto_execute {
-                    self.execute(market, &signals, usable);
+                    self.execute(now, market, &signals, usable);
                 }
                 self.outputs
                     .push_back(TradingOutput::Event(Event::StrategySignals(signals)));
@@ -184,7 +264,11 @@ impl Trading {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.signals.poll_timeout()
+        let job = self.signals.poll_timeout();
+        match self.orders.as_ref().and_then(Orders::poll_timeout) {
+            Some(t) => Some(job.map_or(t, |j| j.min(t))),
+            None => job,
+        }
     }
 
     // ----- internals -----
@@ -252,7 +336,13 @@ impl Trading {
 
     /// Paper-trades signals against the current books; a book that is not synced, not fresh or
     /// not on a live link is never traded against.
-    fn execute(&mut self, market: &Market, signals: &[Signal], usable: &dyn Fn(BookId) -> bool) {
+    fn execute(
+        &mut self,
+        now: Time,
+        market: &Market,
+        signals: &[Signal],
+        usable: &dyn Fn(BookId) -> bool,
+    ) {
         if self.store_backlog > 0 {
             return;
         }
@@ -286,11 +376,113 @@ impl Trading {
                 self.outputs
                     .push_back(TradingOutput::Event(Event::KillSwitch { reason }));
             }
+            if self.orders.is_some() {
+                self.send(now, s, &bids, &asks, step, ts);
+                continue;
+            }
             if let Some(e) = self.broker.on_signal(s, &bids, &asks, step, ts) {
                 self.outputs.push_back(TradingOutput::Event(Event::Order {
                     order: e.order,
                     fills: e.fills,
                 }));
+            }
+        }
+    }
+
+    /// A decision becomes a market order for the order machine, sized and risk-checked by the
+    /// broker; it is sent once the store holds its intent.
+    fn send(
+        &mut self,
+        _now: Time,
+        s: &Signal,
+        bids: &[Level],
+        asks: &[Level],
+        step: Option<Dec>,
+        ts: u64,
+    ) {
+        let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else {
+            return;
+        };
+        let Some((qty, verdict)) = self.broker.size_order(s, bid.px, ask.px, step) else {
+            return;
+        };
+        if let Err(why) = verdict {
+            self.notice(
+                Severity::Warn,
+                format!("{} order not sent: {why}", s.symbol),
+            );
+            return;
+        }
+        let Some(orders) = self.orders.as_mut() else {
+            return;
+        };
+        let plan = Plan {
+            symbol: s.symbol.clone(),
+            side: match s.side {
+                SignalSide::Buy => Side::Buy,
+                SignalSide::Sell => Side::Sell,
+            },
+            qty,
+            order_type: OrderType::Market,
+            price: None,
+            time_in_force: None,
+            reduce_only: false,
+            reason: format!("{}: {}", s.strategy, s.reason),
+        };
+        match orders.place(ts, plan) {
+            Ok(_) => {}
+            // One order per symbol at a time: the next signal sees the position it made.
+            Err(Refused::Busy) => {}
+            Err(r) => self.notice(
+                Severity::Warn,
+                format!("{} order not sent: {r:?}", s.symbol),
+            ),
+        }
+        self.drain_orders();
+    }
+
+    fn drain_orders(&mut self) {
+        let Some(orders) = self.orders.as_mut() else {
+            return;
+        };
+        while let Some(o) = orders.poll_output() {
+            match o {
+                OrdersOutput::Persist(rec) => self
+                    .outputs
+                    .push_back(TradingOutput::Store(StoreWrite::Order(rec))),
+                OrdersOutput::Fill(x) => {
+                    self.broker.apply_fill(&Fill {
+                        client_order_id: x.link_id.clone(),
+                        symbol: x.symbol.clone(),
+                        side: match x.side {
+                            Side::Buy => SignalSide::Buy,
+                            Side::Sell => SignalSide::Sell,
+                        },
+                        px: x.px,
+                        qty: x.qty,
+                        fee: x.fee,
+                        ts_ms: x.ts_ms,
+                    });
+                    self.outputs
+                        .push_back(TradingOutput::Store(StoreWrite::Fill(x)));
+                }
+                OrdersOutput::Request(r) => self.outputs.push_back(TradingOutput::Private(r)),
+                OrdersOutput::Halted(why) => {
+                    self.outputs.push_back(TradingOutput::Notice(Notice {
+                        level: Severity::Error,
+                        text: format!("live trading halted: {why}"),
+                    }));
+                    self.outputs.push_back(TradingOutput::Halted(why));
+                }
+                OrdersOutput::Notice { error, text } => {
+                    let level = if error {
+                        Severity::Error
+                    } else {
+                        Severity::Info
+                    };
+                    self.outputs
+                        .push_back(TradingOutput::Notice(Notice { level, text }));
+                }
             }
         }
     }

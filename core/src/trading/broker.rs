@@ -202,18 +202,17 @@ impl Broker {
         None
     }
 
-    /// Turns a signal into an order against the book (`bids` and `asks` best first). A buy
-    /// targets a long of one order's notional, a sell a short; no order when already there.
-    /// Quantities are rounded down to `qty_step` (the venue's lot size).
-    pub fn on_signal(
-        &mut self,
+    /// The size of the order a signal asks for, or why it may not be sent: a buy targets a long
+    /// of one order's notional, a sell a short; `None` when already there. Quantities are
+    /// rounded down to `qty_step` (the venue's lot size). Risk limits are checked here, before
+    /// anything is sent.
+    pub fn size_order(
+        &self,
         s: &Signal,
-        bids: &[Level],
-        asks: &[Level],
+        best_bid: Dec,
+        best_ask: Dec,
         qty_step: Option<Dec>,
-        now_ms: u64,
-    ) -> Option<Execution> {
-        let (best_bid, best_ask) = (bids.first()?.px, asks.first()?.px);
+    ) -> Option<(Dec, Result<(), String>)> {
         let mid = (best_bid.to_f64() + best_ask.to_f64()) / 2.0;
         if mid <= 0.0 {
             return None;
@@ -240,6 +239,36 @@ impl Broker {
         if qty.is_zero() {
             return None;
         }
+        if let Some(k) = &self.killed {
+            return Some((qty, Err(format!("kill switch: {k}"))));
+        }
+        if target.abs() * mid > self.config.position_notional_max {
+            return Some((qty, Err("position limit".into())));
+        }
+        let gross_after: f64 = self
+            .positions
+            .values()
+            .filter(|p| p.symbol != s.symbol)
+            .map(|p| p.qty.to_f64().abs() * p.avg_entry.to_f64())
+            .sum::<f64>()
+            + target.abs() * mid;
+        if gross_after > self.config.gross_notional_max {
+            return Some((qty, Err("gross exposure limit".into())));
+        }
+        Some((qty, Ok(())))
+    }
+
+    /// Turns a signal into a paper order that walks the book (`bids` and `asks` best first).
+    pub fn on_signal(
+        &mut self,
+        s: &Signal,
+        bids: &[Level],
+        asks: &[Level],
+        qty_step: Option<Dec>,
+        now_ms: u64,
+    ) -> Option<Execution> {
+        let (best_bid, best_ask) = (bids.first()?.px, asks.first()?.px);
+        let (qty, sized) = self.size_order(s, best_bid, best_ask, qty_step)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         let id = Self::client_order_id(self.seed, seq);
@@ -259,21 +288,8 @@ impl Broker {
                 fills: Vec::new(),
             })
         };
-        if let Some(k) = &self.killed {
-            return reject(format!("kill switch: {k}"));
-        }
-        if target.abs() * mid > self.config.position_notional_max {
-            return reject("position limit".into());
-        }
-        let gross_after: f64 = self
-            .positions
-            .values()
-            .filter(|p| p.symbol != s.symbol)
-            .map(|p| p.qty.to_f64().abs() * p.avg_entry.to_f64())
-            .sum::<f64>()
-            + target.abs() * mid;
-        if gross_after > self.config.gross_notional_max {
-            return reject("gross exposure limit".into());
+        if let Err(why) = sized {
+            return reject(why);
         }
         let levels = match s.side {
             SignalSide::Buy => asks,

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 mod connection;
 mod lag;
+mod private;
 mod store_sink;
 
 use connection::connection;
@@ -78,6 +79,19 @@ pub enum Msg {
         job: JobId,
         run: u64,
         result: Result<WorkResult, String>,
+    },
+    Private {
+        id: u64,
+        result: Result<crate::transport::PrivateReply, HttpError>,
+        wall_ms: u64,
+    },
+    /// The store committed a live order's intent.
+    Durable {
+        link_id: String,
+    },
+    /// The store failed a live write.
+    StoreFailed {
+        error: String,
     },
 }
 
@@ -147,6 +161,7 @@ pub struct Driver {
     observer: Option<Box<dyn Observer>>,
     api: Option<crate::api::SharedApi>,
     store: Option<DriverStore>,
+    credentials: Option<crate::config::Credentials>,
 }
 
 /// How a run ended.
@@ -187,7 +202,14 @@ impl Driver {
             observer: None,
             api: None,
             store: None,
+            credentials: None,
         }
+    }
+
+    /// The key pair private requests are signed with; without one they are refused unsent.
+    pub fn with_credentials(mut self, c: Option<crate::config::Credentials>) -> Driver {
+        self.credentials = c;
+        self
     }
 
     /// Keeps signals, orders and positions for the ops API.
@@ -338,6 +360,29 @@ impl Driver {
             Msg::Compute { job, run, result } => self
                 .engine
                 .handle_input(now, Input::ComputeDone { job, run, result }),
+            Msg::Private {
+                id,
+                result,
+                wall_ms,
+            } => match result {
+                Ok(r) => self.engine.handle_input(
+                    now,
+                    Input::PrivateAnswer {
+                        id,
+                        status: r.status,
+                        body: &r.body,
+                        wall_ms,
+                        limit: r.limit,
+                    },
+                ),
+                Err(error) => self
+                    .engine
+                    .handle_input(now, Input::PrivateError { id, error }),
+            },
+            Msg::Durable { link_id } => self.engine.handle_input(now, Input::Durable { link_id }),
+            Msg::StoreFailed { error } => {
+                self.engine.handle_input(now, Input::StoreFailed { error })
+            }
         }
     }
 
@@ -401,6 +446,8 @@ impl Driver {
                         .await;
                 });
             }
+            Output::Private(r) => self.send_private(r),
+            Output::Store(w) => self.store_live(w),
             Output::Compute { job, run, work } => {
                 let tx = self.inbox_tx.clone();
                 self.transports.compute.execute(

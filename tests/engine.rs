@@ -200,6 +200,10 @@ impl Wire {
                 Output::Notice(n) => self.notices.push(n.text),
                 Output::Heartbeat(_) | Output::Stopped => {}
                 Output::Fatal(m) => self.fatal = Some(m),
+                // Live trading is not configured in these runs: nothing private is asked for.
+                Output::Private(r) => panic!("unexpected private request {r:?}"),
+                Output::Store(w) => panic!("unexpected live write {w:?}"),
+                Output::Authenticate { link, .. } => panic!("unexpected auth on {link:?}"),
             }
         }
     }

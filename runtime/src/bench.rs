@@ -158,3 +158,172 @@ pub async fn runtime(
         consumer_drops: report.engine.counters().consumer_drops,
     })
 }
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TickToOrderReport {
+    pub ticks: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// The store's write-ahead commit of an intent (SQLite, synchronous = FULL) on this disk.
+    pub intent_commit_p50_us: f64,
+    pub intent_commit_p99_us: f64,
+}
+
+/// From a book frame's bytes in to the signed order's bytes out, on one thread: decode and
+/// apply the frame, read the top of the book, size and risk-check the order, the order
+/// machine's intent and send, the request's JSON body and its HMAC signature with its headers.
+/// A decision is taken on every tick (alternating sides) so every tick makes an order. The
+/// strategy's hop to the compute pool and the store's commit of the intent are not inside this
+/// figure; the commit is measured on its own (`intent_commit_*`), as it is on the path too.
+pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport, String> {
+    use keel_core::decimal::Dec;
+    use keel_core::market::Handled;
+    use keel_core::trading::broker::{Broker, BrokerConfig};
+    use keel_core::trading::orders::{Orders, OrdersConfig, OrdersOutput, Plan, Stage};
+    use keel_core::trading::strategy::{Signal, SignalSide};
+    use keel_core::wire::private::{OrderType, Side};
+    use keel_core::wire::sign::rest_signature;
+
+    let lines = load_lines(files).map_err(|e| e.to_string())?;
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let broker = Broker::new(
+        BrokerConfig {
+            position_notional_max: 1e12,
+            gross_notional_max: 1e12,
+            ..Default::default()
+        },
+        0,
+        0,
+    );
+    let (key, secret) = ("benchkey", "benchsecretbenchsecretbenchsecret");
+    let ack_refused =
+        r#"{"retCode":110007,"retMsg":"ab not enough for new order","result":{},"time":1}"#;
+    let mut ticks = 0u64;
+    for _ in 0..reps.max(1) {
+        let mut market = Market::new(MarketConfig::default());
+        let mut orders = Orders::new(
+            OrdersConfig {
+                link_prefix: "kbench".into(),
+                creates_per_s_max: u32::MAX,
+                ..Default::default()
+            },
+            0,
+        );
+        let mut side = SignalSide::Buy;
+        for l in &lines {
+            let t = Instant::now();
+            let Ok(Handled::Book { book, .. }) = market.handle_frame_bytes(Time::ZERO, l) else {
+                while market.poll_event().is_some() {}
+                continue;
+            };
+            while market.poll_event().is_some() {}
+            let b = market.book(book);
+            let (Ok(bid), Ok(ask)) = (b.best_bid(), b.best_ask()) else {
+                continue;
+            };
+            side = match side {
+                SignalSide::Buy => SignalSide::Sell,
+                SignalSide::Sell => SignalSide::Buy,
+            };
+            let signal = Signal {
+                symbol: market.book_symbol(book).to_string(),
+                strategy: "bench",
+                side,
+                confidence: 1.0,
+                reason: String::new(),
+                candle_ms: 0,
+            };
+            let Some((qty, Ok(()))) = broker.size_order(&signal, bid.px, ask.px, None) else {
+                continue;
+            };
+            let plan = Plan {
+                symbol: signal.symbol,
+                side: if side == SignalSide::Buy {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                },
+                qty,
+                order_type: OrderType::Market,
+                price: None,
+                time_in_force: None,
+                reduce_only: false,
+                reason: String::new(),
+            };
+            let Ok(link) = orders.place(0, plan) else {
+                continue;
+            };
+            orders.durable(Time::ZERO, &link);
+            let mut sent = None;
+            while let Some(o) = orders.poll_output() {
+                if let OrdersOutput::Request(r) = o {
+                    let ts = 1_700_000_000_000u64;
+                    let sign = rest_signature(secret, ts, key, r.recv_window_ms, &r.payload);
+                    let headers = [
+                        ("X-BAPI-API-KEY", key.to_string()),
+                        ("X-BAPI-TIMESTAMP", ts.to_string()),
+                        ("X-BAPI-RECV-WINDOW", r.recv_window_ms.to_string()),
+                        ("X-BAPI-SIGN", sign),
+                    ];
+                    std::hint::black_box((&r.payload, &headers));
+                    sent = Some(r.id);
+                }
+            }
+            let took = t.elapsed();
+            let Some(id) = sent else {
+                continue;
+            };
+            hist.record(took.as_nanos().max(1) as u64)
+                .map_err(|e| e.to_string())?;
+            ticks += 1;
+            // Outside the timed region: the venue refuses it, so the symbol is free again.
+            orders.handle_answer(Time::ZERO, id, 200, ack_refused, 0, None);
+            while orders.poll_output().is_some() {}
+        }
+    }
+    if ticks == 0 {
+        return Err("no order-book frames with both sides in the files".into());
+    }
+    // The intent's commit, as the store thread does it before every send.
+    let dir = std::env::temp_dir().join(format!("keel-bench-commit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut store = keel_runtime::store::Store::open(&dir.join("k.db"))?;
+    let mut commits = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    for seq in 0..200u64 {
+        let rec = keel_core::trading::orders::OrderRecord {
+            link_id: format!("kbench-{seq:010}"),
+            seq,
+            plan: Plan {
+                symbol: "BTCUSDT".into(),
+                side: Side::Buy,
+                qty: Dec::ONE,
+                order_type: OrderType::Market,
+                price: None,
+                time_in_force: None,
+                reduce_only: false,
+                reason: String::new(),
+            },
+            stage: Stage::Intent,
+            order_id: None,
+            cum_qty: Dec::ZERO,
+            created_ms: 0,
+        };
+        let t = Instant::now();
+        store.record_live_order(&rec)?;
+        commits
+            .record(t.elapsed().as_nanos().max(1) as u64)
+            .map_err(|e| e.to_string())?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
+    Ok(TickToOrderReport {
+        ticks,
+        p50_us: us(&hist, 0.5),
+        p99_us: us(&hist, 0.99),
+        max_us: hist.max() as f64 / 1e3,
+        intent_commit_p50_us: us(&commits, 0.5),
+        intent_commit_p99_us: us(&commits, 0.99),
+    })
+}

@@ -544,6 +544,12 @@ pub fn rest_base(venue: &VenueChoice) -> Option<String> {
     }
 }
 
+/// The private stream's URL: the same host as the public streams, path `/v5/private`.
+pub fn private_ws_url(venue: &VenueChoice) -> Result<String, ConfigError> {
+    let public = ws_url(venue, Category::Linear)?;
+    Ok(public.replace("/v5/public/linear", "/v5/private"))
+}
+
 /// The WebSocket URL for a category: the same host as REST, ws for http and wss for https.
 pub fn ws_url(venue: &VenueChoice, category: Category) -> Result<String, ConfigError> {
     let base = match venue {

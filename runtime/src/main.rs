@@ -412,6 +412,7 @@ fn bench_cmd(
     files: Vec<PathBuf>,
 ) -> Result<(), String> {
     let codec = bench::codec(&files, reps).map_err(|e| format!("keel bench: {e}"))?;
+    let t2o = bench::tick_to_order(&files, reps.min(5)).map_err(|e| format!("keel bench: {e}"))?;
     let runtime = match duration(secs)? {
         Some(d) => {
             keel_runtime::run::install_crypto();
@@ -425,6 +426,7 @@ fn bench_cmd(
     };
     if json {
         let mut v = serde_json::to_value(&codec).map_err(|e| e.to_string())?;
+        v["tick_to_order"] = serde_json::to_value(&t2o).map_err(|e| e.to_string())?;
         if let Some((quick, slow)) = &runtime {
             v["runtime"] = serde_json::to_value(quick).map_err(|e| e.to_string())?;
             v["runtime_slow_consumer"] = serde_json::to_value(slow).map_err(|e| e.to_string())?;
@@ -454,6 +456,15 @@ fn bench_cmd(
             ns / codec.keel_ns_per_frame
         );
     }
+    println!(
+        "tick to signed order: {} ticks, p50 {:.1} us, p99 {:.1} us, max {:.1} us; intent commit (SQLite, full sync) p50 {:.0} us, p99 {:.0} us",
+        t2o.ticks,
+        t2o.p50_us,
+        t2o.p99_us,
+        t2o.max_us,
+        t2o.intent_commit_p50_us,
+        t2o.intent_commit_p99_us
+    );
     if let Some((quick, slow)) = runtime {
         for (what, r) in [("runtime", quick), ("runtime, slow consumer", slow)] {
             println!(

@@ -306,6 +306,10 @@ pub async fn run_with_venue_speedup(
         }
     };
     cfg.engine.ws_url = ws_url(&cfg.venue, cfg.engine.category).map_err(|e| e.to_string())?;
+    if cfg.live && cfg.engine.auto_execute {
+        cfg.engine.private_url =
+            Some(crate::config::private_ws_url(&cfg.venue).map_err(|e| e.to_string())?);
+    }
     cfg.engine.link.url = cfg.engine.ws_url.clone();
 
     let api: crate::api::SharedApi = Default::default();
@@ -342,6 +346,7 @@ pub async fn run_with_venue_speedup(
     // with the venue before anything new is sent.
     let live = cfg.live && cfg.engine.auto_execute;
     let mut unfinished = Vec::new();
+    let mut known_fills = Vec::new();
     if live {
         let link_prefix = store.link_prefix(crate::driver::system_wall_ms())?;
         next_seq = store.live_next_seq()?;
@@ -351,6 +356,7 @@ pub async fn run_with_venue_speedup(
             ..Default::default()
         });
         unfinished = store.unfinished_live_orders()?;
+        known_fills = store.live_exec_records()?;
     }
     let history: Vec<(String, Vec<keel_core::market::kline::Bar>)> = match cfg.engine.kline_interval
     {
@@ -386,6 +392,15 @@ pub async fn run_with_venue_speedup(
     for (rec, execs) in unfinished {
         engine.resume_order(Time::ZERO, rec, execs);
     }
+    // Fills already stored are applied once only; reconciliation reads from the newest on.
+    let newest = known_fills.iter().map(|f| f.ts_ms).max();
+    let skip = known_fills
+        .len()
+        .saturating_sub(keel_core::trading::orders::KNOWN_EXECS_MAX);
+    engine.remember_fills(
+        known_fills.into_iter().skip(skip).map(|f| f.exec_id),
+        newest,
+    );
     if let Some(iv) = cfg.engine.kline_interval {
         for (symbol, bars) in &history {
             engine.seed_history(symbol, iv, bars);

@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub broker_next_seq: u64,
     /// Trade live through the order machine (the runtime signs); `None` trades on paper.
     pub live: Option<crate::trading::orders::OrdersConfig>,
+    /// The venue's private stream (`.../v5/private`); live orders wait for it when set.
+    pub private_url: Option<String>,
     /// Load this many candles of REST history per series before the first signal cycle.
     pub warmup_candles: u32,
     /// Bounds on history merges: jobs in flight, waiting, deadline, attempts.
@@ -101,6 +103,7 @@ impl EngineConfig {
             broker: BrokerConfig::default(),
             broker_next_seq: 0,
             live: None,
+            private_url: None,
             warmup_candles: 200,
             history: HistoryConfig::default(),
         }

@@ -171,6 +171,11 @@ pub enum Output {
         link: LinkId,
         conn: u64,
     },
+    /// Send the signed `op: auth` on this connection (the runtime holds the key pair).
+    Authenticate {
+        link: LinkId,
+        conn: u64,
+    },
     Http {
         id: RequestId,
         path: String,

@@ -28,6 +28,9 @@ pub struct LinkConfig {
     pub connect_timeout_ms: u64,
     pub ack_timeout_ms: u64,
     pub backoff: BackoffConfig,
+    /// A private stream: every connection authenticates (the runtime signs) before it
+    /// subscribes.
+    pub auth: bool,
 }
 
 impl LinkConfig {
@@ -41,6 +44,7 @@ impl LinkConfig {
             connect_timeout_ms: 10_000,
             ack_timeout_ms: 10_000,
             backoff: BackoffConfig::default(),
+            auth: false,
         }
     }
 }
@@ -83,6 +87,8 @@ pub enum LossReason {
     Idle,
     AckTimeout,
     WriteQueueFull,
+    /// The venue refused the connection's authentication.
+    AuthFailed(String),
 }
 
 impl std::fmt::Display for LossReason {
@@ -95,6 +101,7 @@ impl std::fmt::Display for LossReason {
             LossReason::Idle => f.write_str("no data in time"),
             LossReason::AckTimeout => f.write_str("subscription not acknowledged in time"),
             LossReason::WriteQueueFull => f.write_str("write queue full"),
+            LossReason::AuthFailed(e) => write!(f, "authentication refused: {e}"),
         }
     }
 }
@@ -111,6 +118,10 @@ pub enum LinkOutput {
         text: String,
     },
     Close {
+        conn: u64,
+    },
+    /// Authenticate connection `conn` (the runtime signs `op: auth` with the key pair).
+    Authenticate {
         conn: u64,
     },
     /// The connection is open; every book it carries must now wait for a fresh snapshot.
@@ -163,6 +174,8 @@ pub struct Link {
     pending: Vec<PendingReq>,
     req_seq: u64,
     live: bool,
+    /// Waiting for the answer to `op: auth` until then.
+    auth_deadline: Option<Time>,
     last_error: Option<(String, Time)>,
     outputs: VecDeque<LinkOutput>,
     counters: LinkCounters,
@@ -190,6 +203,7 @@ impl Link {
             pending: Vec::new(),
             req_seq: 0,
             live: false,
+            auth_deadline: None,
             last_error: None,
             outputs: VecDeque::new(),
             counters: LinkCounters::default(),
@@ -272,12 +286,22 @@ impl Link {
         self.ping_deadline = None;
         self.live = false;
         self.pending.clear();
+        self.auth_deadline = None;
         self.outputs.push_back(LinkOutput::Opened { conn });
         for s in &mut self.subs {
             if !matches!(s.state, SubState::Failed(_)) {
                 s.state = SubState::Pending;
             }
         }
+        if self.config.auth {
+            self.auth_deadline = Some(now + Duration::from_millis(self.config.ack_timeout_ms));
+            self.outputs.push_back(LinkOutput::Authenticate { conn });
+            return;
+        }
+        self.subscribe_all(now);
+    }
+
+    fn subscribe_all(&mut self, now: Time) {
         let todo: Vec<usize> = (0..self.subs.len())
             .filter(|i| self.subs[*i].state == SubState::Pending)
             .collect();
@@ -317,11 +341,23 @@ impl Link {
         true
     }
 
-    pub fn handle_control(&mut self, now: Time, c: &Control) {
+    pub fn handle_control(&mut self, now: Time, rng: &mut Rng, c: &Control) {
         match c {
             Control::Pong { .. } => self.ping_deadline = None,
+            Control::Ack(ack) if ack.op == "auth" => self.handle_auth(now, rng, ack),
             Control::Ack(ack) => self.handle_ack(now, ack),
             Control::Request(_) => {}
+        }
+    }
+
+    fn handle_auth(&mut self, now: Time, rng: &mut Rng, ack: &Ack) {
+        if self.auth_deadline.take().is_none() || self.state != LinkState::Open {
+            return;
+        }
+        if ack.success {
+            self.subscribe_all(now);
+        } else {
+            self.lose(now, rng, LossReason::AuthFailed(ack.ret_msg.clone()));
         }
     }
 
@@ -437,7 +473,9 @@ impl Link {
             self.counters.idle_timeouts += 1;
             return self.lose(now, rng, LossReason::Idle);
         }
-        if self.pending.iter().any(|p| now >= p.deadline) {
+        if self.pending.iter().any(|p| now >= p.deadline)
+            || self.auth_deadline.is_some_and(|d| now >= d)
+        {
             return self.lose(now, rng, LossReason::AckTimeout);
         }
         if now >= self.next_ping_at {
@@ -473,6 +511,7 @@ impl Link {
         };
         self.live = false;
         self.pending.clear();
+        self.auth_deadline = None;
         self.ping_deadline = None;
         self.next_ping_at = Time::MAX;
         self.outputs
@@ -501,7 +540,11 @@ impl Link {
     }
 
     fn check_live(&mut self) {
-        if !self.live && self.state == LinkState::Open && self.pending.is_empty() {
+        if !self.live
+            && self.state == LinkState::Open
+            && self.pending.is_empty()
+            && self.auth_deadline.is_none()
+        {
             self.live = true;
             self.outputs.push_back(LinkOutput::Live);
         }

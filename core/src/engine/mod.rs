@@ -43,7 +43,7 @@ use book_sync::BookSync;
 use budget::ConnectBudget;
 use health::{ComponentId, Health, Overall, Status};
 use history::History;
-use link::Link;
+use link::{Link, LinkConfig, LinkId};
 use preflight::Preflight;
 use scheduler::Scheduler;
 use status::{StatusConfig, StatusMonitor};
@@ -85,6 +85,8 @@ pub struct EngineCounters {
     pub frames: u64,
     pub stale_conn_frames: u64,
     pub consumer_drops: u64,
+    /// Private-stream frames refused unread.
+    pub private_bad: u64,
 }
 
 pub struct Engine {
@@ -104,6 +106,8 @@ pub struct Engine {
     announced: bool,
     /// The wall clock at receipt of the latest pre-flight answer, for the clock skew.
     pending_wall_ms: Option<u64>,
+    /// The private stream's link, when trading live with one.
+    private_link: Option<LinkId>,
     last_bad_notice: Option<Time>,
     outputs: VecDeque<Output>,
     counters: EngineCounters,
@@ -140,6 +144,22 @@ impl Engine {
                 qty_step: None,
             });
         }
+        let mut links = links;
+        let mut live = config.live.clone().filter(|_| config.auto_execute);
+        let mut private_link = None;
+        if let (Some(l), Some(url)) = (live.as_mut(), config.private_url.as_ref()) {
+            // The private stream: authenticated, under the same connection budget; orders wait
+            // for it and for the reconciliation it starts.
+            let id = LinkId(links.len() as u32);
+            let cfg = LinkConfig {
+                url: url.clone(),
+                auth: true,
+                ..config.link.clone()
+            };
+            links.push(Link::new(id, cfg, vec!["order".into(), "execution".into()]));
+            l.stream = true;
+            private_link = Some(id);
+        }
         let mut health = Health::default();
         for l in &links {
             health.register(ComponentId::Link(l.id()), true, now);
@@ -163,7 +183,7 @@ impl Engine {
             broker: config.broker.clone(),
             seed: config.seed,
             broker_next_seq: config.broker_next_seq,
-            live: config.live.clone(),
+            live,
         };
         let status = StatusConfig {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
@@ -186,6 +206,7 @@ impl Engine {
             status: StatusMonitor::new(status, now),
             announced: false,
             pending_wall_ms: None,
+            private_link,
             last_bad_notice: None,
             outputs: VecDeque::new(),
             counters: EngineCounters::default(),
@@ -309,6 +330,15 @@ impl Engine {
         execs: Vec<crate::trading::orders::ExecRecord>,
     ) {
         self.trading.resume_order(now, rec, execs);
+    }
+
+    /// Live fills the store holds: never applied twice; reconciliation reads from the newest.
+    pub fn remember_fills(
+        &mut self,
+        ids: impl IntoIterator<Item = String>,
+        newest_ms: Option<u64>,
+    ) {
+        self.trading.remember_fills(ids, newest_ms);
     }
 
     // ----- inputs -----

@@ -218,6 +218,9 @@ impl Engine {
                 text,
             }),
             LinkOutput::Close { conn } => self.outputs.push_back(Output::Close { link: id, conn }),
+            LinkOutput::Authenticate { conn } => self
+                .outputs
+                .push_back(Output::Authenticate { link: id, conn }),
             LinkOutput::Opened { .. } => {
                 // A book never survives a reconnect: wait for the new snapshots.
                 for book in self.book_sync.books_of(id) {
@@ -227,6 +230,11 @@ impl Engine {
                     .handle_input(now, BookSyncInput::LinkOpened { link: id });
             }
             LinkOutput::Lost { reason, retry_in } => {
+                if self.private_link == Some(id) {
+                    // Fills may be happening unseen: no new order until it is back and
+                    // reconciled.
+                    self.trading.set_stream(now, false);
+                }
                 self.health.set(component, Status::Degraded, now);
                 self.health.error(component, reason.to_string(), now);
                 self.notice(
@@ -261,6 +269,9 @@ impl Engine {
                     Status::Running
                 };
                 self.health.set(component, status, now);
+                if self.private_link == Some(id) {
+                    self.trading.set_stream(now, true);
+                }
                 if !self.announced && self.links.iter().all(Link::is_live) {
                     self.announced = true;
                     self.notice(
@@ -285,15 +296,40 @@ impl Engine {
             return;
         }
         self.counters.frames += 1;
+        if self.private_link == Some(link) {
+            return self.on_private_frame(now, link, text);
+        }
         match self.market.handle_frame(now, text) {
             Ok(Handled::Book { book, applied }) => self.on_book(now, book, applied),
             // Control frames go straight to the link that owns the connection.
-            Ok(Handled::Control(c)) => l.handle_control(now, &c),
+            Ok(Handled::Control(c)) => l.handle_control(now, &mut self.rng, &c),
             Ok(_) => {}
             Err(e) => self.on_bad_frame(now, link, e),
         }
         while let Some(ev) = self.market.poll_event() {
             self.on_market_event(now, ev);
+        }
+    }
+
+    /// The private stream: control answers to its link, order and execution pushes to the
+    /// order machine; a frame that cannot be read is refused and counted, changing nothing.
+    fn on_private_frame(&mut self, now: Time, link: LinkId, text: &str) {
+        use crate::wire::private::{PrivateFrame, parse_private_frame};
+        match parse_private_frame(text) {
+            Ok(PrivateFrame::Control(c)) => {
+                if let Some(l) = self.links.get_mut(link.0 as usize) {
+                    l.handle_control(now, &mut self.rng, &c);
+                }
+            }
+            Ok(PrivateFrame::Other(_)) => {}
+            Ok(push) => self.trading.private_push(now, push),
+            Err(e) => {
+                self.counters.private_bad += 1;
+                self.notice(
+                    Severity::Warn,
+                    format!("refused a private frame on {}: {e}", link_name(link)),
+                );
+            }
         }
     }
 

@@ -154,6 +154,16 @@ impl Trading {
         }
     }
 
+    pub fn remember_fills(
+        &mut self,
+        ids: impl IntoIterator<Item = String>,
+        newest_ms: Option<u64>,
+    ) {
+        if let Some(o) = self.orders.as_mut() {
+            o.remember_execs(ids, newest_ms);
+        }
+    }
+
     /// The store wrote an order's intent: it may be sent.
     pub fn durable(&mut self, now: Time, link_id: &str) {
         if let Some(o) = self.orders.as_mut() {
@@ -188,6 +198,22 @@ impl Trading {
     pub fn private_error(&mut self, now: Time, id: u64, error: &str) {
         if let Some(o) = self.orders.as_mut() {
             o.handle_error(now, id, error);
+        }
+        self.drain_orders();
+    }
+
+    /// The private stream came up (reconcile, then trade) or went down (stop sending).
+    pub fn set_stream(&mut self, now: Time, live: bool) {
+        if let Some(o) = self.orders.as_mut() {
+            o.set_stream(now, live);
+        }
+        self.drain_orders();
+    }
+
+    /// An order or execution push from the private stream.
+    pub fn private_push(&mut self, now: Time, push: crate::wire::private::PrivateFrame) {
+        if let Some(o) = self.orders.as_mut() {
+            o.handle_push(now, push);
         }
         self.drain_orders();
     }
@@ -474,6 +500,16 @@ impl Trading {
                     }));
                     self.outputs.push_back(TradingOutput::Halted(why));
                 }
+                OrdersOutput::VenuePositions(rows) => {
+                    let diffs = reconcile_positions(&mut self.broker, &rows);
+                    for d in &diffs {
+                        self.outputs.push_back(TradingOutput::Notice(Notice {
+                            level: Severity::Warn,
+                            text: format!("reconcile: {d}"),
+                        }));
+                    }
+                    orders.note_diffs(diffs.len() as u64);
+                }
                 OrdersOutput::Notice { error, text } => {
                     let level = if error {
                         Severity::Error
@@ -539,6 +575,32 @@ impl Trading {
         self.outputs
             .push_back(TradingOutput::Notice(Notice { level, text }));
     }
+}
+
+/// The venue's positions are the truth: each symbol whose position differs from ours takes the
+/// venue's size and entry price. Returns what differed.
+fn reconcile_positions(
+    broker: &mut Broker,
+    rows: &[crate::trading::orders::VenuePosition],
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for r in rows {
+        let ours = broker.position(&r.symbol).map_or(Dec::ZERO, |p| p.qty);
+        if ours != r.qty {
+            diffs.push(format!(
+                "{} position {} at the venue, {} here: taking the venue's",
+                r.symbol, r.qty, ours
+            ));
+            let mut p = broker.position(&r.symbol).cloned().unwrap_or(Position {
+                symbol: r.symbol.clone(),
+                ..Position::default()
+            });
+            p.qty = r.qty;
+            p.avg_entry = r.avg_price;
+            broker.restore_position(p);
+        }
+    }
+    diffs
 }
 
 /// Strategies may disagree (a trend follower and a mean reverter often do): per symbol the

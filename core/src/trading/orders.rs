@@ -46,6 +46,14 @@ pub struct OrdersConfig {
     pub lookups_failed_max: u32,
     /// Orders not yet final at one time.
     pub working_max: usize,
+    /// A private stream carries pushes: no order is placed while it is down or before the
+    /// reconciliation it starts has finished.
+    pub stream: bool,
+    /// The venue's open orders, executions and positions are compared with ours this often
+    /// (and after every private reconnect).
+    pub reconcile_every_ms: u64,
+    /// The settle coin whose open orders and positions are reconciled.
+    pub settle_coin: String,
 }
 
 impl Default for OrdersConfig {
@@ -61,6 +69,9 @@ impl Default for OrdersConfig {
             resends_max: 3,
             lookups_failed_max: 20,
             working_max: 64,
+            stream: false,
+            reconcile_every_ms: 60_000,
+            settle_coin: "USDT".into(),
         }
     }
 }
@@ -184,10 +195,23 @@ pub enum OrdersOutput {
     Request(Request),
     /// Trading halted: nothing new is sent until a restart.
     Halted(String),
+    /// The venue's positions, read by a reconciliation: the venue is the truth.
+    VenuePositions(Vec<VenuePosition>),
     Notice {
         error: bool,
         text: String,
     },
+}
+
+/// ExecIds remembered after their order ended, to apply a late or replayed execution once.
+pub const KNOWN_EXECS_MAX: usize = 20_000;
+
+/// One of the venue's positions, signed (a short is negative).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenuePosition {
+    pub symbol: String,
+    pub qty: Dec,
+    pub avg_price: Dec,
 }
 
 /// Why an order was not taken.
@@ -198,6 +222,8 @@ pub enum Refused {
     Resolving,
     /// An order for this symbol is not final yet.
     Busy,
+    /// The private stream is down or its reconciliation has not finished.
+    StreamDown,
     WorkingFull,
     BadPlan(&'static str),
 }
@@ -240,6 +266,16 @@ pub struct Orders {
     clock_offset_ms: i64,
     time_req: Option<(u64, Time)>,
     halted: Option<String>,
+    stream_live: bool,
+    reconciled: bool,
+    /// The reconciliation step in flight, its request and deadline.
+    recon: Option<(reconcile::Step, u64, Time)>,
+    next_reconcile_at: Option<Time>,
+    /// The newest execution time seen (venue ms): reconciliation reads executions from there.
+    exec_cursor_ms: Option<u64>,
+    /// Recent execIds already applied, oldest first (bounded by [`KNOWN_EXECS_MAX`]).
+    known_execs: VecDeque<String>,
+    known_set: std::collections::BTreeSet<String>,
     outputs: VecDeque<OrdersOutput>,
     counters: OrdersCounters,
 }
@@ -257,6 +293,9 @@ pub struct OrdersCounters {
     pub fills: u64,
     pub duplicate_fills: u64,
     pub late_answers: u64,
+    pub reconciles: u64,
+    /// Differences the venue's truth corrected (`keel_reconcile_diffs_total`).
+    pub reconcile_diffs: u64,
     pub bad_answers: u64,
 }
 
@@ -274,6 +313,13 @@ impl Orders {
             clock_offset_ms: 0,
             time_req: None,
             halted: None,
+            stream_live: false,
+            reconciled: false,
+            recon: None,
+            next_reconcile_at: None,
+            exec_cursor_ms: None,
+            known_execs: VecDeque::new(),
+            known_set: Default::default(),
             outputs: VecDeque::new(),
             counters: OrdersCounters::default(),
         }
@@ -318,6 +364,58 @@ impl Orders {
         self.clock_offset_ms = offset_ms;
     }
 
+    /// Fills the store already holds (newest last): applied once only, and reconciliation reads
+    /// executions from the newest on.
+    pub fn remember_execs(
+        &mut self,
+        ids: impl IntoIterator<Item = String>,
+        newest_ms: Option<u64>,
+    ) {
+        for id in ids {
+            self.remember(id);
+        }
+        self.exec_cursor_ms = self.exec_cursor_ms.max(newest_ms);
+    }
+
+    /// The private stream is up (reconcile now, then trade) or down (no new orders).
+    pub fn set_stream(&mut self, now: Time, live: bool) {
+        self.stream_live = live;
+        self.reconciled = false;
+        self.recon = None;
+        if live {
+            self.start_reconcile(now);
+        } else {
+            self.next_reconcile_at = None;
+        }
+    }
+
+    /// A push from the private stream: orders and executions of orders this machine follows
+    /// are applied (each execution once); an execution of one of our orders that ended
+    /// earlier and that we never saw is a missed fill, applied and counted.
+    pub fn handle_push(&mut self, now: Time, frame: private::PrivateFrame) {
+        match frame {
+            private::PrivateFrame::Orders(rows) => {
+                for row in rows {
+                    let link = row.order_link_id.clone();
+                    if self.orders.contains_key(&link) {
+                        self.apply_row(now, &link, row);
+                    }
+                }
+            }
+            private::PrivateFrame::Executions(rows) => {
+                for x in rows {
+                    self.take_exec(now, x);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Differences another machine corrected from the venue's truth (positions).
+    pub fn note_diffs(&mut self, n: u64) {
+        self.counters.reconcile_diffs += n;
+    }
+
     /// Orders the store holds without a final state, with the fills it already has: each is
     /// looked up before anything new is sent.
     pub fn resume(&mut self, now: Time, rec: OrderRecord, execs: Vec<ExecRecord>) {
@@ -349,6 +447,9 @@ impl Orders {
         }
         if self.resolving() {
             return Err(Refused::Resolving);
+        }
+        if self.config.stream && !(self.stream_live && self.reconciled) {
+            return Err(Refused::StreamDown);
         }
         if self.busy(&plan.symbol) {
             return Err(Refused::Busy);
@@ -440,6 +541,16 @@ impl Orders {
             self.send_ready(now);
             return;
         }
+        if self.recon.as_ref().is_some_and(|r| r.1 == id) {
+            let answer = if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("HTTP {status}"))
+            };
+            self.on_reconcile_answer(now, answer);
+            self.send_ready(now);
+            return;
+        }
         let Some((link, call)) = self.take_pending(id) else {
             self.counters.late_answers += 1;
             return;
@@ -462,6 +573,10 @@ impl Orders {
         if self.time_req.is_some_and(|(r, _)| r == id) {
             self.time_req = None;
             self.send_ready(now);
+            return;
+        }
+        if self.recon.as_ref().is_some_and(|r| r.1 == id) {
+            self.on_reconcile_answer(now, Err(error.to_string()));
             return;
         }
         let Some((link, call)) = self.take_pending(id) else {
@@ -504,6 +619,12 @@ impl Orders {
             }
             self.look_up(now, &link);
         }
+        if self.recon.as_ref().is_some_and(|r| now >= r.2) {
+            self.on_reconcile_answer(now, Err("no answer before the request's deadline".into()));
+        }
+        if self.recon.is_none() && self.next_reconcile_at.is_some_and(|t| now >= t) {
+            self.start_reconcile(now);
+        }
         self.send_ready(now);
     }
 
@@ -528,6 +649,14 @@ impl Orders {
         if let Some((_, d)) = self.time_req {
             min(d);
         }
+        match &self.recon {
+            Some(r) => min(r.2),
+            None => {
+                if let Some(n) = self.next_reconcile_at {
+                    min(n)
+                }
+            }
+        }
         if !self.ready.is_empty()
             && self.paused_until.is_none()
             && let Some(first) = self.creates.front()
@@ -536,475 +665,10 @@ impl Orders {
         }
         t
     }
-
-    // ----- internals -----
-
-    fn halt(&mut self, why: String) {
-        if self.halted.is_none() {
-            self.halted = Some(why.clone());
-            self.outputs.push_back(OrdersOutput::Halted(why));
-        }
-    }
-
-    fn note(&mut self, error: bool, text: String) {
-        self.outputs.push_back(OrdersOutput::Notice { error, text });
-    }
-
-    fn take_pending(&mut self, id: u64) -> Option<(String, Call)> {
-        let (link, o) = self
-            .orders
-            .iter_mut()
-            .find(|(_, o)| o.pending.as_ref().is_some_and(|p| p.0 == id))?;
-        let (_, call, _) = o.pending.take()?;
-        Some((link.clone(), call))
-    }
-
-    fn request(
-        &mut self,
-        now: Time,
-        method: Method,
-        path: &'static str,
-        payload: String,
-    ) -> (u64, Time) {
-        let id = self.next_req;
-        self.next_req += 1;
-        let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        self.outputs.push_back(OrdersOutput::Request(Request {
-            id,
-            method,
-            path,
-            payload,
-            recv_window_ms: self.config.recv_window_ms,
-            clock_offset_ms: self.clock_offset_ms,
-            timeout,
-        }));
-        (id, now + timeout)
-    }
-
-    fn pause_until_wall(&mut self, now: Time, wall_ms: u64, reset_ms: u64) {
-        let wait = Duration::from_millis(reset_ms.saturating_sub(wall_ms).clamp(50, 60_000));
-        let until = now + wait;
-        if self.paused_until.is_none_or(|t| t < until) {
-            self.paused_until = Some(until);
-        }
-    }
-
-    /// Sends durable orders while the window and the venue's limit allow.
-    fn send_ready(&mut self, now: Time) {
-        if self.halted.is_some() || self.time_req.is_some() {
-            return;
-        }
-        if self.paused_until.is_some_and(|t| now < t) {
-            return;
-        }
-        while self
-            .creates
-            .front()
-            .is_some_and(|t| now.since(*t) >= Duration::from_secs(1))
-        {
-            self.creates.pop_front();
-        }
-        while (self.creates.len() as u32) < self.config.creates_per_s_max {
-            let Some(link) = self.ready.pop_front() else {
-                return;
-            };
-            let Some(o) = self.orders.get(&link) else {
-                continue;
-            };
-            if o.rec.stage != Stage::Ready {
-                continue;
-            }
-            let p = &o.rec.plan;
-            let body = private::create_body(&NewOrder {
-                category: CATEGORY_LINEAR,
-                symbol: &p.symbol,
-                side: p.side,
-                order_type: p.order_type,
-                qty: p.qty,
-                price: p.price,
-                time_in_force: p.time_in_force,
-                reduce_only: p.reduce_only,
-                order_link_id: &link,
-            });
-            let resend = o.sends > 0;
-            let (id, deadline) = self.request(now, Method::Post, "/v5/order/create", body);
-            self.creates.push_back(now);
-            self.counters.sent += 1;
-            self.counters.resent += resend as u64;
-            if let Some(o) = self.orders.get_mut(&link) {
-                o.sends += 1;
-                o.rec.stage = Stage::Sent;
-                o.pending = Some((id, Call::Create, deadline));
-            }
-        }
-    }
-
-    fn on_create(
-        &mut self,
-        now: Time,
-        link: &str,
-        answer: Result<&str, String>,
-        wall_ms: u64,
-        limit: Option<RateLimit>,
-    ) {
-        let parsed = answer.map(|b| private::parse_ack(b).map(|r| r.result));
-        match parsed {
-            Ok(Ok(ack)) if ack.order_link_id.is_empty() || ack.order_link_id == link => {
-                self.counters.acked += 1;
-                let Some(o) = self.orders.get_mut(link) else {
-                    return;
-                };
-                o.acked = true;
-                o.rec.order_id = Some(ack.order_id);
-                o.rec.stage = Stage::Open;
-                o.next_at = Some(now + Duration::from_millis(self.config.first_look_ms));
-                let rec = o.rec.clone();
-                self.outputs.push_back(OrdersOutput::Persist(rec));
-            }
-            Ok(Err(RestError::Api { ret_code, ret_msg })) => {
-                self.on_create_refused(now, link, ret_code, ret_msg, wall_ms, limit)
-            }
-            // A transport error, a timeout, an HTTP error, an ack for another id, an answer we
-            // cannot read: the order may or may not exist.
-            other => {
-                self.counters.ambiguous += 1;
-                let why = match other {
-                    Err(e) => e,
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(_)) => "acknowledgement for another orderLinkId".into(),
-                };
-                self.note(
-                    false,
-                    format!("order {link}: outcome unknown ({why}); asking the venue"),
-                );
-                self.resolve(now, link);
-            }
-        }
-    }
-
-    fn on_create_refused(
-        &mut self,
-        now: Time,
-        link: &str,
-        code: i64,
-        msg: String,
-        wall_ms: u64,
-        limit: Option<RateLimit>,
-    ) {
-        use private::*;
-        match code {
-            crate::wire::rest::RET_CODE_RATE_LIMIT => {
-                // Refused before it was placed: the same id goes again after the reset.
-                self.counters.rate_limited += 1;
-                let reset = limit.map_or(wall_ms + 1_000, |l| l.reset_ms);
-                self.pause_until_wall(now, wall_ms, reset);
-                self.requeue(link);
-            }
-            RET_CODE_TIME_WINDOW => {
-                // Refused for its timestamp: re-read the venue's clock, then the same id again.
-                let over = self
-                    .orders
-                    .get(link)
-                    .is_some_and(|o| o.sends > self.config.resends_max);
-                if over {
-                    self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
-                    return;
-                }
-                if self.time_req.is_none() {
-                    let (id, d) = self.request(now, Method::Get, "/v5/market/time", String::new());
-                    self.time_req = Some((id, d));
-                }
-                self.requeue(link);
-            }
-            RET_CODE_DUPLICATE_LINK_ID | RET_CODE_DUPLICATE_CLIENT_ID_SPOT => {
-                // Our id is already there: an earlier send arrived. Follow that order.
-                self.counters.duplicate_ids += 1;
-                if let Some(o) = self.orders.get_mut(link) {
-                    o.acked = true;
-                }
-                self.resolve(now, link);
-            }
-            RET_CODE_SERVER_ERROR | RET_CODE_SERVICE_RESTARTING | RET_CODE_PROCESSING => {
-                self.counters.ambiguous += 1;
-                self.resolve(now, link);
-            }
-            10003..=10005 => {
-                self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
-                self.halt(format!("the venue refused our credentials ({code}: {msg})"));
-            }
-            _ => {
-                // 110007 (available balance), 110004, 110012, 110017, 110094, 10001, ...: the
-                // venue refused the order; it does not exist.
-                self.counters.rejected += 1;
-                self.note(true, format!("order {link} rejected: {code} {msg}"));
-                self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
-            }
-        }
-    }
-
-    fn requeue(&mut self, link: &str) {
-        if let Some(o) = self.orders.get_mut(link) {
-            o.rec.stage = Stage::Ready;
-            self.ready.push_front(link.to_string());
-        }
-    }
-
-    /// The outcome of a send is unknown: look the order up now.
-    fn resolve(&mut self, now: Time, link: &str) {
-        if let Some(o) = self.orders.get_mut(link) {
-            if !o.rec.stage.is_final() && o.rec.stage != Stage::Open {
-                o.rec.stage = Stage::Resolving;
-            }
-            o.next_at = None;
-        }
-        self.look_up(now, link);
-    }
-
-    fn look_up(&mut self, now: Time, link: &str) {
-        let Some(o) = self.orders.get(link) else {
-            return;
-        };
-        if o.pending.is_some() {
-            return;
-        }
-        // Fills the venue reported that we do not have yet come first.
-        let call = if o.final_seen.is_some() || o.rec.cum_qty > o.filled {
-            Call::Executions
-        } else {
-            Call::Realtime
-        };
-        self.issue(now, link, call);
-    }
-
-    fn issue(&mut self, now: Time, link: &str, call: Call) {
-        let (path, payload) = match call {
-            Call::Realtime => (
-                "/v5/order/realtime",
-                private::order_query(CATEGORY_LINEAR, link),
-            ),
-            Call::History => (
-                "/v5/order/history",
-                private::order_query(CATEGORY_LINEAR, link),
-            ),
-            Call::Executions => {
-                let cursor = self.orders.get(link).and_then(|o| o.cursor.clone());
-                (
-                    "/v5/execution/list",
-                    private::executions_query(CATEGORY_LINEAR, link, cursor.as_deref()),
-                )
-            }
-            Call::Create => return,
-        };
-        self.counters.lookups += 1;
-        let (id, deadline) = self.request(now, Method::Get, path, payload);
-        if let Some(o) = self.orders.get_mut(link) {
-            o.pending = Some((id, call, deadline));
-        }
-    }
-
-    /// A look-up failed: retry with a growing delay; past the bound, halt (the order stays
-    /// unresolved and is looked up again after a restart).
-    fn lookup_failed(&mut self, now: Time, link: &str, why: String) {
-        let (max, retry, poll) = (
-            self.config.lookups_failed_max,
-            self.config.retry_ms,
-            self.config.poll_ms,
-        );
-        let Some(o) = self.orders.get_mut(link) else {
-            return;
-        };
-        o.lookups_failed += 1;
-        let n = o.lookups_failed;
-        let delay = (retry << n.min(10)).min(poll * 8);
-        o.next_at = Some(now + Duration::from_millis(delay));
-        if n == max {
-            self.halt(format!(
-                "order {link}: {n} look-ups failed in a row ({why}); no new orders"
-            ));
-        }
-    }
-
-    fn on_lookup(&mut self, now: Time, link: &str, call: Call, answer: Result<&str, String>) {
-        let rows = match answer.map(private::parse_orders) {
-            Ok(Ok(r)) => r.result.list,
-            Ok(Err(e)) => {
-                self.counters.bad_answers += 1;
-                return self.lookup_failed(now, link, e.to_string());
-            }
-            Err(e) => return self.lookup_failed(now, link, e),
-        };
-        if let Some(o) = self.orders.get_mut(link) {
-            o.lookups_failed = 0;
-        }
-        match rows.into_iter().find(|r| r.order_link_id == link) {
-            Some(row) => self.apply_row(now, link, row),
-            None if call == Call::Realtime => self.issue(now, link, Call::History),
-            None => self.not_found(now, link),
-        }
-    }
-
-    /// Neither the open orders nor the history know the order.
-    fn not_found(&mut self, now: Time, link: &str) {
-        let Some(o) = self.orders.get(link) else {
-            return;
-        };
-        if !o.acked {
-            if o.sends <= self.config.resends_max {
-                // Never acknowledged, not there: the send was lost (or never made before a
-                // crash). The same id again: a copy that did arrive makes the venue refuse it.
-                self.note(
-                    false,
-                    format!("order {link} is not at the venue: sending it again under the same id"),
-                );
-                self.requeue(link);
-                self.send_ready(now);
-            } else {
-                // Fills, if any, are the last word before giving the order up.
-                let sends = o.sends;
-                if let Some(o) = self.orders.get_mut(link) {
-                    o.final_seen = Some(Stage::Rejected(format!(
-                        "not at the venue after {sends} sends"
-                    )));
-                    o.cursor = None;
-                }
-                self.issue(now, link, Call::Executions);
-            }
-            return;
-        }
-        // Acknowledged but gone (the venue restarted and cleared its lists): what it filled is
-        // in the executions; the order no longer works.
-        self.note(
-            true,
-            format!("order {link} was acknowledged but the venue has no record of it: closing it with its executions"),
-        );
-        if let Some(o) = self.orders.get_mut(link) {
-            o.final_seen = Some(Stage::Cancelled);
-            o.cursor = None;
-        }
-        self.issue(now, link, Call::Executions);
-    }
-
-    fn apply_row(&mut self, now: Time, link: &str, row: OrderRow) {
-        let poll = self.config.poll_ms;
-        let Some(o) = self.orders.get_mut(link) else {
-            return;
-        };
-        o.acked = true;
-        o.rec.order_id = Some(row.order_id.clone());
-        let cum = row.cum_exec_qty.unwrap_or(Dec::ZERO);
-        let changed = cum != o.rec.cum_qty || o.rec.stage != Stage::Open;
-        o.rec.cum_qty = cum;
-        if row.order_status.is_final() {
-            o.final_seen = Some(match row.order_status {
-                OrderStatus::Filled => Stage::Filled,
-                OrderStatus::Rejected => Stage::Rejected(row.reject_reason.clone()),
-                _ => Stage::Cancelled,
-            });
-            o.cursor = None;
-        } else {
-            o.rec.stage = Stage::Open;
-        }
-        let need_fills = o.rec.cum_qty > o.filled;
-        let is_final = o.final_seen.is_some();
-        if changed && !is_final {
-            let rec = o.rec.clone();
-            self.outputs.push_back(OrdersOutput::Persist(rec));
-        }
-        if need_fills {
-            self.issue(now, link, Call::Executions);
-        } else if is_final {
-            self.complete(link);
-        } else if let Some(o) = self.orders.get_mut(link) {
-            o.next_at = Some(now + Duration::from_millis(poll));
-        }
-    }
-
-    fn on_executions(&mut self, now: Time, link: &str, answer: Result<&str, String>) {
-        let page = match answer.map(private::parse_executions) {
-            Ok(Ok(r)) => r.result,
-            Ok(Err(e)) => {
-                self.counters.bad_answers += 1;
-                return self.lookup_failed(now, link, e.to_string());
-            }
-            Err(e) => return self.lookup_failed(now, link, e),
-        };
-        for x in page.list {
-            if x.order_link_id == link && x.exec_type.as_str() != "Funding" {
-                self.apply_exec(link, x);
-            }
-        }
-        let poll = self.config.poll_ms;
-        let Some(o) = self.orders.get_mut(link) else {
-            return;
-        };
-        o.lookups_failed = 0;
-        if !page.next_page_cursor.is_empty() && o.cursor.as_deref() != Some(&page.next_page_cursor)
-        {
-            o.cursor = Some(page.next_page_cursor);
-            return self.issue(now, link, Call::Executions);
-        }
-        o.cursor = None;
-        // An order closed without a record of it: what the executions show is its fill.
-        let unrecorded = matches!(o.final_seen, Some(Stage::Cancelled | Stage::Rejected(_)));
-        if unrecorded && o.rec.cum_qty < o.filled {
-            o.rec.cum_qty = o.filled;
-            o.final_seen = Some(Stage::Cancelled);
-        }
-        if o.filled >= o.rec.cum_qty && o.final_seen.is_some() {
-            self.complete(link);
-        } else {
-            // The execution list can lag the order; look again.
-            o.next_at = Some(now + Duration::from_millis(poll.min(self.config.retry_ms * 2)));
-        }
-    }
-
-    fn apply_exec(&mut self, link: &str, x: ExecRow) {
-        let Some(o) = self.orders.get_mut(link) else {
-            return;
-        };
-        if o.execs.iter().any(|e| *e == x.exec_id) {
-            self.counters.duplicate_fills += 1;
-            return;
-        }
-        let Some(filled) = o.filled.checked_add(x.exec_qty) else {
-            self.counters.bad_answers += 1;
-            return;
-        };
-        o.filled = filled;
-        o.execs.push(x.exec_id.clone());
-        self.counters.fills += 1;
-        self.outputs.push_back(OrdersOutput::Fill(ExecRecord {
-            exec_id: x.exec_id,
-            link_id: link.to_string(),
-            symbol: x.symbol,
-            side: x.side,
-            px: x.exec_price,
-            qty: x.exec_qty,
-            fee: x.exec_fee.unwrap_or(Dec::ZERO),
-            ts_ms: x.exec_time as u64,
-        }));
-    }
-
-    fn complete(&mut self, link: &str) {
-        let stage = self
-            .orders
-            .get(link)
-            .and_then(|o| o.final_seen.clone())
-            .unwrap_or(Stage::Cancelled);
-        self.finish(link, stage);
-    }
-
-    /// The order is final: its last state goes to the store after its fills, and it leaves the
-    /// machine.
-    fn finish(&mut self, link: &str, stage: Stage) {
-        let Some(mut o) = self.orders.remove(link) else {
-            return;
-        };
-        self.ready.retain(|l| l != link);
-        o.rec.stage = stage;
-        self.outputs.push_back(OrdersOutput::Persist(o.rec));
-    }
 }
+
+mod flow;
+mod reconcile;
 
 #[cfg(test)]
 mod tests;

@@ -291,6 +291,82 @@ pub fn check_execution(x: &ExecRow) -> Result<(), RestError> {
     Ok(())
 }
 
+/// One frame of the private stream (websocket/private/*.mdx): the pushes keel applies, and
+/// the control answers its link needs (auth, subscribe, pong).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrivateFrame {
+    Orders(Vec<OrderRow>),
+    Executions(Vec<ExecRow>),
+    /// A push keel does not apply (position, wallet): the REST reconciliation reads those.
+    Other(String),
+    Control(crate::wire::frame::Control),
+}
+
+/// Bytes of one private frame above which it is refused unread.
+pub const PRIVATE_FRAME_BYTES_MAX: usize = 1 << 20;
+
+pub fn parse_private_frame(text: &str) -> Result<PrivateFrame, RestError> {
+    use crate::wire::frame::{Ack, Control};
+    if text.len() > PRIVATE_FRAME_BYTES_MAX {
+        return Err(RestError::Oversize {
+            len: text.len(),
+            max: PRIVATE_FRAME_BYTES_MAX,
+        });
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        topic: Option<String>,
+        op: Option<String>,
+        success: Option<bool>,
+        #[serde(default)]
+        ret_msg: String,
+        // A client may send a number; the venue echoes it as given.
+        req_id: Option<serde_json::Value>,
+        conn_id: Option<String>,
+        #[serde(default)]
+        data: serde_json::Value,
+    }
+    let raw: Raw = serde_json::from_str(text).map_err(|e| RestError::Json(e.to_string()))?;
+    let bad = |e: serde_json::Error| RestError::Json(e.to_string());
+    let req_id = raw.req_id.map(|v| match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    });
+    if let Some(topic) = raw.topic {
+        // "order", "order.linear", "execution", "execution.linear", "execution.fast", ...
+        let kind = topic.split('.').next().unwrap_or("");
+        return match kind {
+            "order" => {
+                let rows: Vec<OrderRow> = serde_json::from_value(raw.data).map_err(bad)?;
+                for o in &rows {
+                    check_order(o)?;
+                }
+                Ok(PrivateFrame::Orders(rows))
+            }
+            "execution" if topic != "execution.fast" && !topic.starts_with("execution.fast.") => {
+                let rows: Vec<ExecRow> = serde_json::from_value(raw.data).map_err(bad)?;
+                for x in &rows {
+                    check_execution(x)?;
+                }
+                Ok(PrivateFrame::Executions(rows))
+            }
+            _ => Ok(PrivateFrame::Other(topic)),
+        };
+    }
+    match raw.op.as_deref() {
+        Some("pong") => Ok(PrivateFrame::Control(Control::Pong { req_id })),
+        Some(op) => Ok(PrivateFrame::Control(Control::Ack(Ack {
+            op: op.to_string(),
+            success: raw.success.unwrap_or(false),
+            ret_msg: raw.ret_msg,
+            req_id,
+            conn_id: raw.conn_id,
+            failed_topics: Vec::new(),
+        }))),
+        None => Err(RestError::Json("neither a topic nor an op".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +454,37 @@ mod tests {
             parse_executions(&row("-1")),
             Err(RestError::BadValue(_))
         ));
+    }
+
+    #[test]
+    fn private_frames_are_pushes_or_control_answers() {
+        let order = r#"{"topic":"order","id":"1","creationTime":1,"data":[{"orderId":"o","orderLinkId":"k-1","symbol":"BTCUSDT","side":"Buy","orderStatus":"Filled","qty":"1","cumExecQty":"1","avgPrice":"10"}]}"#;
+        assert!(matches!(parse_private_frame(order), Ok(PrivateFrame::Orders(r)) if r.len() == 1));
+        let exec = r#"{"topic":"execution.linear","id":"1","creationTime":1,"data":[{"execId":"e","orderId":"o","orderLinkId":"k-1","symbol":"BTCUSDT","side":"Buy","execPrice":"10","execQty":"1","execFee":"0.01","execTime":"5","execType":"Trade"}]}"#;
+        assert!(
+            matches!(parse_private_frame(exec), Ok(PrivateFrame::Executions(r)) if r[0].exec_id == "e")
+        );
+        let wallet = r#"{"id":"x","topic":"wallet","creationTime":1,"data":[{}]}"#;
+        assert_eq!(
+            parse_private_frame(wallet),
+            Ok(PrivateFrame::Other("wallet".into()))
+        );
+        let auth = r#"{"success":false,"ret_msg":"Invalid sign","op":"auth","conn_id":"c"}"#;
+        match parse_private_frame(auth) {
+            Ok(PrivateFrame::Control(crate::wire::frame::Control::Ack(a))) => {
+                assert_eq!(a.op, "auth");
+                assert!(!a.success);
+            }
+            other => panic!("{other:?}"),
+        }
+        let pong = r#"{"op":"pong","args":["1753340040127"],"conn_id":"c"}"#;
+        assert!(matches!(
+            parse_private_frame(pong),
+            Ok(PrivateFrame::Control(_))
+        ));
+        let negative = order.replace(r#""cumExecQty":"1""#, r#""cumExecQty":"-1""#);
+        assert!(parse_private_frame(&negative).is_err());
+        assert!(parse_private_frame("[1]").is_err());
     }
 
     #[test]

@@ -447,6 +447,7 @@ impl Driver {
                 });
             }
             Output::Private(r) => self.send_private(r),
+            Output::Authenticate { link, conn } => self.authenticate(link, conn),
             Output::Store(w) => self.store_live(w),
             Output::Compute { job, run, work } => {
                 let tx = self.inbox_tx.clone();

@@ -9,6 +9,9 @@ use keel_core::trading::orders::{Method, Request};
 use keel_core::wire::sign::rest_signature;
 
 use super::{Driver, Msg};
+
+/// How far ahead of the wall clock a private-stream authentication expires.
+pub const PRIVATE_AUTH_EXPIRES_MS: u64 = 5_000;
 use crate::transport::SignedRequest;
 
 impl Driver {
@@ -61,6 +64,29 @@ impl Driver {
                 })
                 .await;
         });
+    }
+
+    /// Signs `op: auth` for a private-stream connection (websocket/wss-authentication.mdx:
+    /// HMAC of "GET/realtime" + expires). Without a key pair nothing is sent and the link's
+    /// wait for the answer ends the connection.
+    pub(super) fn authenticate(&mut self, link: keel_core::engine::link::LinkId, conn: u64) {
+        let Some(c) = self.credentials.as_ref() else {
+            return;
+        };
+        let expires = (self.config.wall_ms)() + PRIVATE_AUTH_EXPIRES_MS;
+        let sign = keel_core::wire::sign::ws_auth_signature(&c.api_secret, expires);
+        let text = format!(
+            r#"{{"req_id":"auth-{conn}","op":"auth","args":["{}",{expires},"{sign}"]}}"#,
+            c.api_key
+        );
+        let queued = match self.conns.get(&link) {
+            Some(x) if x.conn == conn => x.tx.try_send(text).is_ok(),
+            _ => true,
+        };
+        if !queued {
+            self.local
+                .push(keel_core::engine::Input::WsWriteOverflow { link, conn });
+        }
     }
 
     pub(super) fn store_live(&mut self, w: StoreWrite) {

@@ -71,8 +71,10 @@ fn subscriptions_go_out_in_batches_within_the_args_limit() {
     assert!(s[0].contains(r#""args":["a.1.X","b.1.X"]"#), "{}", s[0]);
     assert!(s[1].contains(r#""args":["c.1.X"]"#), "{}", s[1]);
     assert!(!r.link.is_live());
-    r.link.handle_control(Time::ZERO, &ack("sub-1-1", true, ""));
-    r.link.handle_control(Time::ZERO, &ack("sub-1-2", true, ""));
+    r.link
+        .handle_control(Time::ZERO, &mut Rng::new(1), &ack("sub-1-1", true, ""));
+    r.link
+        .handle_control(Time::ZERO, &mut Rng::new(1), &ack("sub-1-2", true, ""));
     assert!(r.drain().contains(&LinkOutput::Live));
     assert!(r.link.is_live());
 }
@@ -83,6 +85,7 @@ fn failed_ack_fails_that_topic_visibly_without_a_retry_storm() {
     r.open(Time::ZERO);
     r.link.handle_control(
         Time::ZERO,
+        &mut Rng::new(1),
         &ack(
             "sub-1-1",
             false,
@@ -106,7 +109,8 @@ fn failed_ack_fails_that_topic_visibly_without_a_retry_storm() {
 fn ping_every_interval_and_a_missing_pong_reconnects() {
     let mut r = Rig::new(&["t.X"]);
     r.open(Time::ZERO);
-    r.link.handle_control(Time::ZERO, &ack("sub-1-1", true, ""));
+    r.link
+        .handle_control(Time::ZERO, &mut Rng::new(1), &ack("sub-1-1", true, ""));
     // Data keeps flowing, so only the pong can time out.
     for s in 1..=20 {
         r.link.note_frame(Time::from_secs(s), 1);
@@ -136,12 +140,16 @@ fn ping_every_interval_and_a_missing_pong_reconnects() {
 fn idle_timeout_detects_a_socket_that_stays_open_but_goes_quiet() {
     let mut r = Rig::new(&["t.X"]);
     r.open(Time::ZERO);
-    r.link.handle_control(Time::ZERO, &ack("sub-1-1", true, ""));
+    r.link
+        .handle_control(Time::ZERO, &mut Rng::new(1), &ack("sub-1-1", true, ""));
     r.link.note_frame(Time::from_secs(1), 1);
     // The pong keeps the ping alive, but no data comes.
     let _ = r.tick(Time::from_secs(20));
-    r.link
-        .handle_control(Time::from_secs(20), &Control::Pong { req_id: None });
+    r.link.handle_control(
+        Time::from_secs(20),
+        &mut Rng::new(1),
+        &Control::Pong { req_id: None },
+    );
     let out = r.tick(Time::from_secs(31));
     assert!(
         out.iter().any(|o| matches!(
@@ -168,7 +176,8 @@ fn frames_of_an_older_connection_are_not_taken() {
 fn reconnect_waits_for_backoff_and_budget_and_resubscribes_everything() {
     let mut r = Rig::new(&["a.X", "b.X"]);
     r.open(Time::ZERO);
-    r.link.handle_control(Time::ZERO, &ack("sub-1-1", true, ""));
+    r.link
+        .handle_control(Time::ZERO, &mut Rng::new(1), &ack("sub-1-1", true, ""));
     r.link.handle_closed(
         Time::from_millis(100),
         1,

@@ -173,7 +173,7 @@ impl World {
                 }
             }
             Some(OrdersOutput::Halted(h)) => self.halts.push(h),
-            Some(OrdersOutput::Notice { .. }) => {}
+            Some(OrdersOutput::Notice { .. } | OrdersOutput::VenuePositions(_)) => {}
             None => match self.m.poll_timeout() {
                 Some(t) => {
                     self.now = self.now.max(t);
@@ -492,4 +492,110 @@ proptest::proptest! {
         w.check();
         proptest::prop_assert_eq!(w.m.working().count(), 0);
     }
+}
+
+fn ok_list(rows: &str) -> String {
+    format!(r#"{{"retCode":0,"retMsg":"OK","result":{{"list":[{rows}],"nextPageCursor":""}}}}"#)
+}
+
+fn requests(m: &mut Orders) -> Vec<Request> {
+    std::iter::from_fn(|| m.poll_output())
+        .filter_map(|o| match o {
+            OrdersOutput::Request(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn with_a_private_stream_nothing_is_placed_until_it_is_up_and_reconciled() {
+    let cfg = OrdersConfig {
+        stream: true,
+        ..Default::default()
+    };
+    let mut m = Orders::new(cfg, 0);
+    assert_eq!(m.place(0, plan("BTCUSDT")), Err(Refused::StreamDown));
+    m.set_stream(Time::ZERO, true);
+    assert_eq!(m.place(0, plan("BTCUSDT")), Err(Refused::StreamDown));
+    // Executions, open orders, positions: each answered in turn.
+    let exec = r#"{"execId":"missed-1","orderId":"o9","orderLinkId":"keel-0000000009","symbol":"BTCUSDT","side":"Buy","execPrice":"100","execQty":"0.5","execFee":"0","execTime":"7","execType":"Trade"}"#;
+    let foreign = exec
+        .replace("keel-0000000009", "manual-1")
+        .replace("missed-1", "f-1");
+    let r = requests(&mut m);
+    assert_eq!(r[0].path, "/v5/execution/list");
+    m.handle_answer(
+        Time::ZERO,
+        r[0].id,
+        200,
+        &ok_list(&format!("{exec},{foreign}")),
+        0,
+        None,
+    );
+    let outs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+    let fills: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            OrdersOutput::Fill(x) => Some(x.exec_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fills, ["missed-1"], "only our missed fill is applied");
+    let open = outs
+        .iter()
+        .find_map(|o| match o {
+            OrdersOutput::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(open.path, "/v5/order/realtime");
+    m.handle_answer(Time::ZERO, open.id, 200, &ok_list(""), 0, None);
+    let pos = requests(&mut m).remove(0);
+    assert_eq!(pos.path, "/v5/position/list");
+    let rows = r#"{"symbol":"BTCUSDT","side":"Sell","size":"0.5","avgPrice":"100"}"#;
+    m.handle_answer(Time::ZERO, pos.id, 200, &ok_list(rows), 0, None);
+    match m.poll_output() {
+        Some(OrdersOutput::VenuePositions(p)) => {
+            assert_eq!(p[0].qty, d("-0.5"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.counters().reconcile_diffs, 1);
+    assert!(m.place(0, plan("BTCUSDT")).is_ok());
+    // The same execution pushed again later is not applied twice.
+    let push = crate::wire::private::parse_private_frame(&format!(
+        r#"{{"topic":"execution","data":[{exec}]}}"#
+    ))
+    .unwrap();
+    m.handle_push(Time::ZERO, push);
+    assert!(std::iter::from_fn(|| m.poll_output()).all(|o| !matches!(o, OrdersOutput::Fill(_))));
+    assert_eq!(m.counters().duplicate_fills, 1);
+    // The stream drops: no more orders until it is back and reconciled.
+    m.set_stream(Time::ZERO, false);
+    assert_eq!(m.place(0, plan("ETHUSDT")), Err(Refused::StreamDown));
+}
+
+#[test]
+fn a_duplicate_filled_push_and_its_execution_apply_once() {
+    let mut m = Orders::new(OrdersConfig::default(), 0);
+    let link = m.place(0, plan("BTCUSDT")).unwrap();
+    m.durable(Time::ZERO, &link);
+    let create = requests(&mut m).remove(0);
+    let ack =
+        r#"{"retCode":0,"retMsg":"OK","result":{"orderId":"o1","orderLinkId":"keel-0000000000"}}"#;
+    m.handle_answer(Time::ZERO, create.id, 200, ack, 0, None);
+    let order = r#"{"topic":"order","data":[{"orderId":"o1","orderLinkId":"keel-0000000000","symbol":"BTCUSDT","side":"Buy","orderStatus":"Filled","qty":"0.02","cumExecQty":"0.02"}]}"#;
+    let exec = r#"{"topic":"execution","data":[{"execId":"e1","orderId":"o1","orderLinkId":"keel-0000000000","symbol":"BTCUSDT","side":"Buy","execPrice":"100","execQty":"0.02","execFee":"0","execTime":"7","execType":"Trade"}]}"#;
+    let mut fills = 0;
+    for text in [exec, order, order, exec] {
+        m.handle_push(
+            Time::ZERO,
+            crate::wire::private::parse_private_frame(text).unwrap(),
+        );
+        for o in std::iter::from_fn(|| m.poll_output()) {
+            fills += matches!(o, OrdersOutput::Fill(_)) as u32;
+        }
+    }
+    assert_eq!(fills, 1);
+    assert_eq!(m.working().count(), 0, "the order ended");
 }

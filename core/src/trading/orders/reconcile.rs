@@ -1,0 +1,304 @@
+//! Reconciliation: at every private (re)connect and periodically, the venue's executions since
+//! the newest one we have, its open orders and its positions are read and compared with ours;
+//! the venue is the truth, and every difference is applied and counted. No order is placed
+//! until the first reconciliation of a connection has finished.
+
+use std::time::Duration;
+
+use super::*;
+
+/// Pages of executions one reconciliation reads at most (100 each).
+pub const RECONCILE_EXEC_PAGES_MAX: u32 = 50;
+/// Overlap when reading executions from the cursor: a fill stamped in the same millisecond
+/// as the newest one we have is read again, and applied once.
+const EXEC_CURSOR_OVERLAP_MS: u64 = 1_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    Executions { cursor: Option<String>, pages: u32 },
+    OpenOrders { cursor: Option<String> },
+    Positions,
+}
+
+impl Orders {
+    pub(super) fn start_reconcile(&mut self, now: Time) {
+        self.next_reconcile_at = None;
+        self.issue_reconcile(
+            now,
+            Step::Executions {
+                cursor: None,
+                pages: 0,
+            },
+        );
+    }
+
+    fn issue_reconcile(&mut self, now: Time, step: Step) {
+        let cat = CATEGORY_LINEAR;
+        let (path, payload) = match &step {
+            Step::Executions { cursor, .. } => {
+                let mut q = format!("category={cat}&limit={}", private::EXECUTIONS_PAGE_MAX);
+                if let Some(from) = self.exec_cursor_ms {
+                    q.push_str(&format!(
+                        "&startTime={}",
+                        from.saturating_sub(EXEC_CURSOR_OVERLAP_MS)
+                    ));
+                }
+                push_cursor(&mut q, cursor.as_deref());
+                ("/v5/execution/list", q)
+            }
+            Step::OpenOrders { cursor } => {
+                let mut q = format!(
+                    "category={cat}&settleCoin={}&openOnly=0&limit=50",
+                    self.config.settle_coin
+                );
+                push_cursor(&mut q, cursor.as_deref());
+                ("/v5/order/realtime", q)
+            }
+            Step::Positions => (
+                "/v5/position/list",
+                format!(
+                    "category={cat}&settleCoin={}&limit=200",
+                    self.config.settle_coin
+                ),
+            ),
+        };
+        let (id, deadline) = self.request(now, Method::Get, path, payload);
+        self.recon = Some((step, id, deadline));
+    }
+
+    pub(super) fn on_reconcile_answer(&mut self, now: Time, answer: Result<&str, String>) {
+        let Some((step, _, _)) = self.recon.take() else {
+            return;
+        };
+        let body = match answer {
+            Ok(b) => b,
+            Err(e) => return self.reconcile_failed(now, e),
+        };
+        match step {
+            Step::Executions { pages, .. } => match private::parse_executions(body) {
+                Ok(r) => {
+                    for x in r.result.list {
+                        self.take_exec(now, x);
+                    }
+                    let next = r.result.next_page_cursor;
+                    if !next.is_empty() && pages + 1 < RECONCILE_EXEC_PAGES_MAX {
+                        self.issue_reconcile(
+                            now,
+                            Step::Executions {
+                                cursor: Some(next),
+                                pages: pages + 1,
+                            },
+                        );
+                    } else {
+                        self.issue_reconcile(now, Step::OpenOrders { cursor: None });
+                    }
+                }
+                Err(e) => self.reconcile_failed(now, e.to_string()),
+            },
+            Step::OpenOrders { .. } => match private::parse_orders(body) {
+                Ok(r) => {
+                    for row in r.result.list {
+                        let link = row.order_link_id.clone();
+                        if self.orders.contains_key(&link) {
+                            self.apply_row(now, &link, row);
+                        } else if !row.order_status.is_final() && self.is_ours(&link) {
+                            self.counters.reconcile_diffs += 1;
+                            self.note(
+                                true,
+                                format!(
+                                    "reconcile: the venue has our order {link} ({}) open and we had it closed: following it",
+                                    row.order_id
+                                ),
+                            );
+                            self.adopt(now, row);
+                        }
+                    }
+                    let next = r.result.next_page_cursor;
+                    if next.is_empty() {
+                        self.issue_reconcile(now, Step::Positions);
+                    } else {
+                        self.issue_reconcile(now, Step::OpenOrders { cursor: Some(next) });
+                    }
+                }
+                Err(e) => self.reconcile_failed(now, e.to_string()),
+            },
+            Step::Positions => match parse_positions(body) {
+                Ok(rows) => {
+                    self.outputs.push_back(OrdersOutput::VenuePositions(rows));
+                    self.counters.reconciles += 1;
+                    self.reconciled = true;
+                    self.next_reconcile_at =
+                        Some(now + Duration::from_millis(self.config.reconcile_every_ms));
+                }
+                Err(e) => self.reconcile_failed(now, e.to_string()),
+            },
+        }
+    }
+
+    /// A step failed: the reconciliation starts again after a pause; orders keep waiting for it
+    /// when it was the connection's first.
+    fn reconcile_failed(&mut self, now: Time, why: String) {
+        self.note(false, format!("reconcile failed ({why}); trying again"));
+        self.next_reconcile_at = Some(now + Duration::from_millis(self.config.poll_ms * 2));
+    }
+
+    fn is_ours(&self, link: &str) -> bool {
+        link.strip_prefix(self.config.link_prefix.as_str())
+            .is_some_and(|rest| rest.starts_with('-'))
+    }
+
+    /// An order of ours the venue holds open that we had no record of working: followed from
+    /// now on (its fills come through executions as any other's).
+    fn adopt(&mut self, now: Time, row: OrderRow) {
+        let seq = row
+            .order_link_id
+            .rsplit('-')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let rec = OrderRecord {
+            link_id: row.order_link_id.clone(),
+            seq,
+            plan: Plan {
+                symbol: row.symbol.clone(),
+                side: row.side,
+                qty: row.qty.unwrap_or(Dec::ZERO),
+                order_type: OrderType::Limit,
+                price: None,
+                time_in_force: None,
+                reduce_only: false,
+                reason: "adopted by reconciliation".into(),
+            },
+            stage: Stage::Open,
+            order_id: Some(row.order_id.clone()),
+            cum_qty: Dec::ZERO,
+            created_ms: 0,
+        };
+        self.outputs.push_back(OrdersOutput::Persist(rec.clone()));
+        let link = rec.link_id.clone();
+        self.orders.insert(
+            link.clone(),
+            Live {
+                rec,
+                acked: true,
+                sends: 1,
+                lookups_failed: 0,
+                pending: None,
+                next_at: None,
+                execs: Vec::new(),
+                filled: Dec::ZERO,
+                cursor: None,
+                final_seen: None,
+            },
+        );
+        self.apply_row(now, &link, row);
+    }
+
+    /// An execution from a push or a reconciliation: applied to the order it belongs to, or,
+    /// when that order of ours has ended and the execution is new, applied as a missed fill.
+    pub(super) fn take_exec(&mut self, now: Time, x: ExecRow) {
+        let t = u64::try_from(x.exec_time).unwrap_or(0);
+        self.exec_cursor_ms = self.exec_cursor_ms.max(Some(t));
+        let link = x.order_link_id.clone();
+        if self.orders.contains_key(&link) {
+            self.apply_exec(&link, x);
+            let done = self
+                .orders
+                .get(&link)
+                .is_some_and(|o| o.final_seen.is_some() && o.filled >= o.rec.cum_qty);
+            if done {
+                self.complete(&link);
+            }
+            return;
+        }
+        if !self.is_ours(&link) || x.exec_type == "Funding" {
+            return;
+        }
+        if self.known_set.contains(&x.exec_id) {
+            self.counters.duplicate_fills += 1;
+            return;
+        }
+        self.counters.reconcile_diffs += 1;
+        self.note(
+            true,
+            format!(
+                "reconcile: execution {} of our order {link} was missing: applying it",
+                x.exec_id
+            ),
+        );
+        let _ = now;
+        self.emit_fill(&link, x);
+    }
+
+    pub(super) fn remember(&mut self, id: String) {
+        if self.known_set.insert(id.clone()) {
+            self.known_execs.push_back(id);
+            if self.known_execs.len() > KNOWN_EXECS_MAX
+                && let Some(old) = self.known_execs.pop_front()
+            {
+                self.known_set.remove(&old);
+            }
+        }
+    }
+}
+
+fn push_cursor(q: &mut String, cursor: Option<&str>) {
+    if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+        // The venue's cursor goes back as it came; only what cannot stand in a query is escaped.
+        q.push_str("&cursor=");
+        for b in c.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~%".contains(&b) {
+                q.push(b as char);
+            } else {
+                q.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+}
+
+/// `GET /v5/position/list`: one-way positions, signed by side (SPEC-PRIVATE.md §7: `size` is
+/// always positive, `side` is "" when flat).
+fn parse_positions(text: &str) -> Result<Vec<VenuePosition>, crate::wire::rest::RestError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        symbol: String,
+        #[serde(default)]
+        side: String,
+        #[serde(default)]
+        size: String,
+        #[serde(default)]
+        avg_price: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct List {
+        list: Vec<Row>,
+    }
+    let r: crate::wire::rest::Response<List> = crate::wire::rest::envelope(text)?;
+    let mut out = Vec::new();
+    for row in r.result.list {
+        let num = |s: &str| {
+            if s.is_empty() {
+                Ok(Dec::ZERO)
+            } else {
+                Dec::parse(s).map_err(|_| crate::wire::rest::RestError::BadValue("position number"))
+            }
+        };
+        let size = num(&row.size)?;
+        if size < Dec::ZERO {
+            return Err(crate::wire::rest::RestError::BadValue(
+                "negative position size",
+            ));
+        }
+        let qty = match row.side.as_str() {
+            "Sell" => Dec::ZERO.checked_sub(size).unwrap_or(Dec::ZERO),
+            _ => size,
+        };
+        out.push(VenuePosition {
+            symbol: row.symbol,
+            qty,
+            avg_price: num(&row.avg_price)?,
+        });
+    }
+    Ok(out)
+}

@@ -21,6 +21,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     pub topic: String,
 }
@@ -39,6 +44,11 @@ pub struct Metrics {
     /// 0 empty, 1 synced, 2 resyncing.
     pub book_state: Family<TopicLabel, Gauge>,
     pub up: Gauge,
+    /// Live orders by what happened to them (sent, acked, rejected, ambiguous, ...).
+    pub orders: Family<EventLabel, Counter>,
+    pub reconcile_diffs: Counter,
+    /// 1 once live trading has halted (store failure, refused keys, failing look-ups).
+    pub trading_halted: Gauge,
     seen: Mutex<Seen>,
     /// Bumped by the driver on every turn; the watchdog reads it.
     pub progress: AtomicU64,
@@ -61,6 +71,8 @@ struct Seen {
     connect_attempts: u64,
     rest: u64,
     restarts: u64,
+    orders: std::collections::BTreeMap<&'static str, u64>,
+    reconcile_diffs: u64,
 }
 
 impl Default for Metrics {
@@ -133,6 +145,24 @@ impl Metrics {
             book_state.clone(),
         );
         registry.register("keel_up", "1 while the engine runs", up.clone());
+        let orders = Family::<EventLabel, Counter>::default();
+        let reconcile_diffs = Counter::default();
+        let trading_halted = Gauge::default();
+        registry.register(
+            "keel_orders",
+            "Live orders by event: sent, resent, acked, rejected, ambiguous, duplicate_id, rate_limited, fills, duplicate_fills",
+            orders.clone(),
+        );
+        registry.register(
+            "keel_reconcile_diffs",
+            "Differences between the venue and keel that reconciliation corrected",
+            reconcile_diffs.clone(),
+        );
+        registry.register(
+            "keel_trading_halted",
+            "1 once live trading has halted",
+            trading_halted.clone(),
+        );
         Metrics {
             registry,
             frames,
@@ -146,6 +176,9 @@ impl Metrics {
             consumer_drops,
             book_state,
             up,
+            orders,
+            reconcile_diffs,
+            trading_halted,
             seen: Mutex::new(Seen::default()),
             progress: AtomicU64::new(0),
             loop_lag_max_ns: AtomicU64::new(0),
@@ -195,6 +228,33 @@ impl Metrics {
                 .set(v);
         }
         self.up.set(if engine.is_running() { 1 } else { 0 });
+        if let Some(o) = engine.orders() {
+            let c = o.counters();
+            for (name, now) in [
+                ("sent", c.sent),
+                ("resent", c.resent),
+                ("acked", c.acked),
+                ("rejected", c.rejected),
+                ("ambiguous", c.ambiguous),
+                ("duplicate_id", c.duplicate_ids),
+                ("rate_limited", c.rate_limited),
+                ("fills", c.fills),
+                ("duplicate_fills", c.duplicate_fills),
+            ] {
+                let counter = self.orders.get_or_create(&EventLabel {
+                    event: name.to_string(),
+                });
+                let seen_now = seen.orders.entry(name).or_default();
+                add(&counter, seen_now, now);
+            }
+            add(
+                &self.reconcile_diffs,
+                &mut seen.reconcile_diffs,
+                c.reconcile_diffs,
+            );
+            self.trading_halted
+                .set(if o.halted().is_some() { 1 } else { 0 });
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -267,6 +267,11 @@ impl Engine {
         &self.budget
     }
 
+    /// The live order machine, when trading live.
+    pub fn orders(&self) -> Option<&crate::trading::orders::Orders> {
+        self.trading.orders()
+    }
+
     pub fn clock_skew_ms(&self) -> Option<i64> {
         self.preflight.clock_skew_ms()
     }

@@ -9,7 +9,7 @@ use keel_core::engine::health::{Overall, Status};
 use keel_core::engine::link::LinkId;
 use keel_core::market::book::BookState;
 use keel_core::trading::compute::{self, Work};
-use keel_core::{EngineConfig, Input, Time};
+use keel_core::{EngineConfig, Input};
 use wire_harness::*;
 
 #[test]

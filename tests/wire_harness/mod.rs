@@ -38,6 +38,15 @@ pub struct Wire {
     pub events: Vec<Event>,
     pub notices: Vec<String>,
     pub fatal: Option<String>,
+    /// Live trading: what was written and sent, in order ("store <link> <stage>", "send
+    /// <path>"), the venue's orders by orderLinkId (id, qty) and its executions.
+    pub live_log: Vec<String>,
+    pub venue_orders: std::collections::BTreeMap<String, (String, String)>,
+    pub venue_execs: Vec<(String, String, String)>,
+    /// The store fails every live write.
+    pub store_broken: bool,
+    /// Private requests are swallowed (no answer ever comes).
+    pub private_silent: bool,
 }
 
 pub fn book_frame(topic: &str, kind: &str, u: u64, bid: u64, ask: u64) -> String {
@@ -75,6 +84,11 @@ impl Wire {
             events: Vec::new(),
             notices: Vec::new(),
             fatal: None,
+            live_log: Vec::new(),
+            venue_orders: Default::default(),
+            venue_execs: Vec::new(),
+            store_broken: false,
+            private_silent: false,
         };
         w.pump();
         w
@@ -201,11 +215,125 @@ impl Wire {
                 Output::Notice(n) => self.notices.push(n.text),
                 Output::Heartbeat(_) | Output::Stopped => {}
                 Output::Fatal(m) => self.fatal = Some(m),
-                // Live trading is not configured in these runs: nothing private is asked for.
-                Output::Private(r) => panic!("unexpected private request {r:?}"),
-                Output::Store(w) => panic!("unexpected live write {w:?}"),
-                Output::Authenticate { link, .. } => panic!("unexpected auth on {link:?}"),
+                Output::Authenticate { link, conn } => replies.push((
+                    link,
+                    conn,
+                    r#"{"success":true,"ret_msg":"","op":"auth","conn_id":"c"}"#.into(),
+                )),
+                Output::Store(w) => {
+                    use keel_core::engine::StoreWrite;
+                    let intent = match &w {
+                        StoreWrite::Order(r) => {
+                            self.live_log
+                                .push(format!("store {} {}", r.link_id, r.stage.as_str()));
+                            (r.stage == keel_core::trading::orders::Stage::Intent)
+                                .then(|| r.link_id.clone())
+                        }
+                        StoreWrite::Fill(x) => {
+                            self.live_log.push(format!("fill {}", x.exec_id));
+                            None
+                        }
+                    };
+                    if self.store_broken {
+                        self.engine.handle_input(
+                            self.now,
+                            Input::StoreFailed {
+                                error: "disk I/O error".into(),
+                            },
+                        );
+                    } else if let Some(link_id) = intent {
+                        self.engine
+                            .handle_input(self.now, Input::Durable { link_id });
+                    }
+                }
+                Output::Private(r) => {
+                    self.live_log.push(format!("send {}", r.path));
+                    if self.private_silent {
+                        continue;
+                    }
+                    let body = self.private_answer(r.path, &r.payload);
+                    self.engine.handle_input(
+                        self.now,
+                        Input::PrivateAnswer {
+                            id: r.id,
+                            status: 200,
+                            body: &body,
+                            wall_ms: 1_700_000_000_000,
+                            limit: None,
+                        },
+                    );
+                }
             }
+        }
+    }
+
+    /// The venue's private API: a market order fills at once in one execution.
+    pub fn private_answer(&mut self, path: &str, payload: &str) -> String {
+        let ok = |result: String| {
+            format!(r#"{{"retCode":0,"retMsg":"OK","result":{result},"time":1700000000000}}"#)
+        };
+        let param = |k: &str| {
+            payload
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+        };
+        match path {
+            "/v5/order/create" => {
+                let v: Value = serde_json::from_str(payload).unwrap();
+                let link = v["orderLinkId"].as_str().unwrap().to_string();
+                if self.venue_orders.contains_key(&link) {
+                    return r#"{"retCode":110072,"retMsg":"OrderLinkedID is duplicate","result":{}}"#.into();
+                }
+                let id = format!("oid{}", self.venue_orders.len());
+                let qty = v["qty"].as_str().unwrap().to_string();
+                let exec = format!("e{}", self.venue_execs.len());
+                self.venue_execs.push((exec, link.clone(), qty.clone()));
+                self.venue_orders.insert(link.clone(), (id.clone(), qty));
+                ok(format!(r#"{{"orderId":"{id}","orderLinkId":"{link}"}}"#))
+            }
+            "/v5/order/realtime" | "/v5/order/history" => {
+                let rows = match param("orderLinkId")
+                    .and_then(|l| self.venue_orders.get(&l).map(|o| (l.clone(), o.clone())))
+                {
+                    Some((l, (id, q))) => format!(
+                        r#"{{"orderId":"{id}","orderLinkId":"{l}","symbol":"BTCUSDT","side":"Buy","orderStatus":"Filled","qty":"{q}","cumExecQty":"{q}"}}"#
+                    ),
+                    None => String::new(),
+                };
+                ok(format!(r#"{{"list":[{rows}],"nextPageCursor":""}}"#))
+            }
+            "/v5/execution/list" => {
+                let want = param("orderLinkId");
+                let rows: Vec<String> = self
+                    .venue_execs
+                    .iter()
+                    .filter(|e| want.as_ref().is_none_or(|w| *w == e.1))
+                    .map(|(id, l, q)| format!(
+                        r#"{{"execId":"{id}","orderId":"x","orderLinkId":"{l}","symbol":"BTCUSDT","side":"Buy","execPrice":"100","execQty":"{q}","execFee":"0","execTime":"1700000000000","execType":"Trade"}}"#
+                    ))
+                    .collect();
+                ok(format!(
+                    r#"{{"list":[{}],"nextPageCursor":""}}"#,
+                    rows.join(",")
+                ))
+            }
+            "/v5/position/list" => {
+                // Every order here buys: the position is what the executions add up to.
+                let mut size = keel_core::Dec::ZERO;
+                for (_, _, q) in &self.venue_execs {
+                    size = size.checked_add(keel_core::Dec::parse(q).unwrap()).unwrap();
+                }
+                let rows = if size.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        r#"{{"symbol":"BTCUSDT","side":"Buy","size":"{size}","avgPrice":"100"}}"#
+                    )
+                };
+                ok(format!(r#"{{"list":[{rows}]}}"#))
+            }
+            other => panic!("unexpected private path {other}"),
         }
     }
 

@@ -584,7 +584,17 @@ fn reconcile_positions(
     rows: &[crate::trading::orders::VenuePosition],
 ) -> Vec<String> {
     let mut diffs = Vec::new();
-    for r in rows {
+    // The venue lists non-zero positions only: one of ours it does not list is flat there.
+    let flat: Vec<crate::trading::orders::VenuePosition> = broker
+        .positions()
+        .filter(|p| !p.qty.is_zero() && !rows.iter().any(|r| r.symbol == p.symbol))
+        .map(|p| crate::trading::orders::VenuePosition {
+            symbol: p.symbol.clone(),
+            qty: Dec::ZERO,
+            avg_price: Dec::ZERO,
+        })
+        .collect();
+    for r in rows.iter().chain(&flat) {
         let ours = broker.position(&r.symbol).map_or(Dec::ZERO, |p| p.qty);
         if ours != r.qty {
             diffs.push(format!(

@@ -395,6 +395,11 @@ impl Trading {
                 market.book(i.book).mid().ok()
             };
             if let Some(reason) = self.broker.check_risk(ts, &marks) {
+                if let Some(o) = self.orders.as_mut() {
+                    let symbols: Vec<String> =
+                        self.instruments.iter().map(|i| i.symbol.clone()).collect();
+                    o.cancel_all(now, &symbols, &reason);
+                }
                 self.outputs.push_back(TradingOutput::Notice(Notice {
                     level: Severity::Error,
                     text: format!("kill switch: {reason}"),

@@ -203,6 +203,17 @@ pub enum OrdersOutput {
     },
 }
 
+/// Attempts at one symbol's cancel-all before it is reported as failed.
+pub const CANCEL_ALL_ATTEMPTS_MAX: u32 = 5;
+
+#[derive(Debug, Clone)]
+struct CancelAll {
+    symbol: String,
+    req: Option<(u64, Time)>,
+    attempts: u32,
+    next_at: Option<Time>,
+}
+
 /// ExecIds remembered after their order ended, to apply a late or replayed execution once.
 pub const KNOWN_EXECS_MAX: usize = 20_000;
 
@@ -276,6 +287,8 @@ pub struct Orders {
     /// Recent execIds already applied, oldest first (bounded by [`KNOWN_EXECS_MAX`]).
     known_execs: VecDeque<String>,
     known_set: std::collections::BTreeSet<String>,
+    /// Cancel-alls asked for (the kill switch), per symbol, until the venue confirms each.
+    cancels: Vec<CancelAll>,
     outputs: VecDeque<OrdersOutput>,
     counters: OrdersCounters,
 }
@@ -320,6 +333,7 @@ impl Orders {
             exec_cursor_ms: None,
             known_execs: VecDeque::new(),
             known_set: Default::default(),
+            cancels: Vec::new(),
             outputs: VecDeque::new(),
             counters: OrdersCounters::default(),
         }
@@ -408,6 +422,80 @@ impl Orders {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The kill switch: every open order of these symbols is cancelled at the venue
+    /// (`cancel-all`, retried until the venue confirms it), and nothing new is placed.
+    pub fn cancel_all(&mut self, now: Time, symbols: &[String], why: &str) {
+        self.halt(format!("kill switch: {why}"));
+        for s in symbols {
+            if !self.cancels.iter().any(|c| c.symbol == *s) {
+                self.cancels.push(CancelAll {
+                    symbol: s.clone(),
+                    req: None,
+                    attempts: 0,
+                    next_at: Some(now),
+                });
+            }
+        }
+        self.send_cancels(now);
+    }
+
+    fn send_cancels(&mut self, now: Time) {
+        for i in 0..self.cancels.len() {
+            let c = &self.cancels[i];
+            if c.req.is_some() || c.next_at.is_none_or(|t| now < t) {
+                continue;
+            }
+            let body = private::cancel_all_body(CATEGORY_LINEAR, &c.symbol);
+            let (id, deadline) = self.request(now, Method::Post, "/v5/order/cancel-all", body);
+            let c = &mut self.cancels[i];
+            c.req = Some((id, deadline));
+            c.attempts += 1;
+            c.next_at = None;
+        }
+    }
+
+    fn on_cancel_answer(&mut self, now: Time, i: usize, answer: Result<&str, String>) {
+        let symbol = self.cancels[i].symbol.clone();
+        self.cancels[i].req = None;
+        let ok = match answer {
+            Ok(b) => match crate::wire::rest::envelope::<serde_json::Value>(b) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e),
+        };
+        match ok {
+            Ok(()) => {
+                self.cancels.remove(i);
+                self.note(
+                    false,
+                    format!("cancel-all for {symbol} confirmed by the venue"),
+                );
+                // What the cancels did shows in each order's next look-up.
+                for o in self
+                    .orders
+                    .values_mut()
+                    .filter(|o| o.rec.plan.symbol == symbol)
+                {
+                    if o.pending.is_none() {
+                        o.next_at = Some(now);
+                    }
+                }
+            }
+            Err(e) if self.cancels[i].attempts >= CANCEL_ALL_ATTEMPTS_MAX => {
+                self.cancels.remove(i);
+                self.note(
+                    true,
+                    format!("cancel-all for {symbol} failed {CANCEL_ALL_ATTEMPTS_MAX} times ({e}): check the venue"),
+                );
+            }
+            Err(_) => {
+                let delay = self.config.retry_ms << self.cancels[i].attempts.min(6);
+                self.cancels[i].next_at = Some(now + Duration::from_millis(delay));
+            }
         }
     }
 
@@ -541,6 +629,19 @@ impl Orders {
             self.send_ready(now);
             return;
         }
+        if let Some(i) = self
+            .cancels
+            .iter()
+            .position(|c| c.req.is_some_and(|r| r.0 == id))
+        {
+            let answer = if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("HTTP {status}"))
+            };
+            self.on_cancel_answer(now, i, answer);
+            return;
+        }
         if self.recon.as_ref().is_some_and(|r| r.1 == id) {
             let answer = if status == 200 {
                 Ok(body)
@@ -577,6 +678,14 @@ impl Orders {
         }
         if self.recon.as_ref().is_some_and(|r| r.1 == id) {
             self.on_reconcile_answer(now, Err(error.to_string()));
+            return;
+        }
+        if let Some(i) = self
+            .cancels
+            .iter()
+            .position(|c| c.req.is_some_and(|r| r.0 == id))
+        {
+            self.on_cancel_answer(now, i, Err(error.to_string()));
             return;
         }
         let Some((link, call)) = self.take_pending(id) else {
@@ -625,6 +734,15 @@ impl Orders {
         if self.recon.is_none() && self.next_reconcile_at.is_some_and(|t| now >= t) {
             self.start_reconcile(now);
         }
+        let late: Vec<u64> = self
+            .cancels
+            .iter()
+            .filter_map(|c| c.req.filter(|r| now >= r.1).map(|r| r.0))
+            .collect();
+        for id in late {
+            self.handle_error(now, id, "no answer before the request's deadline");
+        }
+        self.send_cancels(now);
         self.send_ready(now);
     }
 
@@ -648,6 +766,13 @@ impl Orders {
         }
         if let Some((_, d)) = self.time_req {
             min(d);
+        }
+        for c in &self.cancels {
+            match (c.req, c.next_at) {
+                (Some(r), _) => min(r.1),
+                (None, Some(n)) => min(n),
+                _ => {}
+            }
         }
         match &self.recon {
             Some(r) => min(r.2),

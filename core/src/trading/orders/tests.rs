@@ -599,3 +599,33 @@ fn a_duplicate_filled_push_and_its_execution_apply_once() {
     assert_eq!(fills, 1);
     assert_eq!(m.working().count(), 0, "the order ended");
 }
+
+#[test]
+fn the_kill_switch_cancels_all_at_the_venue_until_confirmed_and_stops_new_orders() {
+    let mut m = Orders::new(OrdersConfig::default(), 0);
+    m.cancel_all(
+        Time::ZERO,
+        &["BTCUSDT".into(), "ETHUSDT".into()],
+        "daily loss",
+    );
+    assert!(matches!(
+        m.place(0, plan("SOLUSDT")),
+        Err(Refused::Halted(_))
+    ));
+    let r = requests(&mut m);
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|x| x.path == "/v5/order/cancel-all"));
+    assert!(r[0].payload.contains(r#""symbol":"BTCUSDT""#));
+    // One is confirmed; the other fails and is asked again.
+    m.handle_answer(Time::ZERO, r[0].id, 200, &ok_list(""), 0, None);
+    m.handle_error(Time::ZERO, r[1].id, "connection reset");
+    let notes: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+    assert!(notes.iter().any(
+        |o| matches!(o, OrdersOutput::Notice { text, .. } if text.contains("BTCUSDT confirmed"))
+    ));
+    let t = m.poll_timeout().unwrap();
+    m.handle_timeout(t);
+    let again = requests(&mut m);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].payload.contains(r#""symbol":"ETHUSDT""#));
+}

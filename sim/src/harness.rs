@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -112,7 +112,7 @@ impl tower_service::Service<hyper::Uri> for TurmoilConnector {
 /// HTTP GET over the simulated network.
 #[derive(Clone)]
 pub struct TurmoilHttp {
-    client: Client<TurmoilConnector, Empty<Bytes>>,
+    client: Client<TurmoilConnector, Full<Bytes>>,
 }
 
 impl Default for TurmoilHttp {
@@ -133,11 +133,34 @@ pub enum SimHttpError {
 
 impl TurmoilHttp {
     pub async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), SimHttpError> {
-        let uri: hyper::Uri = url
-            .parse()
+        self.request(false, url, &[], String::new(), timeout)
+            .await
+            .map(|(status, body, _)| (status, body))
+    }
+
+    /// Any request: a POST carries `body` as JSON; the answer's headers come back too.
+    pub async fn request(
+        &self,
+        post: bool,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+        timeout: Duration,
+    ) -> Result<(u16, String, hyper::HeaderMap), SimHttpError> {
+        let mut req = hyper::Request::builder()
+            .method(if post { "POST" } else { "GET" })
+            .uri(url);
+        if post {
+            req = req.header("Content-Type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| SimHttpError::Other(format!("{e}")))?;
         let fut = async {
-            let resp = self.client.get(uri).await.map_err(|e| {
+            let resp = self.client.request(req).await.map_err(|e| {
                 if e.is_connect() {
                     SimHttpError::Connect(e.to_string())
                 } else {
@@ -145,13 +168,14 @@ impl TurmoilHttp {
                 }
             })?;
             let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
             let body = resp
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| SimHttpError::Other(e.to_string()))?
                 .to_bytes();
-            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+            Ok((status, String::from_utf8_lossy(&body).into_owned(), headers))
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use keel_core::engine::scheduler::HttpError;
-use keel_runtime::transport::{BoxFuture, Connector, HttpTransport, Io};
+use keel_runtime::transport::{
+    BoxFuture, Connector, HttpTransport, Io, PrivateReply, SignedRequest, rate_limit_of,
+};
 
 use crate::harness::{SimHttpError, TurmoilHttp};
 
@@ -31,6 +33,29 @@ impl HttpTransport for SimHttp {
                 SimHttpError::Timeout => HttpError::Timeout,
                 SimHttpError::Connect(s) => HttpError::Connect(s),
                 SimHttpError::Other(s) => HttpError::Other(s),
+            })
+        })
+    }
+
+    fn send(
+        &self,
+        req: SignedRequest,
+        timeout: Duration,
+    ) -> BoxFuture<Result<PrivateReply, HttpError>> {
+        let c = self.0.clone();
+        Box::pin(async move {
+            let (status, body, headers) = c
+                .request(req.post, &req.url, &req.headers, req.body, timeout)
+                .await
+                .map_err(|e| match e {
+                    SimHttpError::Timeout => HttpError::Timeout,
+                    SimHttpError::Connect(s) => HttpError::Connect(s),
+                    SimHttpError::Other(s) => HttpError::Other(s),
+                })?;
+            Ok(PrivateReply {
+                status,
+                body,
+                limit: rate_limit_of(&headers),
             })
         })
     }

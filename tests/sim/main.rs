@@ -4,6 +4,7 @@
 //! Every step is timed on the real clock: a step that blocks is a freeze and fails the test.
 
 mod harness;
+mod live;
 
 use std::time::Duration;
 
@@ -475,6 +476,239 @@ fn swarm_of_faults_then_heal_leaves_the_bot_live_and_consistent() {
                 p.order_ids.len()
             );
             Ok(())
+        },
+    );
+}
+
+// ----- live trading -----
+
+/// Trades for `before`, runs `fault` (any number of faults over `during`), lets it settle, checks
+/// the store against the venue, and then that the faults did bite (`bit` on the machine's
+/// counters summed over the bot's lives).
+fn live_scenario(
+    seed: u64,
+    before: Duration,
+    during: Duration,
+    fault: impl Fn(&mut live::LiveRun<'_>) -> Result<(), String>,
+    bit: impl Fn(&live::Seen) -> bool,
+) -> Result<(), String> {
+    let mut run = live::LiveRun::new(seed, secs(900));
+    run.run_for(before)?;
+    if run.seen().creates == 0 {
+        return Err(format!("no order sent in {before:?}: {:?}", run.seen()));
+    }
+    fault(&mut run)?;
+    run.run_for(during)?;
+    let summary = run.settle_and_check(secs(90))?;
+    println!("seed {seed}: {summary}");
+    if !bit(&run.seen()) {
+        return Err(format!("the fault never bit: {summary}"));
+    }
+    Ok(())
+}
+
+/// The private stream is held for `secs`, so look-ups by orderLinkId have to do the work.
+fn stall_private(r: &live::LiveRun<'_>, secs: f64) {
+    r.fault(Fault::StallPrivate { secs });
+}
+
+#[test]
+fn live_lost_acks_are_looked_up_and_no_order_is_made_twice() {
+    check(
+        "live_lost_acks_are_looked_up_and_no_order_is_made_twice",
+        41,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(20),
+                secs(50),
+                |r| {
+                    stall_private(r, 50.0);
+                    r.fault(Fault::DropOrderAck { count: Some(4) });
+                    Ok(())
+                },
+                |s| s.counters.ambiguous > 0 && s.counters.lookups > 0,
+            )
+        },
+    );
+}
+
+#[test]
+fn live_acks_later_than_the_timeout_are_resolved_by_orderlinkid() {
+    check(
+        "live_acks_later_than_the_timeout_are_resolved_by_orderlinkid",
+        42,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(20),
+                secs(40),
+                |r| {
+                    r.fault(Fault::DelayRest {
+                        ms: 12_000,
+                        secs: 30.0,
+                    });
+                    Ok(())
+                },
+                |s| s.counters.ambiguous > 0,
+            )
+        },
+    );
+}
+
+#[test]
+fn live_private_stream_stalls_while_orders_fill_and_nothing_is_lost() {
+    check(
+        "live_private_stream_stalls_while_orders_fill_and_nothing_is_lost",
+        43,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(20),
+                secs(60),
+                |r| {
+                    // Shorter than the link takes to call it dead (no frame for 30 s): orders keep
+                    // going out and filling, and their pushes are held.
+                    for _ in 0..3 {
+                        stall_private(r, 25.0);
+                        r.run_for(secs(30))?;
+                    }
+                    Ok(())
+                },
+                |s| s.counters.lookups > 0,
+            )
+        },
+    );
+}
+
+#[test]
+fn live_10006_and_10016_storms_pass_without_a_duplicate() {
+    check(
+        "live_10006_and_10016_storms_pass_without_a_duplicate",
+        44,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(20),
+                secs(40),
+                |r| {
+                    r.fault(Fault::PrivateRetCode {
+                        code: 10006,
+                        secs: 20.0,
+                    });
+                    r.run_for(secs(25))?;
+                    r.fault(Fault::PrivateRetCode {
+                        code: 10016,
+                        secs: 20.0,
+                    });
+                    Ok(())
+                },
+                |s| s.counters.rate_limited > 0 && s.counters.ambiguous > 0,
+            )
+        },
+    );
+}
+
+#[test]
+fn live_duplicate_filled_pushes_count_once() {
+    check("live_duplicate_filled_pushes_count_once", 45, |seed| {
+        live_scenario(
+            seed,
+            secs(20),
+            secs(40),
+            |r| {
+                r.fault(Fault::DuplicateFilled { secs: 40.0 });
+                Ok(())
+            },
+            |s| s.counters.duplicate_fills > 0,
+        )
+    });
+}
+
+#[test]
+fn live_venue_forgetting_its_recent_orders_loses_nothing() {
+    check(
+        "live_venue_forgetting_its_recent_orders_loses_nothing",
+        46,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(20),
+                secs(10),
+                |r| {
+                    stall_private(r, 40.0);
+                    for _ in 0..5 {
+                        r.fault(Fault::ClearRecentOrders);
+                        r.run_for(secs(7))?;
+                    }
+                    Ok(())
+                },
+                |s| s.counters.lookups > 0,
+            )
+        },
+    );
+}
+
+#[test]
+fn live_clock_skewed_past_recv_window_resyncs_and_trades_on() {
+    check(
+        "live_clock_skewed_past_recv_window_resyncs_and_trades_on",
+        47,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(20),
+                secs(40),
+                |r| {
+                    let before = r.seen().creates;
+                    r.skew_ms.store(8_000, std::sync::atomic::Ordering::Relaxed);
+                    r.run_for(secs(30))?;
+                    if r.seen().creates <= before {
+                        return Err("no order went out after the clock jumped".into());
+                    }
+                    Ok(())
+                },
+                |s| s.counters.clock_resyncs > 0,
+            )
+        },
+    );
+}
+
+#[test]
+fn live_process_killed_at_random_moments_restarts_without_a_duplicate_or_a_lost_fill() {
+    check(
+        "live_process_killed_at_random_moments_restarts_without_a_duplicate_or_a_lost_fill",
+        48,
+        |seed| {
+            live_scenario(
+                seed,
+                secs(15),
+                secs(10),
+                |r| {
+                    // Answers take 2.5 s, so the kills land between intent, send, ack and fill.
+                    r.fault(Fault::DelayRest {
+                        ms: 2_500,
+                        secs: 60.0,
+                    });
+                    let mut rng = Rng::new(seed ^ 0x5eed);
+                    for _ in 0..8 {
+                        // Die at a random moment within 3 s of an order going out: between
+                        // intent, send, ack and fill, or just after.
+                        let creates = r.seen().creates;
+                        let waited = r.sim.elapsed();
+                        while r.seen().creates == creates {
+                            if r.sim.elapsed() - waited > secs(120) {
+                                return Err("no order went out to kill the bot after".into());
+                            }
+                            r.run_for(Duration::from_millis(50))?;
+                        }
+                        r.run_for(Duration::from_millis(rng.next_u64() % 3_000))?;
+                        r.sim.bounce("bot");
+                    }
+                    Ok(())
+                },
+                |s| s.starts > 8 && s.counters.lookups > 0,
+            )
         },
     );
 }

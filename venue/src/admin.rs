@@ -66,17 +66,23 @@ pub(crate) struct AccountQuery {
 /// The venue's truth for tests: an account's orders, executions or positions as JSON lists
 /// (the same fields the private API writes).
 fn account_view(venue: &Venue, q: &AccountQuery, what: &str) -> Response {
-    let st = venue.state();
-    let Some(a) = st
-        .accounts
-        .iter()
-        .find(|a| q.api_key.as_ref().is_none_or(|k| *k == a.api_key))
-    else {
-        return json_response(
+    match account_json(venue, q.api_key.as_deref(), what) {
+        Some(body) => json_response(StatusCode::OK, body),
+        None => json_response(
             StatusCode::NOT_FOUND,
             r#"{"error":"no such account"}"#.into(),
-        );
-    };
+        ),
+    }
+}
+
+/// An account's orders, executions or positions as a JSON array (the first account when no key
+/// is given); `None` when there is no such account.
+pub(crate) fn account_json(venue: &Venue, api_key: Option<&str>, what: &str) -> Option<String> {
+    let st = venue.state();
+    let a = st
+        .accounts
+        .iter()
+        .find(|a| api_key.is_none_or(|k| k == a.api_key))?;
     let spec = |c: Category, s: &str| st.cat(c).markets.get(s).map(|m| m.spec.clone());
     let items: Vec<String> = match what {
         "orders" => a
@@ -104,7 +110,7 @@ fn account_view(venue: &Venue, q: &AccountQuery, what: &str) -> Response {
             })
             .collect(),
     };
-    json_response(StatusCode::OK, format!("[{}]", items.join(",")))
+    Some(format!("[{}]", items.join(",")))
 }
 
 pub(crate) async fn admin_orders(

@@ -245,6 +245,12 @@ impl Venue {
         v
     }
 
+    /// An account's truth as `/admin/{orders,executions,positions}` serves it: `what` is
+    /// "orders", "executions" or "positions".
+    pub fn account_json(&self, api_key: Option<&str>, what: &str) -> Option<String> {
+        crate::admin::account_json(self, api_key, what)
+    }
+
     pub fn stats(&self) -> &VenueStats {
         &self.inner.stats
     }

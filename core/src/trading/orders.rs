@@ -203,6 +203,10 @@ pub enum OrdersOutput {
     },
 }
 
+/// Added to the receive window before an unanswered create is taken as never placed: the
+/// venue's clock and ours may differ by this much (preflight refuses larger skews).
+pub const RESEND_MARGIN_MS: u64 = 2_000;
+
 /// Attempts at one symbol's cancel-all before it is reported as failed.
 pub const CANCEL_ALL_ATTEMPTS_MAX: u32 = 5;
 
@@ -252,6 +256,9 @@ struct Live {
     rec: OrderRecord,
     acked: bool,
     sends: u32,
+    /// When the last create left (or, after a restart, when the order was resumed): until its
+    /// receive window has passed, the venue may still accept it.
+    sent_at: Option<Time>,
     lookups_failed: u32,
     /// The request in flight for this order and when it times out.
     pending: Option<(u64, Call, Time)>,
@@ -307,6 +314,8 @@ pub struct OrdersCounters {
     pub duplicate_fills: u64,
     pub late_answers: u64,
     pub reconciles: u64,
+    /// Times the venue's clock was read again after a 10002.
+    pub clock_resyncs: u64,
     /// Differences the venue's truth corrected (`keel_reconcile_diffs_total`).
     pub reconcile_diffs: u64,
     pub bad_answers: u64,
@@ -516,6 +525,8 @@ impl Orders {
             rec,
             acked,
             sends: 1,
+            // The last send may have left just before the crash.
+            sent_at: Some(now),
             lookups_failed: 0,
             pending: None,
             next_at: Some(now),
@@ -573,6 +584,7 @@ impl Orders {
                 rec,
                 acked: false,
                 sends: 0,
+                sent_at: None,
                 lookups_failed: 0,
                 pending: None,
                 next_at: None,
@@ -620,6 +632,7 @@ impl Orders {
         if self.time_req.is_some_and(|(r, _)| r == id) {
             self.time_req = None;
             if let Ok(t) = parse_time(body).map(|r| r.result) {
+                self.counters.clock_resyncs += 1;
                 self.clock_offset_ms = t as i64 - wall_ms as i64;
                 self.note(
                     false,

@@ -26,6 +26,7 @@ mod store_sink;
 
 use connection::connection;
 use lag::spawn_lag_probe;
+pub use private::LiveStore;
 use store_sink::DriverStore;
 
 use crate::metrics::Metrics;
@@ -162,6 +163,7 @@ pub struct Driver {
     api: Option<crate::api::SharedApi>,
     store: Option<DriverStore>,
     credentials: Option<crate::config::Credentials>,
+    live_store: Option<Box<dyn LiveStore>>,
 }
 
 /// How a run ended.
@@ -203,6 +205,7 @@ impl Driver {
             api: None,
             store: None,
             credentials: None,
+            live_store: None,
         }
     }
 

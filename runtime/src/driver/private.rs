@@ -14,7 +14,19 @@ use super::{Driver, Msg};
 pub const PRIVATE_AUTH_EXPIRES_MS: u64 = 5_000;
 use crate::transport::SignedRequest;
 
+/// A store written in line, on the loop: for simulations, where a store thread would make the
+/// run depend on the real clock. The production store is the thread behind `with_store`.
+pub trait LiveStore: Send {
+    fn write(&mut self, w: &StoreWrite) -> Result<(), String>;
+}
+
 impl Driver {
+    /// Live writes go to `s` in line instead of the store thread (simulations only).
+    pub fn with_live_store(mut self, s: Box<dyn LiveStore>) -> Driver {
+        self.live_store = Some(s);
+        self
+    }
+
     pub(super) fn send_private(&mut self, r: Request) {
         let Some(c) = self.credentials.as_ref() else {
             // Fail closed: nothing unsigned ever leaves.
@@ -90,6 +102,25 @@ impl Driver {
     }
 
     pub(super) fn store_live(&mut self, w: StoreWrite) {
+        if let Some(ls) = self.live_store.as_mut() {
+            let intent = match &w {
+                StoreWrite::Order(r) => (r.stage == keel_core::trading::orders::Stage::Intent)
+                    .then(|| r.link_id.clone()),
+                StoreWrite::Fill(_) => None,
+            };
+            match ls.write(&w) {
+                Ok(()) => {
+                    if let Some(link_id) = intent {
+                        self.local
+                            .push(keel_core::engine::Input::Durable { link_id });
+                    }
+                }
+                Err(error) => self
+                    .local
+                    .push(keel_core::engine::Input::StoreFailed { error }),
+            }
+            return;
+        }
         let reply = self.inbox_tx.clone();
         let Some(st) = self.store.as_mut() else {
             self.local.push(keel_core::engine::Input::StoreFailed {

@@ -100,6 +100,7 @@ impl Orders {
             self.counters.resent += resend as u64;
             if let Some(o) = self.orders.get_mut(&link) {
                 o.sends += 1;
+                o.sent_at = Some(now);
                 o.rec.stage = Stage::Sent;
                 o.pending = Some((id, Call::Create, deadline));
             }
@@ -322,6 +323,19 @@ impl Orders {
             return;
         };
         if !o.acked {
+            // A create still inside its receive window may yet be applied (it may be on its
+            // way, or queued at the venue): look again once the window has passed. After it,
+            // the venue refuses that request whatever happens, so sending the order again can
+            // never make a second one, whatever the venue's rule for reusing an orderLinkId.
+            let safe_at = o
+                .sent_at
+                .map(|t| t + Duration::from_millis(self.config.recv_window_ms + RESEND_MARGIN_MS));
+            if let Some(at) = safe_at.filter(|at| now < *at) {
+                if let Some(o) = self.orders.get_mut(link) {
+                    o.next_at = Some(at);
+                }
+                return;
+            }
             if o.sends <= self.config.resends_max {
                 // Never acknowledged, not there: the send was lost (or never made before a
                 // crash). The same id again: a copy that did arrive makes the venue refuse it.

@@ -182,6 +182,7 @@ impl Orders {
                 rec,
                 acked: true,
                 sends: 1,
+                sent_at: None,
                 lookups_failed: 0,
                 pending: None,
                 next_at: None,

@@ -134,3 +134,39 @@ fn no_order_goes_out_while_the_private_stream_is_down() {
     w.advance(Duration::from_secs(1));
     assert_eq!(sends(&w), 1, "{:?}", w.live_log);
 }
+
+fn stopped(w: &Wire) -> bool {
+    !w.engine.is_running()
+}
+
+#[test]
+fn at_exit_every_symbol_is_cancelled_at_the_venue_before_the_engine_stops() {
+    let mut w = Wire::new(live_config());
+    w.advance(Duration::from_secs(2));
+    w.input(Input::Shutdown);
+    let cancels = w
+        .live_log
+        .iter()
+        .filter(|l| *l == "send /v5/order/cancel-all")
+        .count();
+    assert_eq!(cancels, 1, "{:?}", w.live_log);
+    assert!(stopped(&w), "the venue confirmed at once: stopped");
+
+    // A venue that never answers: the engine waits its bound, then stops anyway.
+    let mut w = Wire::new(live_config());
+    w.advance(Duration::from_secs(2));
+    w.private_silent = true;
+    w.input(Input::Shutdown);
+    assert!(!stopped(&w), "waits for the venue");
+    w.advance(Duration::from_millis(
+        keel_core::engine::CANCEL_ON_EXIT_MS_MAX + 10,
+    ));
+    assert!(stopped(&w));
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| n.contains("before the venue confirmed")),
+        "{:?}",
+        w.notices
+    );
+}

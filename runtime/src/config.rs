@@ -486,6 +486,7 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         e.auto_execute = true;
     }
     let credentials = crate::execution::resolve_credentials(&venue, live, &file.live)?;
+    e.cancel_on_exit = file.live.cancel_on_exit.unwrap_or(true);
     e.validate().map_err(|x| ConfigError(x.0))?;
     let write_queue_frames_max = l.write_queue_frames_max.unwrap_or(256);
     if !(1..=65_536).contains(&write_queue_frames_max) {

@@ -18,6 +18,8 @@ pub struct LiveFile {
     pub mainnet_confirmed: Option<bool>,
     /// A TOML file with `api_key` and `api_secret`, readable by its owner only.
     pub key_file: Option<String>,
+    /// At exit, cancel every open order at the venue first (default true).
+    pub cancel_on_exit: Option<bool>,
     #[serde(skip)]
     pub api_key: Option<String>,
     #[serde(skip)]
@@ -30,6 +32,7 @@ impl std::fmt::Debug for LiveFile {
             .field("mode", &self.mode)
             .field("mainnet_confirmed", &self.mainnet_confirmed)
             .field("key_file", &self.key_file)
+            .field("cancel_on_exit", &self.cancel_on_exit)
             .field("keys", &"<redacted>")
             .finish()
     }

@@ -318,6 +318,7 @@ impl Wire {
                     rows.join(",")
                 ))
             }
+            "/v5/order/cancel-all" => ok(r#"{"list":[],"success":"1"}"#.into()),
             "/v5/position/list" => {
                 // Every order here buys: the position is what the executions add up to.
                 let mut size = keel_core::Dec::ZERO;

@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub live: Option<crate::trading::orders::OrdersConfig>,
     /// The venue's private stream (`.../v5/private`); live orders wait for it when set.
     pub private_url: Option<String>,
+    /// Live: at exit, cancel every open order at the venue and wait for it to confirm.
+    pub cancel_on_exit: bool,
     /// Load this many candles of REST history per series before the first signal cycle.
     pub warmup_candles: u32,
     /// Bounds on history merges: jobs in flight, waiting, deadline, attempts.
@@ -104,6 +106,7 @@ impl EngineConfig {
             broker_next_seq: 0,
             live: None,
             private_url: None,
+            cancel_on_exit: true,
             warmup_candles: 200,
             history: HistoryConfig::default(),
         }

@@ -58,6 +58,8 @@ pub use links::{ARGS_CHARS_PER_LINK_MAX, LINKS_MAX, link_name};
 pub const SIGNAL_JOB: JobId = JobId(0);
 /// History merges big enough to leave the engine.
 pub const MERGE_JOB: JobId = JobId(1);
+/// How long a live engine waits at exit for the venue to confirm its cancel-alls.
+pub const CANCEL_ON_EXIT_MS_MAX: u64 = 3_000;
 /// At most one notice about refused frames per this interval (they are counted regardless).
 pub const BAD_FRAME_NOTICE_INTERVAL_MS: u64 = 10_000;
 /// Passes over the children per `handle_*`: each pass only moves what is queued, and no chain of
@@ -108,6 +110,8 @@ pub struct Engine {
     pending_wall_ms: Option<u64>,
     /// The private stream's link, when trading live with one.
     private_link: Option<LinkId>,
+    /// Shutting down once the venue confirmed the exit's cancel-alls, or at this time.
+    stopping_until: Option<Time>,
     last_bad_notice: Option<Time>,
     outputs: VecDeque<Output>,
     counters: EngineCounters,
@@ -207,6 +211,7 @@ impl Engine {
             announced: false,
             pending_wall_ms: None,
             private_link,
+            stopping_until: None,
             last_bad_notice: None,
             outputs: VecDeque::new(),
             counters: EngineCounters::default(),
@@ -422,9 +427,10 @@ impl Engine {
             }
             Input::Durable { link_id } => self.trading.durable(now, &link_id),
             Input::StoreFailed { error } => self.trading.store_failed(&error),
-            Input::Shutdown => self.shutdown(now),
+            Input::Shutdown => self.begin_shutdown(now),
         }
         self.drain_children(now);
+        self.finish_stopping(now);
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
@@ -460,6 +466,7 @@ impl Engine {
                 self.counters.consumer_drops,
             );
         }
+        self.finish_stopping(now);
         if self.status.heartbeat_due(now) {
             let reconnects = self.reconnects();
             let hb = self.status.heartbeat(
@@ -499,6 +506,7 @@ impl Engine {
             .iter()
             .filter_map(Link::poll_timeout)
             .chain(children.into_iter().flatten())
+            .chain(self.stopping_until)
             .fold(self.status.poll_timeout(), Time::min)
             .into()
     }
@@ -542,6 +550,44 @@ impl Engine {
             }
         }
         self.trading.start(now);
+    }
+
+    /// Live with `cancel_on_exit`: every symbol's open orders are cancelled at the venue first,
+    /// and the engine stops once the venue has confirmed (or after
+    /// [`CANCEL_ON_EXIT_MS_MAX`]). Otherwise it stops at once.
+    fn begin_shutdown(&mut self, now: Time) {
+        if self.stopping_until.is_some() {
+            return;
+        }
+        if self.phase == Phase::Running
+            && self.config.cancel_on_exit
+            && self.trading.cancel_on_exit(now)
+        {
+            self.stopping_until =
+                Some(now + std::time::Duration::from_millis(CANCEL_ON_EXIT_MS_MAX));
+            self.notice(
+                Severity::Info,
+                "shutting down: cancelling open orders at the venue first".into(),
+            );
+            return;
+        }
+        self.shutdown(now);
+    }
+
+    fn finish_stopping(&mut self, now: Time) {
+        if let Some(until) = self.stopping_until
+            && self.phase == Phase::Running
+            && (now >= until || !self.trading.cancels_pending())
+        {
+            if self.trading.cancels_pending() {
+                self.notice(
+                    Severity::Error,
+                    "shutting down before the venue confirmed every cancel-all".into(),
+                );
+            }
+            self.shutdown(now);
+            self.drain_children(now);
+        }
     }
 
     fn shutdown(&mut self, now: Time) {

@@ -202,6 +202,21 @@ impl Trading {
         self.drain_orders();
     }
 
+    /// At exit: cancel-all for every symbol at the venue. False when not trading live.
+    pub fn cancel_on_exit(&mut self, now: Time) -> bool {
+        let symbols: Vec<String> = self.instruments.iter().map(|i| i.symbol.clone()).collect();
+        let Some(o) = self.orders.as_mut() else {
+            return false;
+        };
+        o.cancel_all(now, &symbols, "shutting down");
+        self.drain_orders();
+        true
+    }
+
+    pub fn cancels_pending(&self) -> bool {
+        self.orders.as_ref().is_some_and(Orders::cancels_pending)
+    }
+
     /// The private stream came up (reconcile, then trade) or went down (stop sending).
     pub fn set_stream(&mut self, now: Time, live: bool) {
         if let Some(o) = self.orders.as_mut() {
@@ -398,7 +413,7 @@ impl Trading {
                 if let Some(o) = self.orders.as_mut() {
                     let symbols: Vec<String> =
                         self.instruments.iter().map(|i| i.symbol.clone()).collect();
-                    o.cancel_all(now, &symbols, &reason);
+                    o.cancel_all(now, &symbols, &format!("kill switch: {reason}"));
                 }
                 self.outputs.push_back(TradingOutput::Notice(Notice {
                     level: Severity::Error,

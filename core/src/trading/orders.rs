@@ -369,6 +369,11 @@ impl Orders {
         self.orders.values().any(|o| o.rec.plan.symbol == symbol)
     }
 
+    /// Cancel-alls not yet confirmed by the venue.
+    pub fn cancels_pending(&self) -> bool {
+        !self.cancels.is_empty()
+    }
+
     pub fn counters(&self) -> &OrdersCounters {
         &self.counters
     }
@@ -437,7 +442,7 @@ impl Orders {
     /// The kill switch: every open order of these symbols is cancelled at the venue
     /// (`cancel-all`, retried until the venue confirms it), and nothing new is placed.
     pub fn cancel_all(&mut self, now: Time, symbols: &[String], why: &str) {
-        self.halt(format!("kill switch: {why}"));
+        self.halt(why.to_string());
         for s in symbols {
             if !self.cancels.iter().any(|c| c.symbol == *s) {
                 self.cancels.push(CancelAll {

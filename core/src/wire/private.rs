@@ -21,6 +21,78 @@ pub const RET_CODE_PROCESSING: i64 = 110079;
 pub const RET_CODE_DUPLICATE_LINK_ID: i64 = 110072;
 pub const RET_CODE_DUPLICATE_CLIENT_ID_SPOT: i64 = 170141;
 
+/// What a refused create means (error.mdx › UTA, › Spot Trade; SPEC-PRIVATE.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRefusal {
+    /// Not placed; the same request may go again after the venue's reset (10006, 10429).
+    RateLimited,
+    /// Not placed: its timestamp is outside the venue's window (10002).
+    TimeWindow,
+    /// The outcome is unknown (10016 server error or restart, 10019, 110079 "processing",
+    /// 10014 "invalid duplicate request"): look the order up.
+    Unknown,
+    /// The orderLinkId is already there (110072, 170141): an earlier send arrived.
+    DuplicateId,
+    /// The key pair is wrong or lacks the right (10003, 10004, 10005, 10010): nothing will work.
+    Credentials,
+    /// Refused for good.
+    Rejected(RejectReason),
+}
+
+/// Why an order was refused for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum RejectReason {
+    /// 110004, 110007, 110012: wallet or available balance.
+    InsufficientBalance,
+    /// 110017 (truncated to zero), 110094 (notional below the minimum).
+    SizeTooSmall,
+    /// 110003: price outside the allowed range.
+    PriceOutOfRange,
+    /// 110020: 500 active orders.
+    TooManyOrders,
+    /// 110001, 110008, 170213: the order no longer exists or is already final.
+    OrderGone,
+    /// 10001: a parameter the venue refused.
+    BadParameter,
+    /// Any other code.
+    Other,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InsufficientBalance => "insufficient balance",
+            RejectReason::SizeTooSmall => "size too small",
+            RejectReason::PriceOutOfRange => "price out of range",
+            RejectReason::TooManyOrders => "too many open orders",
+            RejectReason::OrderGone => "order gone",
+            RejectReason::BadParameter => "bad parameter",
+            RejectReason::Other => "refused",
+        }
+    }
+}
+
+pub fn classify_create(code: i64) -> CreateRefusal {
+    use CreateRefusal::*;
+    use RejectReason::*;
+    match code {
+        10006 | 10429 => RateLimited,
+        RET_CODE_TIME_WINDOW => TimeWindow,
+        RET_CODE_SERVER_ERROR | RET_CODE_SERVICE_RESTARTING | RET_CODE_PROCESSING | 10014 => {
+            Unknown
+        }
+        RET_CODE_DUPLICATE_LINK_ID | RET_CODE_DUPLICATE_CLIENT_ID_SPOT => DuplicateId,
+        10003 | 10004 | 10005 | 10010 => Credentials,
+        110004 | 110007 | 110012 => Rejected(InsufficientBalance),
+        110017 | 110094 => Rejected(SizeTooSmall),
+        110003 => Rejected(PriceOutOfRange),
+        110020 => Rejected(TooManyOrders),
+        110001 | 110008 | 170213 => Rejected(OrderGone),
+        10001 => Rejected(BadParameter),
+        _ => Rejected(Other),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
 pub enum Side {
     Buy,
@@ -485,6 +557,28 @@ mod tests {
         let negative = order.replace(r#""cumExecQty":"1""#, r#""cumExecQty":"-1""#);
         assert!(parse_private_frame(&negative).is_err());
         assert!(parse_private_frame("[1]").is_err());
+    }
+
+    #[test]
+    fn every_refusal_of_a_create_has_a_typed_meaning() {
+        use CreateRefusal::*;
+        assert_eq!(classify_create(10006), RateLimited);
+        assert_eq!(classify_create(10002), TimeWindow);
+        assert_eq!(classify_create(10016), Unknown);
+        assert_eq!(classify_create(110079), Unknown);
+        assert_eq!(classify_create(110072), DuplicateId);
+        assert_eq!(classify_create(170141), DuplicateId);
+        assert_eq!(classify_create(10004), Credentials);
+        assert_eq!(
+            classify_create(110007),
+            Rejected(RejectReason::InsufficientBalance)
+        );
+        assert_eq!(classify_create(110008), Rejected(RejectReason::OrderGone));
+        assert_eq!(
+            classify_create(110094),
+            Rejected(RejectReason::SizeTooSmall)
+        );
+        assert_eq!(classify_create(12345), Rejected(RejectReason::Other));
     }
 
     #[test]

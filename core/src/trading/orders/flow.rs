@@ -159,16 +159,16 @@ impl Orders {
         wall_ms: u64,
         limit: Option<RateLimit>,
     ) {
-        use private::*;
-        match code {
-            crate::wire::rest::RET_CODE_RATE_LIMIT => {
+        use private::CreateRefusal;
+        match private::classify_create(code) {
+            CreateRefusal::RateLimited => {
                 // Refused before it was placed: the same id goes again after the reset.
                 self.counters.rate_limited += 1;
                 let reset = limit.map_or(wall_ms + 1_000, |l| l.reset_ms);
                 self.pause_until_wall(now, wall_ms, reset);
                 self.requeue(link);
             }
-            RET_CODE_TIME_WINDOW => {
+            CreateRefusal::TimeWindow => {
                 // Refused for its timestamp: re-read the venue's clock, then the same id again.
                 let over = self
                     .orders
@@ -184,7 +184,7 @@ impl Orders {
                 }
                 self.requeue(link);
             }
-            RET_CODE_DUPLICATE_LINK_ID | RET_CODE_DUPLICATE_CLIENT_ID_SPOT => {
+            CreateRefusal::DuplicateId => {
                 // Our id is already there: an earlier send arrived. Follow that order.
                 self.counters.duplicate_ids += 1;
                 if let Some(o) = self.orders.get_mut(link) {
@@ -192,20 +192,20 @@ impl Orders {
                 }
                 self.resolve(now, link);
             }
-            RET_CODE_SERVER_ERROR | RET_CODE_SERVICE_RESTARTING | RET_CODE_PROCESSING => {
+            CreateRefusal::Unknown => {
                 self.counters.ambiguous += 1;
                 self.resolve(now, link);
             }
-            10003..=10005 => {
+            CreateRefusal::Credentials => {
                 self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
                 self.halt(format!("the venue refused our credentials ({code}: {msg})"));
             }
-            _ => {
-                // 110007 (available balance), 110004, 110012, 110017, 110094, 10001, ...: the
-                // venue refused the order; it does not exist.
+            CreateRefusal::Rejected(reason) => {
+                // The venue refused the order; it does not exist.
                 self.counters.rejected += 1;
-                self.note(true, format!("order {link} rejected: {code} {msg}"));
-                self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
+                let why = format!("{}: {code} {msg}", reason.as_str());
+                self.note(true, format!("order {link} rejected, {why}"));
+                self.finish(link, Stage::Rejected(why));
             }
         }
     }

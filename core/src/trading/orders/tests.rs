@@ -403,7 +403,7 @@ fn a_rejected_order_ends_with_the_venues_reason() {
         Some(OrdersOutput::Persist(rec)) => {
             assert_eq!(
                 rec.stage,
-                Stage::Rejected("110007: ab not enough for new order".into())
+                Stage::Rejected("insufficient balance: 110007 ab not enough for new order".into())
             )
         }
         other => panic!("{other:?}"),

@@ -272,6 +272,25 @@ struct Live {
     final_seen: Option<Stage>,
 }
 
+impl Live {
+    /// An order with nothing in flight and no fill applied yet.
+    fn new(rec: OrderRecord, acked: bool, sends: u32, sent_at: Option<Time>) -> Live {
+        Live {
+            rec,
+            acked,
+            sends,
+            sent_at,
+            lookups_failed: 0,
+            pending: None,
+            next_at: None,
+            execs: Vec::new(),
+            filled: Dec::ZERO,
+            cursor: None,
+            final_seen: None,
+        }
+    }
+}
+
 pub struct Orders {
     config: OrdersConfig,
     next_seq: u64,
@@ -526,20 +545,11 @@ impl Orders {
             .fold(Dec::ZERO, |a, x| a.checked_add(x.qty).unwrap_or(a));
         let acked = rec.order_id.is_some();
         self.next_seq = self.next_seq.max(rec.seq + 1);
-        let mut live = Live {
-            rec,
-            acked,
-            sends: 1,
-            // The last send may have left just before the crash.
-            sent_at: Some(now),
-            lookups_failed: 0,
-            pending: None,
-            next_at: Some(now),
-            execs: execs.into_iter().map(|x| x.exec_id).collect(),
-            filled,
-            cursor: None,
-            final_seen: None,
-        };
+        // The last send may have left just before the crash.
+        let mut live = Live::new(rec, acked, 1, Some(now));
+        live.next_at = Some(now);
+        live.execs = execs.into_iter().map(|x| x.exec_id).collect();
+        live.filled = filled;
         live.rec.stage = Stage::Resolving;
         self.orders.insert(live.rec.link_id.clone(), live);
     }
@@ -583,22 +593,8 @@ impl Orders {
             created_ms: now_ms,
         };
         self.outputs.push_back(OrdersOutput::Persist(rec.clone()));
-        self.orders.insert(
-            link_id.clone(),
-            Live {
-                rec,
-                acked: false,
-                sends: 0,
-                sent_at: None,
-                lookups_failed: 0,
-                pending: None,
-                next_at: None,
-                execs: Vec::new(),
-                filled: Dec::ZERO,
-                cursor: None,
-                final_seen: None,
-            },
-        );
+        self.orders
+            .insert(link_id.clone(), Live::new(rec, false, 0, None));
         Ok(link_id)
     }
 

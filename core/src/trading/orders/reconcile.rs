@@ -176,22 +176,8 @@ impl Orders {
         };
         self.outputs.push_back(OrdersOutput::Persist(rec.clone()));
         let link = rec.link_id.clone();
-        self.orders.insert(
-            link.clone(),
-            Live {
-                rec,
-                acked: true,
-                sends: 1,
-                sent_at: None,
-                lookups_failed: 0,
-                pending: None,
-                next_at: None,
-                execs: Vec::new(),
-                filled: Dec::ZERO,
-                cursor: None,
-                final_seen: None,
-            },
-        );
+        self.orders
+            .insert(link.clone(), Live::new(rec, true, 1, None));
         self.apply_row(now, &link, row);
     }
 

@@ -712,3 +712,85 @@ fn live_process_killed_at_random_moments_restarts_without_a_duplicate_or_a_lost_
         },
     );
 }
+
+/// One thing that goes wrong during a live swarm.
+#[derive(Debug, Clone)]
+enum LiveChaos {
+    Venue(Fault),
+    Bounce,
+    Partition(u64),
+    Repair,
+    Skew(i64),
+}
+
+/// A live fault plan drawn from the seed: every few seconds for `span`, one of the live
+/// scenarios' faults, a partition between the bot and the venue, a clock jump, or a kill.
+fn live_plan(seed: u64, span: Duration) -> Vec<(Duration, LiveChaos)> {
+    let mut rng = Rng::new(seed ^ 0x11fe_5a4d);
+    let mut t = secs(20);
+    let mut out = Vec::new();
+    while t < span {
+        let d = 3 + rng.up_to(25);
+        let c = match rng.up_to(10) {
+            0 => LiveChaos::Venue(Fault::DropOrderAck {
+                count: Some(1 + rng.up_to(3) as u32),
+            }),
+            1 => LiveChaos::Venue(Fault::DelayRest {
+                ms: 500 + rng.up_to(11_500),
+                secs: d as f64,
+            }),
+            2 => LiveChaos::Venue(Fault::StallPrivate { secs: d as f64 }),
+            3 => LiveChaos::Venue(Fault::DropPrivate),
+            4 => LiveChaos::Venue(Fault::PrivateRetCode {
+                code: if rng.up_to(2) == 0 { 10006 } else { 10016 },
+                secs: d as f64,
+            }),
+            5 => LiveChaos::Venue(Fault::DuplicateFilled { secs: d as f64 }),
+            6 => LiveChaos::Venue(Fault::ClearRecentOrders),
+            7 => LiveChaos::Bounce,
+            8 => LiveChaos::Partition(d),
+            _ => LiveChaos::Skew(rng.up_to(16_000) as i64 - 8_000),
+        };
+        out.push((t, c));
+        t += Duration::from_secs(3 + rng.up_to(15));
+    }
+    out
+}
+
+#[test]
+fn live_swarm_of_faults_then_heal_leaves_the_store_equal_to_the_venue() {
+    check(
+        "live_swarm_of_faults_then_heal_leaves_the_store_equal_to_the_venue",
+        401,
+        |seed| {
+            let mut run = live::LiveRun::new(seed, secs(900));
+            let mut plan = live_plan(seed, secs(240));
+            let mut done = Vec::new();
+            while let Some(i) = (0..plan.len()).min_by_key(|i| plan[*i].0) {
+                let (at, c) = plan.remove(i);
+                let now = run.sim.elapsed();
+                if at > now {
+                    run.run_for(at - now)?;
+                }
+                match &c {
+                    LiveChaos::Venue(f) => run.fault(f.clone()),
+                    LiveChaos::Bounce => run.sim.bounce("bot"),
+                    LiveChaos::Partition(d) => {
+                        run.sim.partition("bot", keel_sim::harness::VENUE_HOST);
+                        plan.push((at + secs(*d), LiveChaos::Repair));
+                    }
+                    LiveChaos::Repair => run.sim.repair("bot", keel_sim::harness::VENUE_HOST),
+                    LiveChaos::Skew(ms) => {
+                        run.skew_ms.store(*ms, std::sync::atomic::Ordering::Relaxed)
+                    }
+                }
+                done.push(format!("{at:?} {c:?}"));
+            }
+            let summary = run
+                .settle_and_check(secs(120))
+                .map_err(|e| format!("{e}\nplan:\n{}", done.join("\n")))?;
+            println!("seed {seed}: {} faults; {summary}", done.len());
+            Ok(())
+        },
+    );
+}

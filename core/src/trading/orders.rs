@@ -796,8 +796,14 @@ impl Orders {
                 }
             }
         }
+        // Orders wait on the window only when it is full; waiting on anything else (a pause,
+        // the clock, a halt) has its own deadline or none. A deadline already past here would
+        // wake the loop for nothing, again and again.
         if !self.ready.is_empty()
             && self.paused_until.is_none()
+            && self.time_req.is_none()
+            && self.halted.is_none()
+            && self.creates.len() as u32 >= self.config.creates_per_s_max
             && let Some(first) = self.creates.front()
         {
             min(*first + Duration::from_secs(1));

@@ -178,10 +178,7 @@ impl Orders {
                     self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
                     return;
                 }
-                if self.time_req.is_none() {
-                    let (id, d) = self.request(now, Method::Get, "/v5/market/time", String::new());
-                    self.time_req = Some((id, d));
-                }
+                self.resync_clock(now);
                 self.requeue(link);
             }
             CreateRefusal::DuplicateId => {
@@ -207,6 +204,24 @@ impl Orders {
                 self.note(true, format!("order {link} rejected, {why}"));
                 self.finish(link, Stage::Rejected(why));
             }
+        }
+    }
+
+    /// Reads the venue's clock again (once at a time); sends wait for the answer.
+    pub(super) fn resync_clock(&mut self, now: Time) {
+        if self.time_req.is_none() {
+            let (id, d) = self.request(now, Method::Get, "/v5/market/time", String::new());
+            self.time_req = Some((id, d));
+        }
+    }
+
+    /// A look-up or a reconciliation refused by the venue: 10002 means our clock moved since
+    /// the offset was read (every signed request fails until it is read again).
+    pub(super) fn on_refused_request(&mut self, now: Time, e: &RestError) {
+        if let RestError::Api { ret_code, .. } = e
+            && *ret_code == private::RET_CODE_TIME_WINDOW
+        {
+            self.resync_clock(now);
         }
     }
 
@@ -303,6 +318,7 @@ impl Orders {
             Ok(Ok(r)) => r.result.list,
             Ok(Err(e)) => {
                 self.counters.bad_answers += 1;
+                self.on_refused_request(now, &e);
                 return self.lookup_failed(now, link, e.to_string());
             }
             Err(e) => return self.lookup_failed(now, link, e),
@@ -411,6 +427,7 @@ impl Orders {
             Ok(Ok(r)) => r.result,
             Ok(Err(e)) => {
                 self.counters.bad_answers += 1;
+                self.on_refused_request(now, &e);
                 return self.lookup_failed(now, link, e.to_string());
             }
             Err(e) => return self.lookup_failed(now, link, e),

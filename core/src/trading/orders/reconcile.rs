@@ -93,7 +93,10 @@ impl Orders {
                         self.issue_reconcile(now, Step::OpenOrders { cursor: None });
                     }
                 }
-                Err(e) => self.reconcile_failed(now, e.to_string()),
+                Err(e) => {
+                    self.on_refused_request(now, &e);
+                    self.reconcile_failed(now, e.to_string())
+                }
             },
             Step::OpenOrders { .. } => match private::parse_orders(body) {
                 Ok(r) => {
@@ -120,7 +123,10 @@ impl Orders {
                         self.issue_reconcile(now, Step::OpenOrders { cursor: Some(next) });
                     }
                 }
-                Err(e) => self.reconcile_failed(now, e.to_string()),
+                Err(e) => {
+                    self.on_refused_request(now, &e);
+                    self.reconcile_failed(now, e.to_string())
+                }
             },
             Step::Positions => match parse_positions(body) {
                 Ok(rows) => {
@@ -130,7 +136,10 @@ impl Orders {
                     self.next_reconcile_at =
                         Some(now + Duration::from_millis(self.config.reconcile_every_ms));
                 }
-                Err(e) => self.reconcile_failed(now, e.to_string()),
+                Err(e) => {
+                    self.on_refused_request(now, &e);
+                    self.reconcile_failed(now, e.to_string())
+                }
             },
         }
     }

@@ -31,6 +31,8 @@ enum Fault {
     ServerError,
     /// retCode 10006 without applying it.
     RateLimited,
+    /// retCode 10002 (outside the receive window) without applying it.
+    TimeWindow,
     /// The venue restarts: its real-time list forgets every order; history and executions keep
     /// them (open-order.mdx: "this part of the data will be cleared ... but the order records
     /// will still be queried in order history").
@@ -56,6 +58,15 @@ impl Venue {
             Fault::LoseRequest => return None,
             Fault::ServerError => return Some((200, err(10016, "Server error."))),
             Fault::RateLimited => return Some((200, err(10006, "Too many visits!"))),
+            Fault::TimeWindow if r.path != "/v5/market/time" => {
+                return Some((
+                    200,
+                    err(
+                        10002,
+                        "invalid request, please check your server timestamp or recv_window param",
+                    ),
+                ));
+            }
             _ => {}
         }
         let body = match r.path {
@@ -178,6 +189,11 @@ impl World {
                 Some(t) => {
                     self.now = self.now.max(t);
                     self.m.handle_timeout(self.now);
+                    // Whatever was due is done: the next wake-up is later (a deadline left in
+                    // the past spins the driver's loop).
+                    if let Some(next) = self.m.poll_timeout() {
+                        assert!(next > self.now, "woken again at once at {next:?}");
+                    }
                 }
                 None => return false,
             },
@@ -456,6 +472,7 @@ fn fault() -> impl proptest::strategy::Strategy<Value = Fault> {
         2 => Just(Fault::LoseRequest),
         1 => Just(Fault::ServerError),
         1 => Just(Fault::RateLimited),
+        1 => Just(Fault::TimeWindow),
         1 => Just(Fault::Forget),
     ]
 }

@@ -372,6 +372,68 @@ mod tests {
     use keel_core::Dec;
 
     #[test]
+    fn a_store_that_cannot_write_answers_failed_and_refuses_every_later_live_write() {
+        let dir = std::env::temp_dir().join(format!("keel-live-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(&dir.join("keel.db")).unwrap();
+        // As a read-only or full database does: every write fails.
+        store.conn.execute_batch("PRAGMA query_only = ON;").unwrap();
+        let api: crate::api::SharedApi = Default::default();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let mut failed = None;
+        let intent = OrderRecord {
+            link_id: "k1-0000000000".into(),
+            seq: 0,
+            plan: Plan {
+                symbol: "BTCUSDT".into(),
+                side: Side::Buy,
+                qty: Dec::ONE,
+                order_type: OrderType::Market,
+                price: None,
+                time_in_force: None,
+                reduce_only: false,
+                reason: "r".into(),
+            },
+            stage: Stage::Intent,
+            order_id: None,
+            cum_qty: Dec::ZERO,
+            created_ms: 0,
+        };
+        apply(
+            &mut store,
+            &api,
+            StoreWrite::Order(intent.clone()),
+            &tx,
+            &mut failed,
+        );
+        match rx.try_recv() {
+            Ok(crate::driver::Msg::StoreFailed { error }) => {
+                assert!(error.contains("store"), "{error}")
+            }
+            _ => panic!("the intent's failure is answered"),
+        }
+        // The database recovers; live writes stay refused for this run (a final state must
+        // never land without the fills before it).
+        store
+            .conn
+            .execute_batch("PRAGMA query_only = OFF;")
+            .unwrap();
+        apply(
+            &mut store,
+            &api,
+            StoreWrite::Order(intent),
+            &tx,
+            &mut failed,
+        );
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(crate::driver::Msg::StoreFailed { .. })
+        ));
+        assert!(store.live_orders().unwrap().is_empty());
+    }
+
+    #[test]
     fn live_orders_and_fills_survive_a_reopen_and_a_fill_is_kept_once() {
         let dir = std::env::temp_dir().join(format!("keel-live-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

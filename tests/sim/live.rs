@@ -65,10 +65,13 @@ pub struct Seen {
     pub halted: Option<String>,
     pub reconciles: u64,
     pub private_live: bool,
+    /// The private stream is up and reconciled: orders may go out.
+    pub stream_ready: bool,
     pub starts: u32,
     /// The order machine's counters, summed over the bot's lives.
     pub counters: keel_core::trading::orders::OrdersCounters,
     life: keel_core::trading::orders::OrdersCounters,
+    life_of: u32,
 }
 
 struct Watch(Arc<Mutex<Seen>>);
@@ -88,10 +91,13 @@ impl Observer for Watch {
             s.working = o.working().count();
             s.halted = o.halted().map(str::to_string);
             s.reconciles = o.counters().reconciles;
+            s.stream_ready = o.stream_ready();
             let now = o.counters().clone();
             let before = std::mem::replace(&mut s.life, now.clone());
             // A new life starts its counters at zero.
-            let base = if now.sent < before.sent {
+            // A new life starts its counters at zero.
+            let base = if s.life_of != s.starts {
+                s.life_of = s.starts;
                 Default::default()
             } else {
                 before
@@ -115,6 +121,7 @@ impl Observer for Watch {
             );
             add(&mut c.clock_resyncs, now.clock_resyncs, base.clock_resyncs);
             add(&mut c.lookups, now.lookups, base.lookups);
+            add(&mut c.reconciles, now.reconciles, base.reconciles);
         }
         s.private_live = e.links().last().is_some_and(|l| l.is_live());
     }
@@ -296,13 +303,17 @@ impl<'a> LiveRun<'a> {
     pub fn settle_and_check(&mut self, bound: Duration) -> Result<String, String> {
         self.fault(Fault::Clear);
         self.skew_ms.store(0, Ordering::Relaxed);
-        let reconciles = self.seen().reconciles;
+        // Summed over the bot's lives: a restart does not start the count again.
+        let reconciles = self.seen().counters.reconciles;
         let start = self.sim.elapsed();
         loop {
             self.run_for(Duration::from_millis(500))?;
             let s = self.seen();
-            if s.working == 0 && s.private_live && s.reconciles > reconciles {
+            if s.working == 0 && s.private_live && s.counters.reconciles > reconciles {
                 break;
+            }
+            if std::env::var("KEEL_DEBUG").is_ok() {
+                eprintln!("{:?} settle: {s:?}", self.sim.elapsed());
             }
             if self.sim.elapsed() - start > bound {
                 return Err(format!("not settled {bound:?} after the faults: {s:?}"));

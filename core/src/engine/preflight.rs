@@ -47,6 +47,7 @@ pub struct Preflight {
     symbols: Vec<String>,
     step: Step,
     clock_skew_ms: Option<i64>,
+    venue_time_ms: Option<u64>,
     /// Lot sizes from instruments-info, by symbol in configuration order.
     qty_steps: Vec<Option<Dec>>,
     outputs: VecDeque<PreflightOutput>,
@@ -60,6 +61,7 @@ impl Preflight {
             symbols,
             step: Step::Idle,
             clock_skew_ms: None,
+            venue_time_ms: None,
             outputs: VecDeque::new(),
         }
     }
@@ -68,6 +70,11 @@ impl Preflight {
 
     pub fn clock_skew_ms(&self) -> Option<i64> {
         self.clock_skew_ms
+    }
+
+    /// The venue's clock as its time answer gave it (ms).
+    pub fn venue_time_ms(&self) -> Option<u64> {
+        self.venue_time_ms
     }
 
     pub fn is_running(&self) -> bool {
@@ -155,6 +162,7 @@ impl Preflight {
     // ----- internals -----
 
     fn on_time(&mut self, venue_ms: u64, wall_ms: Option<u64>) {
+        self.venue_time_ms = Some(venue_ms);
         // Saturating: an absurd venue time must not overflow the figure.
         self.clock_skew_ms = wall_ms.map(|w| {
             (venue_ms as i128 - w as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64

@@ -79,7 +79,7 @@ impl Engine {
                         }
                         // Signed requests carry the venue's time, not ours.
                         if let Some(skew) = self.preflight.clock_skew_ms() {
-                            self.trading.set_clock_offset(skew);
+                            self.trading.set_clock(skew, self.preflight.venue_time_ms());
                         }
                         self.health.set(ComponentId::Rest, Status::Running, now);
                         self.start_links(now);

@@ -233,9 +233,11 @@ impl Trading {
         self.drain_orders();
     }
 
-    pub fn set_clock_offset(&mut self, offset_ms: i64) {
+    /// The venue's clock minus ours, and the venue's time when it was read.
+    pub fn set_clock(&mut self, offset_ms: i64, venue_now_ms: Option<u64>) {
         if let Some(o) = self.orders.as_mut() {
             o.set_clock_offset(offset_ms);
+            o.set_venue_now(venue_now_ms);
         }
     }
 

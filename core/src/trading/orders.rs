@@ -308,8 +308,12 @@ pub struct Orders {
     /// The reconciliation step in flight, its request and deadline.
     recon: Option<(reconcile::Step, u64, Time)>,
     next_reconcile_at: Option<Time>,
-    /// The newest execution time seen (venue ms): reconciliation reads executions from there.
+    /// Executions are reconciled through this venue time (ms): the next reconciliation reads
+    /// from there (pushes do not move it: a push lost between two older ones must still be
+    /// found).
     exec_cursor_ms: Option<u64>,
+    /// The venue's time at the latest answer (our wall clock plus the offset).
+    venue_now_ms: Option<u64>,
     /// Recent execIds already applied, oldest first (bounded by [`KNOWN_EXECS_MAX`]).
     known_execs: VecDeque<String>,
     known_set: std::collections::BTreeSet<String>,
@@ -359,6 +363,7 @@ impl Orders {
             recon: None,
             next_reconcile_at: None,
             exec_cursor_ms: None,
+            venue_now_ms: None,
             known_execs: VecDeque::new(),
             known_set: Default::default(),
             cancels: Vec::new(),
@@ -388,6 +393,12 @@ impl Orders {
         self.orders.values().any(|o| o.rec.plan.symbol == symbol)
     }
 
+    /// Orders may be placed as far as the private stream goes: it is up and reconciled (or
+    /// there is none).
+    pub fn stream_ready(&self) -> bool {
+        !self.config.stream || (self.stream_live && self.reconciled)
+    }
+
     /// Cancel-alls not yet confirmed by the venue.
     pub fn cancels_pending(&self) -> bool {
         !self.cancels.is_empty()
@@ -409,6 +420,11 @@ impl Orders {
 
     pub fn set_clock_offset(&mut self, offset_ms: i64) {
         self.clock_offset_ms = offset_ms;
+    }
+
+    /// The venue's time (ms) as last read: reconciliation reads executions up to it.
+    pub fn set_venue_now(&mut self, venue_now_ms: Option<u64>) {
+        self.venue_now_ms = self.venue_now_ms.max(venue_now_ms);
     }
 
     /// Fills the store already holds (newest last): applied once only, and reconciliation reads
@@ -624,6 +640,10 @@ impl Orders {
         wall_ms: u64,
         limit: Option<RateLimit>,
     ) {
+        if wall_ms > 0 {
+            self.venue_now_ms =
+                Some((wall_ms as i64).saturating_add(self.clock_offset_ms).max(0) as u64);
+        }
         if let Some(l) = limit
             && l.limit > 0
             && l.remaining == 0

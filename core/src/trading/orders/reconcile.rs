@@ -13,19 +13,37 @@ pub const RECONCILE_EXEC_PAGES_MAX: u32 = 50;
 /// as the newest one we have is read again, and applied once.
 const EXEC_CURSOR_OVERLAP_MS: u64 = 1_000;
 
+/// The longest span one execution request may cover (execution.mdx: "endTime - startTime <=
+/// 7 days").
+pub const EXEC_WINDOW_MS: u64 = 7 * 86_400_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Step {
-    Executions { cursor: Option<String>, pages: u32 },
-    OpenOrders { cursor: Option<String> },
+    /// Executions in the window from `from` (none: the venue's default, the last 7 days), page
+    /// by page; `through` is the venue's time when this reconciliation began.
+    Executions {
+        from: Option<u64>,
+        through: Option<u64>,
+        cursor: Option<String>,
+        pages: u32,
+    },
+    OpenOrders {
+        cursor: Option<String>,
+    },
     Positions,
 }
 
 impl Orders {
     pub(super) fn start_reconcile(&mut self, now: Time) {
         self.next_reconcile_at = None;
+        let from = self
+            .exec_cursor_ms
+            .map(|c| c.saturating_sub(EXEC_CURSOR_OVERLAP_MS));
         self.issue_reconcile(
             now,
             Step::Executions {
+                from,
+                through: self.venue_now_ms,
                 cursor: None,
                 pages: 0,
             },
@@ -35,12 +53,12 @@ impl Orders {
     fn issue_reconcile(&mut self, now: Time, step: Step) {
         let cat = CATEGORY_LINEAR;
         let (path, payload) = match &step {
-            Step::Executions { cursor, .. } => {
+            Step::Executions { from, cursor, .. } => {
                 let mut q = format!("category={cat}&limit={}", private::EXECUTIONS_PAGE_MAX);
-                if let Some(from) = self.exec_cursor_ms {
+                if let Some(from) = from {
                     q.push_str(&format!(
-                        "&startTime={}",
-                        from.saturating_sub(EXEC_CURSOR_OVERLAP_MS)
+                        "&startTime={from}&endTime={}",
+                        from.saturating_add(EXEC_WINDOW_MS)
                     ));
                 }
                 push_cursor(&mut q, cursor.as_deref());
@@ -75,23 +93,51 @@ impl Orders {
             Err(e) => return self.reconcile_failed(now, e),
         };
         match step {
-            Step::Executions { pages, .. } => match private::parse_executions(body) {
+            Step::Executions {
+                from,
+                through,
+                pages,
+                ..
+            } => match private::parse_executions(body) {
                 Ok(r) => {
                     for x in r.result.list {
                         self.take_exec(now, x);
                     }
                     let next = r.result.next_page_cursor;
-                    if !next.is_empty() && pages + 1 < RECONCILE_EXEC_PAGES_MAX {
-                        self.issue_reconcile(
-                            now,
-                            Step::Executions {
-                                cursor: Some(next),
-                                pages: pages + 1,
-                            },
-                        );
-                    } else {
-                        self.issue_reconcile(now, Step::OpenOrders { cursor: None });
+                    let pages = pages + 1;
+                    if pages >= RECONCILE_EXEC_PAGES_MAX {
+                        // The rest waits for the next reconciliation, from the same start.
+                        self.note(true, "reconcile: more executions than one reconciliation reads; the rest next time".into());
+                        return self.reconcile_failed(now, "too many executions".into());
                     }
+                    if !next.is_empty() {
+                        let step = Step::Executions {
+                            from,
+                            through,
+                            cursor: Some(next),
+                            pages,
+                        };
+                        return self.issue_reconcile(now, step);
+                    }
+                    // The window is read; the next one, when the venue's time is past it.
+                    let window_end = from.map(|f| f.saturating_add(EXEC_WINDOW_MS));
+                    if let (Some(end), Some(t)) = (window_end, through)
+                        && end < t
+                    {
+                        let step = Step::Executions {
+                            from: Some(end),
+                            through,
+                            cursor: None,
+                            pages,
+                        };
+                        return self.issue_reconcile(now, step);
+                    }
+                    // Read through the venue's time at the start: the next reconciliation
+                    // begins there (executions are read again from a second before).
+                    if let Some(t) = through {
+                        self.exec_cursor_ms = self.exec_cursor_ms.max(Some(t));
+                    }
+                    self.issue_reconcile(now, Step::OpenOrders { cursor: None });
                 }
                 Err(e) => {
                     self.on_refused_request(now, &e);
@@ -193,8 +239,6 @@ impl Orders {
     /// An execution from a push or a reconciliation: applied to the order it belongs to, or,
     /// when that order of ours has ended and the execution is new, applied as a missed fill.
     pub(super) fn take_exec(&mut self, now: Time, x: ExecRow) {
-        let t = u64::try_from(x.exec_time).unwrap_or(0);
-        self.exec_cursor_ms = self.exec_cursor_ms.max(Some(t));
         let link = x.order_link_id.clone();
         if self.orders.contains_key(&link) {
             self.apply_exec(&link, x);

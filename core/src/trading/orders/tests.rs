@@ -646,3 +646,48 @@ fn the_kill_switch_cancels_all_at_the_venue_until_confirmed_and_stops_new_orders
     assert_eq!(again.len(), 1);
     assert!(again[0].payload.contains(r#""symbol":"ETHUSDT""#));
 }
+
+#[test]
+fn after_a_long_downtime_executions_are_read_window_by_window_up_to_the_venues_time() {
+    const DAY: u64 = 86_400_000;
+    let cfg = OrdersConfig {
+        stream: true,
+        ..Default::default()
+    };
+    let mut m = Orders::new(cfg, 0);
+    let t0 = 1_700_000_000_000;
+    m.remember_execs(Vec::new(), Some(t0));
+    m.set_venue_now(Some(t0 + 10 * DAY));
+    m.set_stream(Time::ZERO, true);
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let r = requests(&mut m).remove(0);
+        if r.path != "/v5/execution/list" {
+            break;
+        }
+        let start: u64 = r
+            .payload
+            .split("startTime=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let end: u64 = r
+            .payload
+            .split("endTime=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(end - start, 7 * DAY, "one request spans at most 7 days");
+        starts.push(start);
+        m.handle_answer(Time::ZERO, r.id, 200, &ok_list(""), 0, None);
+    }
+    assert_eq!(starts, [t0 - 1_000, t0 - 1_000 + 7 * DAY]);
+}

@@ -25,6 +25,8 @@ pub struct ApiState {
     pub kill_switch: Option<String>,
     /// Live orders, latest state of each, newest last.
     pub live_orders: VecDeque<serde_json::Value>,
+    /// The venue's wallet at the latest reconciliation (live only).
+    pub wallet: Option<keel_core::wire::private::Wallet>,
 }
 
 pub type SharedApi = Arc<Mutex<ApiState>>;
@@ -157,7 +159,8 @@ pub async fn positions(
             v
         })
         .collect();
-    Json(json!({"positions": items, "kill_switch": s.kill_switch})).into_response()
+    Json(json!({"positions": items, "wallet": s.wallet, "kill_switch": s.kill_switch}))
+        .into_response()
 }
 
 pub fn router(api: SharedApi) -> axum::Router {

@@ -319,6 +319,9 @@ impl Wire {
                 ))
             }
             "/v5/order/cancel-all" => ok(r#"{"list":[],"success":"1"}"#.into()),
+            "/v5/account/wallet-balance" => ok(
+                r#"{"list":[{"accountType":"UNIFIED","totalEquity":"1000","totalAvailableBalance":"1000","coin":[{"coin":"USDT","walletBalance":"1000","equity":"1000"}]}]}"#.into(),
+            ),
             "/v5/position/list" => {
                 // Every order here buys: the position is what the executions add up to.
                 let mut size = keel_core::Dec::ZERO;

@@ -277,6 +277,11 @@ impl Engine {
         self.trading.orders()
     }
 
+    /// The venue's wallet at the latest reconciliation (live only).
+    pub fn wallet(&self) -> Option<&crate::wire::private::Wallet> {
+        self.trading.wallet()
+    }
+
     pub fn clock_skew_ms(&self) -> Option<i64> {
         self.preflight.clock_skew_ms()
     }

@@ -83,6 +83,8 @@ pub struct Trading {
     signals: Job,
     broker: Broker,
     orders: Option<Orders>,
+    /// The venue's wallet at the latest reconciliation.
+    wallet: Option<crate::wire::private::Wallet>,
     store_backlog: usize,
     outputs: VecDeque<TradingOutput>,
 }
@@ -98,6 +100,7 @@ impl Trading {
                 .map(|c| Orders::new(c, config.broker_next_seq)),
             config,
             instruments,
+            wallet: None,
             store_backlog: 0,
             outputs: VecDeque::new(),
         }
@@ -116,6 +119,11 @@ impl Trading {
     /// The order machine, when trading live.
     pub fn orders(&self) -> Option<&Orders> {
         self.orders.as_ref()
+    }
+
+    /// The venue's wallet at the latest reconciliation (live only).
+    pub fn wallet(&self) -> Option<&crate::wire::private::Wallet> {
+        self.wallet.as_ref()
     }
 
     pub fn instruments(&self) -> &[Instrument] {
@@ -522,6 +530,7 @@ impl Trading {
                     }));
                     self.outputs.push_back(TradingOutput::Halted(why));
                 }
+                OrdersOutput::VenueWallet(w) => self.wallet = Some(w),
                 OrdersOutput::VenuePositions(rows) => {
                     let diffs = reconcile_positions(&mut self.broker, &rows);
                     for d in &diffs {

@@ -197,6 +197,8 @@ pub enum OrdersOutput {
     Halted(String),
     /// The venue's positions, read by a reconciliation: the venue is the truth.
     VenuePositions(Vec<VenuePosition>),
+    /// The account's wallet as the venue reports it, read by a reconciliation.
+    VenueWallet(private::Wallet),
     Notice {
         error: bool,
         text: String,

@@ -363,6 +363,63 @@ pub fn check_execution(x: &ExecRow) -> Result<(), RestError> {
     Ok(())
 }
 
+/// `GET /v5/account/wallet-balance?accountType=UNIFIED` (account/wallet-balance.mdx): the
+/// account's equity in USD and each coin's balance. Numbers may be `""` (SPEC-PRIVATE.md §8).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Wallet {
+    pub total_equity: Option<Dec>,
+    pub total_available: Option<Dec>,
+    pub coins: Vec<CoinBalance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoinBalance {
+    pub coin: String,
+    #[serde(default, deserialize_with = "dec_or_empty")]
+    pub wallet_balance: Option<Dec>,
+    #[serde(default, deserialize_with = "dec_or_empty")]
+    pub equity: Option<Dec>,
+}
+
+pub fn parse_wallet(text: &str) -> Result<Response<Wallet>, RestError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Account {
+        #[serde(default, deserialize_with = "dec_or_empty")]
+        total_equity: Option<Dec>,
+        #[serde(default, deserialize_with = "dec_or_empty")]
+        total_available_balance: Option<Dec>,
+        #[serde(default)]
+        coin: Vec<CoinBalance>,
+    }
+    #[derive(Deserialize)]
+    struct List {
+        list: Vec<Account>,
+    }
+    let r: Response<List> = envelope(text)?;
+    let a = r
+        .result
+        .list
+        .into_iter()
+        .next()
+        .ok_or(RestError::BadValue("wallet without an account"))?;
+    if a.coin
+        .iter()
+        .any(|c| c.wallet_balance.is_some_and(|b| b < Dec::ZERO))
+    {
+        return Err(RestError::BadValue("negative wallet balance"));
+    }
+    Ok(Response {
+        result: Wallet {
+            total_equity: a.total_equity,
+            total_available: a.total_available_balance,
+            coins: a.coin,
+        },
+        time_ms: r.time_ms,
+    })
+}
+
 /// One frame of the private stream (websocket/private/*.mdx): the pushes keel applies, and
 /// the control answers its link needs (auth, subscribe, pong).
 #[derive(Debug, Clone, PartialEq)]
@@ -579,6 +636,18 @@ mod tests {
             Rejected(RejectReason::SizeTooSmall)
         );
         assert_eq!(classify_create(12345), Rejected(RejectReason::Other));
+    }
+
+    #[test]
+    fn a_wallet_with_empty_numbers_parses_and_a_negative_balance_is_refused() {
+        let text = r#"{"retCode":0,"retMsg":"OK","result":{"list":[{"accountType":"UNIFIED","totalEquity":"100.5","totalAvailableBalance":"","coin":[{"coin":"USDT","walletBalance":"100.5","equity":""},{"coin":"BTC","walletBalance":"","equity":""}]}]}}"#;
+        let w = parse_wallet(text).unwrap().result;
+        assert_eq!(w.total_equity, Some(Dec::parse("100.5").unwrap()));
+        assert_eq!(w.total_available, None);
+        assert_eq!(w.coins.len(), 2);
+        assert_eq!(w.coins[1].wallet_balance, None);
+        let bad = text.replace(r#""walletBalance":"100.5""#, r#""walletBalance":"-1""#);
+        assert!(matches!(parse_wallet(&bad), Err(RestError::BadValue(_))));
     }
 
     #[test]

@@ -606,7 +606,9 @@ impl Driver {
                 .positions()
                 .map(|p| (p.clone(), self.engine.mark(&p.symbol)))
                 .collect();
-            api.lock().unwrap_or_else(|p| p.into_inner()).positions = positions;
+            let mut a = api.lock().unwrap_or_else(|p| p.into_inner());
+            a.positions = positions;
+            a.wallet = self.engine.wallet().cloned();
         }
         let view = HealthView::from_engine(&self.engine, now);
         self.health_tx.send_replace(Arc::new(view));

@@ -31,6 +31,7 @@ pub(super) enum Step {
         cursor: Option<String>,
     },
     Positions,
+    Wallet,
 }
 
 impl Orders {
@@ -78,6 +79,10 @@ impl Orders {
                     "category={cat}&settleCoin={}&limit=200",
                     self.config.settle_coin
                 ),
+            ),
+            Step::Wallet => (
+                "/v5/account/wallet-balance",
+                "accountType=UNIFIED".to_string(),
             ),
         };
         let (id, deadline) = self.request(now, Method::Get, path, payload);
@@ -177,6 +182,17 @@ impl Orders {
             Step::Positions => match parse_positions(body) {
                 Ok(rows) => {
                     self.outputs.push_back(OrdersOutput::VenuePositions(rows));
+                    self.issue_reconcile(now, Step::Wallet);
+                }
+                Err(e) => {
+                    self.on_refused_request(now, &e);
+                    self.reconcile_failed(now, e.to_string())
+                }
+            },
+            Step::Wallet => match private::parse_wallet(body) {
+                Ok(r) => {
+                    // keel keeps no balances of its own: the venue's are the ones shown.
+                    self.outputs.push_back(OrdersOutput::VenueWallet(r.result));
                     self.counters.reconciles += 1;
                     self.reconciled = true;
                     self.next_reconcile_at =

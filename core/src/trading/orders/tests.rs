@@ -184,7 +184,11 @@ impl World {
                 }
             }
             Some(OrdersOutput::Halted(h)) => self.halts.push(h),
-            Some(OrdersOutput::Notice { .. } | OrdersOutput::VenuePositions(_)) => {}
+            Some(
+                OrdersOutput::Notice { .. }
+                | OrdersOutput::VenuePositions(_)
+                | OrdersOutput::VenueWallet(_),
+            ) => {}
             None => match self.m.poll_timeout() {
                 Some(t) => {
                     self.now = self.now.max(t);
@@ -571,12 +575,29 @@ fn with_a_private_stream_nothing_is_placed_until_it_is_up_and_reconciled() {
     assert_eq!(pos.path, "/v5/position/list");
     let rows = r#"{"symbol":"BTCUSDT","side":"Sell","size":"0.5","avgPrice":"100"}"#;
     m.handle_answer(Time::ZERO, pos.id, 200, &ok_list(rows), 0, None);
-    match m.poll_output() {
+    let outs: Vec<OrdersOutput> = std::iter::from_fn(|| m.poll_output()).collect();
+    let mut outs = outs.into_iter();
+    match outs.next() {
         Some(OrdersOutput::VenuePositions(p)) => {
             assert_eq!(p[0].qty, d("-0.5"));
         }
         other => panic!("{other:?}"),
     }
+    let wallet = match outs.next() {
+        Some(OrdersOutput::Request(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(wallet.path, "/v5/account/wallet-balance");
+    assert!(
+        m.place(0, plan("BTCUSDT")).is_err(),
+        "not reconciled before the wallet"
+    );
+    let w = r#"{"retCode":0,"retMsg":"OK","result":{"list":[{"totalEquity":"50","coin":[]}]}}"#;
+    m.handle_answer(Time::ZERO, wallet.id, 200, w, 0, None);
+    assert!(matches!(
+        m.poll_output(),
+        Some(OrdersOutput::VenueWallet(_))
+    ));
     assert_eq!(m.counters().reconcile_diffs, 1);
     assert!(m.place(0, plan("BTCUSDT")).is_ok());
     // The same execution pushed again later is not applied twice.

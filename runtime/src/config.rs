@@ -67,6 +67,10 @@ pub struct FileConfig {
     pub jobs: JobsFile,
     #[serde(default)]
     pub live: crate::execution::LiveFile,
+    /// The ops server's bearer token, from KEEL_OPS_TOKEN only (never the file): required for
+    /// every endpoint but /health when set, and required to listen beyond loopback.
+    #[serde(skip)]
+    pub ops_token: Option<crate::ops::OpsToken>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +137,7 @@ pub struct RunConfig {
     pub credentials: Option<Credentials>,
     /// Signals become signed orders at the venue (else paper fills).
     pub live: bool,
+    pub ops_token: Option<crate::ops::OpsToken>,
 }
 
 /// An API key pair. Neither half reaches a log, an error or a Debug print.
@@ -214,6 +219,9 @@ pub fn apply_env(
     }
     if let Some(v) = env("KEEL_LOG_FORMAT") {
         file.log_format = Some(v);
+    }
+    if let Some(v) = env("KEEL_OPS_TOKEN") {
+        file.ops_token = Some(crate::ops::OpsToken(v));
     }
     if let Some(v) = env("KEEL_API_KEY") {
         file.live.api_key = Some(v);
@@ -321,6 +329,13 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
                 file.ops_addr.unwrap_or_default()
             ))
         })?;
+    let ops_token = file.ops_token.clone().filter(|t| !t.0.is_empty());
+    if !ops_addr.ip().is_loopback() && ops_token.is_none() {
+        return err(format!(
+            "ops_addr {ops_addr} is reachable beyond this machine: set KEEL_OPS_TOKEN so every \
+             endpoint but /health requires `Authorization: Bearer <token>`, or listen on 127.0.0.1"
+        ));
+    }
     let log_format = match file.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -511,6 +526,7 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         write_queue_frames_max,
         credentials,
         live,
+        ops_token,
     })
 }
 
@@ -575,6 +591,21 @@ pub fn ws_url(venue: &VenueChoice, category: Category) -> Result<String, ConfigE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ops_server_beyond_loopback_needs_a_token() {
+        let e = resolve_toml("ops_addr = \"0.0.0.0:9898\"\n").unwrap_err();
+        assert!(e.0.contains("KEEL_OPS_TOKEN"), "{e}");
+        let mut file: FileConfig = toml::from_str("ops_addr = \"0.0.0.0:9898\"\n").unwrap();
+        apply_env(&mut file, &|k| {
+            (k == "KEEL_OPS_TOKEN").then(|| "tok-123".to_string())
+        })
+        .unwrap();
+        let cfg = resolve(file, Overrides::default()).unwrap();
+        assert_eq!(cfg.ops_token, Some(crate::ops::OpsToken("tok-123".into())));
+        assert!(!format!("{cfg:?}").contains("tok-123"));
+        assert!(resolve_toml("ops_addr = \"127.0.0.1:9898\"\n").is_ok());
+    }
 
     #[test]
     fn the_backoff_reset_period_is_configurable_and_bounded() {

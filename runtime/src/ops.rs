@@ -139,6 +139,49 @@ async fn get_metrics(State(s): State<OpsState>) -> Response {
         .into_response()
 }
 
+/// The bearer token every ops endpoint but /health requires when the server is reachable from
+/// beyond loopback. Never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpsToken(pub String);
+
+impl std::fmt::Debug for OpsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpsToken(<redacted>)")
+    }
+}
+
+/// Every route of `app` but /health answers 401 without `Authorization: Bearer <token>`
+/// (compared in constant time).
+pub fn require_token(app: Router, token: OpsToken) -> Router {
+    let token = Arc::new(token);
+    app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                if req.uri().path() == "/health" {
+                    return next.run(req).await;
+                }
+                let given = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if keel_core::wire::sign::signatures_equal(given, &token.0) {
+                    next.run(req).await
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        r#"{"error":"missing or wrong bearer token (Authorization: Bearer ...)"}"#,
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ))
+}
+
 /// Binds the ops server; the error names the address when it is taken.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr)
@@ -149,6 +192,39 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn with_a_token_every_endpoint_but_health_needs_it() {
+        let (_tx, rx) = watch::channel(Arc::new(HealthView::starting()));
+        let app = require_token(
+            router(rx, Arc::new(Metrics::new())),
+            OpsToken("s3cret-token".into()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::run::install_crypto();
+        let client = reqwest::Client::new();
+        let get = |path: &str, token: Option<&str>| {
+            let mut r = client.get(format!("http://{addr}{path}"));
+            if let Some(t) = token {
+                r = r.header("Authorization", format!("Bearer {t}"));
+            }
+            r.send()
+        };
+        assert_eq!(get("/health", None).await.unwrap().status(), 200);
+        assert_eq!(get("/metrics", None).await.unwrap().status(), 401);
+        assert_eq!(get("/metrics", Some("wrong")).await.unwrap().status(), 401);
+        assert_eq!(
+            get("/metrics", Some("s3cret-token"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let shown = format!("{:?}", OpsToken("s3cret-token".into()));
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     #[test]
     fn a_health_view_the_loop_stopped_refreshing_reads_as_down() {

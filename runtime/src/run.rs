@@ -318,7 +318,10 @@ pub async fn run_with_venue_speedup(
     let listener = ops::bind(cfg.ops_addr).await?;
     let ops_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("ops server on http://{ops_addr} (/health, /metrics)");
-    let app = ops::router(health_rx, metrics.clone()).merge(crate::api::router(api.clone()));
+    let mut app = ops::router(health_rx, metrics.clone()).merge(crate::api::router(api.clone()));
+    if let Some(t) = cfg.ops_token.clone() {
+        app = ops::require_token(app, t);
+    }
     let _ops = spawn_ops_server(listener, app)?;
 
     let stop_watchdog = Arc::new(AtomicBool::new(false));

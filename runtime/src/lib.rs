@@ -7,6 +7,7 @@ pub mod driver;
 pub mod execution;
 pub mod metrics;
 pub mod ops;
+pub mod ops_listener;
 pub mod priority;
 pub mod replay;
 pub mod run;

@@ -2,8 +2,8 @@
 //! last publication; what only the runtime sees (loop lag, watchdog stalls, consumer drops) is
 //! recorded where it happens.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use keel_core::Engine;
 use keel_core::market::book::BookState;
@@ -49,6 +49,9 @@ pub struct Metrics {
     pub reconcile_diffs: Counter,
     /// 1 once live trading has halted (store failure, refused keys, failing look-ups).
     pub trading_halted: Gauge,
+    /// Ops-server connections by what became of them (accepted, evicted, idle_closed).
+    pub ops_connections: Family<EventLabel, Counter>,
+    ops: Mutex<Option<Arc<crate::ops_listener::OpsCounters>>>,
     seen: Mutex<Seen>,
     /// Bumped by the driver on every turn; the watchdog reads it.
     pub progress: AtomicU64,
@@ -72,6 +75,7 @@ struct Seen {
     rest: u64,
     restarts: u64,
     orders: std::collections::BTreeMap<&'static str, u64>,
+    ops: std::collections::BTreeMap<&'static str, u64>,
     reconcile_diffs: u64,
 }
 
@@ -158,6 +162,12 @@ impl Metrics {
             "Differences between the venue and keel that reconciliation corrected",
             reconcile_diffs.clone(),
         );
+        let ops_connections = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "keel_ops_connections",
+            "Ops-server connections: accepted, evicted (oldest closed for a newer one), idle_closed, accept_errors",
+            ops_connections.clone(),
+        );
         registry.register(
             "keel_trading_halted",
             "1 once live trading has halted",
@@ -179,6 +189,8 @@ impl Metrics {
             orders,
             reconcile_diffs,
             trading_halted,
+            ops_connections,
+            ops: Mutex::new(None),
             seen: Mutex::new(Seen::default()),
             progress: AtomicU64::new(0),
             loop_lag_max_ns: AtomicU64::new(0),
@@ -187,9 +199,30 @@ impl Metrics {
         }
     }
 
+    /// Mirrors the ops server's connection counters from now on.
+    pub fn watch_ops(&self, c: Arc<crate::ops_listener::OpsCounters>) {
+        *self.ops.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+    }
+
     /// Brings the mirrored counters and gauges up to date with the engine.
     pub fn sync_from(&self, engine: &Engine) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ops) = self.ops.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (name, now) in [
+                ("accepted", ops.accepted.load(Relaxed)),
+                ("evicted", ops.evicted.load(Relaxed)),
+                ("idle_closed", ops.idle_closed.load(Relaxed)),
+                ("accept_errors", ops.accept_errors.load(Relaxed)),
+            ] {
+                let c = self.ops_connections.get_or_create(&EventLabel {
+                    event: name.to_string(),
+                });
+                let s = seen.ops.entry(name).or_default();
+                c.inc_by(now.saturating_sub(*s));
+                *s = now.max(*s);
+            }
+        }
         let market = engine.market();
         let add = |c: &Counter, seen: &mut u64, now: u64| {
             c.inc_by(now.saturating_sub(*seen));

@@ -184,10 +184,22 @@ pub fn require_token(app: Router, token: OpsToken) -> Router {
 
 /// Binds the ops server; the error names the address when it is taken.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("ops server cannot listen on {addr}: {e}"))
+    let err = |e: std::io::Error| format!("ops server cannot listen on {addr}: {e}");
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    // A burst of connections waits in the kernel's queue, not in SYN retries, while the
+    // listener closes the oldest to take them (the kernel caps this at its somaxconn).
+    socket.listen(OPS_BACKLOG).map_err(err)
 }
+
+/// The ops listener's accept queue.
+pub const OPS_BACKLOG: u32 = 4_096;
 
 #[cfg(test)]
 mod tests {

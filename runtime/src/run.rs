@@ -105,9 +105,13 @@ impl Drop for RunningVenue {
 /// that a scrape or a large API page never takes a turn on the event loop's thread. Measured under
 /// about 100 `curl` scrapes a second: the share of loop-lag probes under 0.8 ms went from 95.6% (on
 /// the loop's thread) to 98.4%; the rest is the scrapers' own load on two cores.
+/// Bytes of a request body the ops server reads (its endpoints take none worth more).
+pub const OPS_BODY_BYTES_MAX: usize = 64 * 1024;
+
 fn spawn_ops_server(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    counters_slot: Option<std::sync::mpsc::Sender<Arc<crate::ops_listener::OpsCounters>>>,
 ) -> Result<OpsServer, String> {
     let (stop_tx, mut stop) = watch::channel(false);
     let listener = listener
@@ -124,6 +128,11 @@ fn spawn_ops_server(
         let done = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        let listener = crate::ops_listener::CappedListener::new(listener);
+        if let Some(c) = counters_slot {
+            let _ = c.send(listener.counters.clone());
+        }
+        let app = app.layer(axum::extract::DefaultBodyLimit::max(OPS_BODY_BYTES_MAX));
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(done)
             .await
@@ -322,7 +331,11 @@ pub async fn run_with_venue_speedup(
     if let Some(t) = cfg.ops_token.clone() {
         app = ops::require_token(app, t);
     }
-    let _ops = spawn_ops_server(listener, app)?;
+    let (ops_tx, ops_rx) = std::sync::mpsc::channel();
+    let _ops = spawn_ops_server(listener, app, Some(ops_tx))?;
+    if let Ok(c) = ops_rx.recv_timeout(Duration::from_secs(5)) {
+        metrics.watch_ops(c);
+    }
 
     let stop_watchdog = Arc::new(AtomicBool::new(false));
     let watchdog = spawn_watchdog(

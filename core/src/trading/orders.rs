@@ -20,230 +20,16 @@ use std::time::Duration;
 use crate::decimal::Dec;
 use crate::time::Time;
 use crate::wire::private::{
-    self, CATEGORY_LINEAR, ExecRow, NewOrder, OrderRow, OrderStatus, OrderType, Side, TimeInForce,
+    self, CATEGORY_LINEAR, ExecRow, NewOrder, OrderRow, OrderStatus, OrderType,
 };
 use crate::wire::rest::{RestError, parse_time};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrdersConfig {
-    /// What the link ids start with: unique to the store that holds them (the runtime makes it
-    /// from the store's creation), so ids never repeat across runs or databases.
-    pub link_prefix: String,
-    /// A request the runtime has not answered after this long is treated as a timeout.
-    pub request_timeout_ms: u64,
-    /// An acknowledged order is first looked up this long after its ack.
-    pub first_look_ms: u64,
-    /// An open order is looked up again at this interval.
-    pub poll_ms: u64,
-    /// A failed look-up is retried after this long (doubling up to `poll_ms` times eight).
-    pub retry_ms: u64,
-    pub recv_window_ms: u64,
-    /// Order creates per second (Bybit's default for linear: 10/s per UID).
-    pub creates_per_s_max: u32,
-    /// Sends of one order that the venue never acknowledged and cannot find.
-    pub resends_max: u32,
-    /// Look-ups of one order that failed in a row before trading halts.
-    pub lookups_failed_max: u32,
-    /// Orders not yet final at one time.
-    pub working_max: usize,
-    /// A private stream carries pushes: no order is placed while it is down or before the
-    /// reconciliation it starts has finished.
-    pub stream: bool,
-    /// The venue's open orders, executions and positions are compared with ours this often
-    /// (and after every private reconnect).
-    pub reconcile_every_ms: u64,
-    /// The settle coin whose open orders and positions are reconciled.
-    pub settle_coin: String,
-}
-
-impl Default for OrdersConfig {
-    fn default() -> Self {
-        OrdersConfig {
-            link_prefix: "keel".into(),
-            request_timeout_ms: 10_000,
-            first_look_ms: 100,
-            poll_ms: 1_000,
-            retry_ms: 250,
-            recv_window_ms: private_recv_window(),
-            creates_per_s_max: 10,
-            resends_max: 3,
-            lookups_failed_max: 20,
-            working_max: 64,
-            stream: false,
-            reconcile_every_ms: 60_000,
-            settle_coin: "USDT".into(),
-        }
-    }
-}
-
-fn private_recv_window() -> u64 {
-    crate::wire::sign::RECV_WINDOW_MS_DEFAULT
-}
-
-/// What a strategy's decision asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub symbol: String,
-    pub side: Side,
-    pub qty: Dec,
-    pub order_type: OrderType,
-    pub price: Option<Dec>,
-    pub time_in_force: Option<TimeInForce>,
-    pub reduce_only: bool,
-    pub reason: String,
-}
-
-/// Where an order is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum Stage {
-    /// Waiting for the store to make the intent durable.
-    Intent,
-    /// Durable; waiting for a send slot.
-    Ready,
-    /// The create is on its way.
-    Sent,
-    /// The venue has it (acknowledged or found); open.
-    Open,
-    /// What happened is being asked of the venue.
-    Resolving,
-    /// Final: fills complete.
-    Filled,
-    Cancelled,
-    Rejected(String),
-}
-
-impl Stage {
-    pub fn is_final(&self) -> bool {
-        matches!(self, Stage::Filled | Stage::Cancelled | Stage::Rejected(_))
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Stage::Intent => "intent",
-            Stage::Ready => "ready",
-            Stage::Sent => "sent",
-            Stage::Open => "open",
-            Stage::Resolving => "resolving",
-            Stage::Filled => "filled",
-            Stage::Cancelled => "cancelled",
-            Stage::Rejected(_) => "rejected",
-        }
-    }
-}
-
-/// An order as the store keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderRecord {
-    pub link_id: String,
-    pub seq: u64,
-    pub plan: Plan,
-    pub stage: Stage,
-    pub order_id: Option<String>,
-    /// What the venue says it filled.
-    pub cum_qty: Dec,
-    pub created_ms: u64,
-}
-
-/// One fill, applied once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecRecord {
-    pub exec_id: String,
-    pub link_id: String,
-    pub symbol: String,
-    pub side: Side,
-    pub px: Dec,
-    pub qty: Dec,
-    pub fee: Dec,
-    pub ts_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-}
-
-/// A private request for the runtime to sign and send: the payload is the exact query string
-/// (GET) or JSON body (POST) to sign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub id: u64,
-    pub method: Method,
-    pub path: &'static str,
-    pub payload: String,
-    pub recv_window_ms: u64,
-    /// Added to the runtime's wall clock for `X-BAPI-TIMESTAMP` (the venue's clock minus ours).
-    pub clock_offset_ms: i64,
-    pub timeout: Duration,
-}
-
-/// The venue's per-UID limit as its headers state it (rate-limit.mdx).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RateLimit {
-    pub remaining: u32,
-    pub limit: u32,
-    /// Wall ms at which the limit resets.
-    pub reset_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum OrdersOutput {
-    /// Write this state of the order; an intent answers with [`Orders::durable`].
-    Persist(OrderRecord),
-    /// A new fill: store it and apply it to the position.
-    Fill(ExecRecord),
-    Request(Request),
-    /// Trading halted: nothing new is sent until a restart.
-    Halted(String),
-    /// The venue's positions, read by a reconciliation: the venue is the truth.
-    VenuePositions(Vec<VenuePosition>),
-    /// The account's wallet as the venue reports it, read by a reconciliation.
-    VenueWallet(private::Wallet),
-    Notice {
-        error: bool,
-        text: String,
-    },
-}
 
 /// Added to the receive window before an unanswered create is taken as never placed: the
 /// venue's clock and ours may differ by this much (preflight refuses larger skews).
 pub const RESEND_MARGIN_MS: u64 = 2_000;
 
-/// Attempts at one symbol's cancel-all before it is reported as failed.
-pub const CANCEL_ALL_ATTEMPTS_MAX: u32 = 5;
-
-#[derive(Debug, Clone)]
-struct CancelAll {
-    symbol: String,
-    req: Option<(u64, Time)>,
-    attempts: u32,
-    next_at: Option<Time>,
-}
-
 /// ExecIds remembered after their order ended, to apply a late or replayed execution once.
 pub const KNOWN_EXECS_MAX: usize = 20_000;
-
-/// One of the venue's positions, signed (a short is negative).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VenuePosition {
-    pub symbol: String,
-    pub qty: Dec,
-    pub avg_price: Dec,
-}
-
-/// Why an order was not taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    Halted(String),
-    /// Orders from before a restart are still being resolved.
-    Resolving,
-    /// An order for this symbol is not final yet.
-    Busy,
-    /// The private stream is down or its reconciliation has not finished.
-    StreamDown,
-    WorkingFull,
-    BadPlan(&'static str),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -473,80 +259,6 @@ impl Orders {
                 }
             }
             _ => {}
-        }
-    }
-
-    /// The kill switch: every open order of these symbols is cancelled at the venue
-    /// (`cancel-all`, retried until the venue confirms it), and nothing new is placed.
-    pub fn cancel_all(&mut self, now: Time, symbols: &[String], why: &str) {
-        self.halt(why.to_string());
-        for s in symbols {
-            if !self.cancels.iter().any(|c| c.symbol == *s) {
-                self.cancels.push(CancelAll {
-                    symbol: s.clone(),
-                    req: None,
-                    attempts: 0,
-                    next_at: Some(now),
-                });
-            }
-        }
-        self.send_cancels(now);
-    }
-
-    fn send_cancels(&mut self, now: Time) {
-        for i in 0..self.cancels.len() {
-            let c = &self.cancels[i];
-            if c.req.is_some() || c.next_at.is_none_or(|t| now < t) {
-                continue;
-            }
-            let body = private::cancel_all_body(CATEGORY_LINEAR, &c.symbol);
-            let (id, deadline) = self.request(now, Method::Post, "/v5/order/cancel-all", body);
-            let c = &mut self.cancels[i];
-            c.req = Some((id, deadline));
-            c.attempts += 1;
-            c.next_at = None;
-        }
-    }
-
-    fn on_cancel_answer(&mut self, now: Time, i: usize, answer: Result<&str, String>) {
-        let symbol = self.cancels[i].symbol.clone();
-        self.cancels[i].req = None;
-        let ok = match answer {
-            Ok(b) => match crate::wire::rest::envelope::<serde_json::Value>(b) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e),
-        };
-        match ok {
-            Ok(()) => {
-                self.cancels.remove(i);
-                self.note(
-                    false,
-                    format!("cancel-all for {symbol} confirmed by the venue"),
-                );
-                // What the cancels did shows in each order's next look-up.
-                for o in self
-                    .orders
-                    .values_mut()
-                    .filter(|o| o.rec.plan.symbol == symbol)
-                {
-                    if o.pending.is_none() {
-                        o.next_at = Some(now);
-                    }
-                }
-            }
-            Err(e) if self.cancels[i].attempts >= CANCEL_ALL_ATTEMPTS_MAX => {
-                self.cancels.remove(i);
-                self.note(
-                    true,
-                    format!("cancel-all for {symbol} failed {CANCEL_ALL_ATTEMPTS_MAX} times ({e}): check the venue"),
-                );
-            }
-            Err(_) => {
-                let delay = self.config.retry_ms << self.cancels[i].attempts.min(6);
-                self.cancels[i].next_at = Some(now + Duration::from_millis(delay));
-            }
         }
     }
 
@@ -834,8 +546,16 @@ impl Orders {
     }
 }
 
+mod cancel;
 mod flow;
 mod reconcile;
+mod types;
 
+pub use cancel::CANCEL_ALL_ATTEMPTS_MAX;
+use cancel::CancelAll;
+pub use types::*;
+
+#[cfg(test)]
+mod test_venue;
 #[cfg(test)]
 mod tests;

@@ -364,87 +364,56 @@ impl Orders {
         {
             self.pause_until_wall(now, wall_ms, l.reset_ms);
         }
-        if self.time_req.is_some_and(|(r, _)| r == id) {
-            self.time_req = None;
-            if let Ok(t) = parse_time(body).map(|r| r.result) {
-                self.counters.clock_resyncs += 1;
-                self.clock_offset_ms = t as i64 - wall_ms as i64;
-                self.note(
-                    false,
-                    format!("clock offset to the venue now {} ms", self.clock_offset_ms),
-                );
-            }
-            self.send_ready(now);
-            return;
-        }
-        if let Some(i) = self
-            .cancels
-            .iter()
-            .position(|c| c.req.is_some_and(|r| r.0 == id))
-        {
-            let answer = if status == 200 {
-                Ok(body)
-            } else {
-                Err(format!("HTTP {status}"))
-            };
-            self.on_cancel_answer(now, i, answer);
-            return;
-        }
-        if self.recon.as_ref().is_some_and(|r| r.1 == id) {
-            let answer = if status == 200 {
-                Ok(body)
-            } else {
-                Err(format!("HTTP {status}"))
-            };
-            self.on_reconcile_answer(now, answer);
-            self.send_ready(now);
-            return;
-        }
-        let Some((link, call)) = self.take_pending(id) else {
-            self.counters.late_answers += 1;
-            return;
-        };
         let answer = if status == 200 {
             Ok(body)
         } else {
             Err(format!("HTTP {status}"))
         };
-        match call {
-            Call::Create => self.on_create(now, &link, answer, wall_ms, limit),
-            Call::Realtime | Call::History => self.on_lookup(now, &link, call, answer),
-            Call::Executions => self.on_executions(now, &link, answer),
-        }
-        self.send_ready(now);
+        self.route(now, id, answer, wall_ms, limit);
     }
 
     /// Request `id` failed in transport (the runtime's timeout included).
     pub fn handle_error(&mut self, now: Time, id: u64, error: &str) {
+        self.route(now, id, Err(error.to_string()), 0, None);
+    }
+
+    /// An answer (or a failure) goes back to whoever asked: the clock, a cancel-all, the
+    /// reconciliation or an order.
+    fn route(
+        &mut self,
+        now: Time,
+        id: u64,
+        answer: Result<&str, String>,
+        wall_ms: u64,
+        limit: Option<RateLimit>,
+    ) {
         if self.time_req.is_some_and(|(r, _)| r == id) {
             self.time_req = None;
-            self.send_ready(now);
-            return;
-        }
-        if self.recon.as_ref().is_some_and(|r| r.1 == id) {
-            self.on_reconcile_answer(now, Err(error.to_string()));
-            return;
-        }
-        if let Some(i) = self
+            if let Ok(t) = answer.and_then(|b| parse_time(b).map_err(|e| e.to_string())) {
+                self.counters.clock_resyncs += 1;
+                self.clock_offset_ms = t.result as i64 - wall_ms as i64;
+                self.note(
+                    false,
+                    format!("clock offset to the venue now {} ms", self.clock_offset_ms),
+                );
+            }
+        } else if let Some(i) = self
             .cancels
             .iter()
             .position(|c| c.req.is_some_and(|r| r.0 == id))
         {
-            self.on_cancel_answer(now, i, Err(error.to_string()));
-            return;
-        }
-        let Some((link, call)) = self.take_pending(id) else {
+            self.on_cancel_answer(now, i, answer);
+        } else if self.recon.as_ref().is_some_and(|r| r.1 == id) {
+            self.on_reconcile_answer(now, answer);
+        } else if let Some((link, call)) = self.take_pending(id) {
+            match call {
+                Call::Create => self.on_create(now, &link, answer, wall_ms, limit),
+                Call::Realtime | Call::History => self.on_lookup(now, &link, call, answer),
+                Call::Executions => self.on_executions(now, &link, answer),
+            }
+        } else {
             self.counters.late_answers += 1;
             return;
-        };
-        let e = Err(error.to_string());
-        match call {
-            Call::Create => self.on_create(now, &link, e, 0, None),
-            Call::Realtime | Call::History => self.on_lookup(now, &link, call, e),
-            Call::Executions => self.on_executions(now, &link, e),
         }
         self.send_ready(now);
     }

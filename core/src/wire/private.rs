@@ -189,11 +189,16 @@ pub fn order_query(category: &str, link_id: &str) -> String {
 /// `GET /v5/execution/list` for one order, from `cursor` on.
 pub fn executions_query(category: &str, link_id: &str, cursor: Option<&str>) -> String {
     let mut q = format!("category={category}&orderLinkId={link_id}&limit={EXECUTIONS_PAGE_MAX}");
+    push_cursor(&mut q, cursor);
+    q
+}
+
+/// Appends `&cursor=...` for a page cursor the venue gave (none or empty: nothing).
+pub fn push_cursor(q: &mut String, cursor: Option<&str>) {
     if let Some(c) = cursor.filter(|c| !c.is_empty()) {
         q.push_str("&cursor=");
-        escape_into(&mut q, c);
+        escape_into(q, c);
     }
-    q
 }
 
 /// Percent-encodes what may not stand in a query value; a cursor Bybit already encoded keeps its

@@ -62,7 +62,7 @@ impl Orders {
                         from.saturating_add(EXEC_WINDOW_MS)
                     ));
                 }
-                push_cursor(&mut q, cursor.as_deref());
+                private::push_cursor(&mut q, cursor.as_deref());
                 ("/v5/execution/list", q)
             }
             Step::OpenOrders { cursor } => {
@@ -70,7 +70,7 @@ impl Orders {
                     "category={cat}&settleCoin={}&openOnly=0&limit=50",
                     self.config.settle_coin
                 );
-                push_cursor(&mut q, cursor.as_deref());
+                private::push_cursor(&mut q, cursor.as_deref());
                 ("/v5/order/realtime", q)
             }
             Step::Positions => (
@@ -293,20 +293,6 @@ impl Orders {
                 && let Some(old) = self.known_execs.pop_front()
             {
                 self.known_set.remove(&old);
-            }
-        }
-    }
-}
-
-fn push_cursor(q: &mut String, cursor: Option<&str>) {
-    if let Some(c) = cursor.filter(|c| !c.is_empty()) {
-        // The venue's cursor goes back as it came; only what cannot stand in a query is escaped.
-        q.push_str("&cursor=");
-        for b in c.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~%".contains(&b) {
-                q.push(b as char);
-            } else {
-                q.push_str(&format!("%{b:02X}"));
             }
         }
     }

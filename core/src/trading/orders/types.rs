@@ -46,7 +46,7 @@ impl Default for OrdersConfig {
             first_look_ms: 100,
             poll_ms: 1_000,
             retry_ms: 250,
-            recv_window_ms: private_recv_window(),
+            recv_window_ms: crate::wire::sign::RECV_WINDOW_MS_DEFAULT,
             creates_per_s_max: 10,
             resends_max: 3,
             lookups_failed_max: 20,
@@ -56,10 +56,6 @@ impl Default for OrdersConfig {
             settle_coin: "USDT".into(),
         }
     }
-}
-
-fn private_recv_window() -> u64 {
-    crate::wire::sign::RECV_WINDOW_MS_DEFAULT
 }
 
 /// What a strategy's decision asks for.

@@ -107,6 +107,14 @@ impl Side {
         }
     }
 
+    /// +1 for a buy, -1 for a sell.
+    pub fn sign(self) -> i64 {
+        match self {
+            Side::Buy => 1,
+            Side::Sell => -1,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Side> {
         match s {
             "Buy" => Some(Side::Buy),

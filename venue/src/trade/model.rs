@@ -21,27 +21,8 @@ pub const PUSHES_KEPT_MAX: usize = 4_096;
 /// Leverage every linear position uses (the venue has no set-leverage endpoint).
 pub const LEVERAGE: i128 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Buy,
-    Sell,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Buy => "Buy",
-            Side::Sell => "Sell",
-        }
-    }
-
-    pub fn sign(self) -> i64 {
-        match self {
-            Side::Buy => 1,
-            Side::Sell => -1,
-        }
-    }
-}
+/// An order's side: the same type the bot signs orders with.
+pub use keel_core::wire::private::Side;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderType {

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use super::*;
 
-/// Pages of executions one reconciliation reads at most (100 each).
+/// Pages of executions one window is read in at most (100 each): a window holding more is read
+/// again as two halves, so a busy account still reconciles, a bounded number of pages at a time.
 pub const RECONCILE_EXEC_PAGES_MAX: u32 = 50;
+/// A window narrower than this that still holds more than the pages above is given up on
+/// (trading waits, and the reconciliation is tried again).
+const EXEC_WINDOW_MS_MIN: u64 = 1_000;
 /// Overlap when reading executions from the cursor: a fill stamped in the same millisecond
 /// as the newest one we have is read again, and applied once.
 const EXEC_CURSOR_OVERLAP_MS: u64 = 1_000;
@@ -19,10 +23,11 @@ pub const EXEC_WINDOW_MS: u64 = 7 * 86_400_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Step {
-    /// Executions in the window from `from` (none: the venue's default, the last 7 days), page
-    /// by page; `through` is the venue's time when this reconciliation began.
+    /// Executions in the window `[from, from + span_ms]` (`from` none: the venue's default, the
+    /// last 7 days), page by page; `through` is the venue's time when this reconciliation began.
     Executions {
         from: Option<u64>,
+        span_ms: u64,
         through: Option<u64>,
         cursor: Option<String>,
         pages: u32,
@@ -44,6 +49,7 @@ impl Orders {
             now,
             Step::Executions {
                 from,
+                span_ms: EXEC_WINDOW_MS,
                 through: self.venue_now_ms,
                 cursor: None,
                 pages: 0,
@@ -54,12 +60,17 @@ impl Orders {
     fn issue_reconcile(&mut self, now: Time, step: Step) {
         let cat = CATEGORY_LINEAR;
         let (path, payload) = match &step {
-            Step::Executions { from, cursor, .. } => {
+            Step::Executions {
+                from,
+                span_ms,
+                cursor,
+                ..
+            } => {
                 let mut q = format!("category={cat}&limit={}", private::EXECUTIONS_PAGE_MAX);
                 if let Some(from) = from {
                     q.push_str(&format!(
                         "&startTime={from}&endTime={}",
-                        from.saturating_add(EXEC_WINDOW_MS)
+                        from.saturating_add(*span_ms)
                     ));
                 }
                 private::push_cursor(&mut q, cursor.as_deref());
@@ -100,6 +111,7 @@ impl Orders {
         match step {
             Step::Executions {
                 from,
+                span_ms,
                 through,
                 pages,
                 ..
@@ -110,14 +122,41 @@ impl Orders {
                     }
                     let next = r.result.next_page_cursor;
                     let pages = pages + 1;
-                    if pages >= RECONCILE_EXEC_PAGES_MAX {
-                        // The rest waits for the next reconciliation, from the same start.
-                        self.note(true, "reconcile: more executions than one reconciliation reads; the rest next time".into());
-                        return self.reconcile_failed(now, "too many executions".into());
+                    if !next.is_empty() && pages >= RECONCILE_EXEC_PAGES_MAX {
+                        // Too many for one window: read it again as halves (what was read is
+                        // applied once, by execId). The venue's default window has no start:
+                        // it is the 7 days before the venue's time.
+                        let start = from.or_else(|| through.map(|t| t.saturating_sub(span_ms)));
+                        return match start {
+                            Some(f) if span_ms / 2 >= EXEC_WINDOW_MS_MIN => {
+                                self.note(
+                                    false,
+                                    format!(
+                                        "reconcile: more than {} executions in {} ms from {f}: reading it in halves",
+                                        RECONCILE_EXEC_PAGES_MAX as usize
+                                            * private::EXECUTIONS_PAGE_MAX,
+                                        span_ms
+                                    ),
+                                );
+                                let step = Step::Executions {
+                                    from: Some(f),
+                                    span_ms: span_ms / 2,
+                                    through,
+                                    cursor: None,
+                                    pages: 0,
+                                };
+                                self.issue_reconcile(now, step)
+                            }
+                            _ => {
+                                self.note(true, "reconcile: more executions than one window can be read in; trying again".into());
+                                self.reconcile_failed(now, "too many executions".into())
+                            }
+                        };
                     }
                     if !next.is_empty() {
                         let step = Step::Executions {
                             from,
+                            span_ms,
                             through,
                             cursor: Some(next),
                             pages,
@@ -125,15 +164,17 @@ impl Orders {
                         return self.issue_reconcile(now, step);
                     }
                     // The window is read; the next one, when the venue's time is past it.
-                    let window_end = from.map(|f| f.saturating_add(EXEC_WINDOW_MS));
+                    let window_end = from.map(|f| f.saturating_add(span_ms));
                     if let (Some(end), Some(t)) = (window_end, through)
                         && end < t
                     {
+                        // A narrowed window widens again: the busy stretch may be over.
                         let step = Step::Executions {
                             from: Some(end),
+                            span_ms: span_ms.saturating_mul(2).min(EXEC_WINDOW_MS),
                             through,
                             cursor: None,
-                            pages,
+                            pages: 0,
                         };
                         return self.issue_reconcile(now, step);
                     }

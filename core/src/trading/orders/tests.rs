@@ -445,3 +445,99 @@ fn after_a_long_downtime_executions_are_read_window_by_window_up_to_the_venues_t
     }
     assert_eq!(starts, [t0 - 1_000, t0 - 1_000 + 7 * DAY]);
 }
+
+/// A venue holding `times` (one execution of ours at each ms), answering the execution list
+/// newest first within `[startTime, endTime]` (the last 7 days without them), 100 a page.
+fn answer_executions(times: &[u64], now_ms: u64, q: &str) -> String {
+    let num = |k: &str| -> Option<u64> {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    };
+    let from = num("startTime").unwrap_or(now_ms - 7 * 86_400_000);
+    let to = num("endTime").unwrap_or(now_ms);
+    let skip = num("cursor").unwrap_or(0) as usize;
+    let mut hits: Vec<u64> = times
+        .iter()
+        .copied()
+        .filter(|t| (from..=to).contains(t))
+        .collect();
+    hits.reverse();
+    let page: Vec<String> = hits
+        .iter()
+        .skip(skip)
+        .take(100)
+        .map(|t| {
+            format!(
+                r#"{{"execId":"x{t}","orderId":"o","orderLinkId":"keel-0000000001","symbol":"BTCUSDT","side":"Buy","execPrice":"100","execQty":"1","execFee":"0","execTime":"{t}","execType":"Trade"}}"#
+            )
+        })
+        .collect();
+    let next = if skip + 100 < hits.len() {
+        (skip + 100).to_string()
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"retCode":0,"retMsg":"OK","result":{{"list":[{}],"nextPageCursor":"{next}"}}}}"#,
+        page.join(",")
+    )
+}
+
+#[test]
+fn a_window_with_more_executions_than_its_pages_is_read_in_halves_and_every_one_applied_once() {
+    const DAY: u64 = 86_400_000;
+    let t0 = 1_700_000_000_000;
+    let now_ms = t0 + 3 * DAY;
+    // 12,000 executions in one busy hour, and a few more spread over the days around it.
+    let mut times: Vec<u64> = (0..12_000).map(|i| t0 + DAY + i * 300).collect();
+    times.extend((0..50).map(|i| t0 + i * 5_000_000));
+    times.sort_unstable();
+    for first_ever in [false, true] {
+        let mut m = Orders::new(
+            OrdersConfig {
+                stream: true,
+                ..Default::default()
+            },
+            0,
+        );
+        if !first_ever {
+            m.remember_execs(Vec::new(), Some(t0));
+        }
+        m.set_venue_now(Some(now_ms));
+        m.set_stream(Time::ZERO, true);
+        let mut fills = std::collections::BTreeSet::new();
+        let mut twice = 0;
+        let mut requests_made = 0;
+        loop {
+            let mut next = None;
+            for o in std::iter::from_fn(|| m.poll_output()) {
+                match o {
+                    OrdersOutput::Fill(x) => twice += u32::from(!fills.insert(x.exec_id)),
+                    OrdersOutput::Request(r) => next = Some(r),
+                    _ => {}
+                }
+            }
+            let r = next.expect("the reconciliation goes on until it is done");
+            requests_made += 1;
+            assert!(requests_made < 2_000, "the reconciliation never finished");
+            if r.path != "/v5/execution/list" {
+                break;
+            }
+            let body = answer_executions(&times, now_ms, &r.payload);
+            m.handle_answer(Time::ZERO, r.id, 200, &body, 0, None);
+        }
+        let want: std::collections::BTreeSet<String> = times
+            .iter()
+            .filter(|t| first_ever || **t >= t0 - 1_000)
+            .map(|t| format!("x{t}"))
+            .collect();
+        assert_eq!(fills, want, "first ever: {first_ever}");
+        assert_eq!(twice, 0);
+        println!(
+            "first ever {first_ever}: {} requests for {} executions",
+            requests_made,
+            want.len()
+        );
+    }
+}

@@ -30,11 +30,17 @@ pub fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1: (status, body).
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    get_with_token(port, path, None)
+}
+
+/// As [`get`], with `Authorization: Bearer <token>` when one is given.
+pub fn get_with_token(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = String::new();

@@ -20,10 +20,11 @@ const PRIVATE: LinkId = LinkId(1);
 fn live_config() -> EngineConfig {
     let mut c = config(&["BTCUSDT"]);
     c.auto_execute = true;
-    c.live = Some(OrdersConfig {
+    c.orders = Some(OrdersConfig {
         link_prefix: "kt".into(),
         ..Default::default()
     });
+    c.paper = false;
     c.private_url = Some("ws://venue/v5/private".into());
     c
 }
@@ -169,4 +170,99 @@ fn at_exit_every_symbol_is_cancelled_at_the_venue_before_the_engine_stops() {
         "{:?}",
         w.notices
     );
+}
+
+fn paper_config() -> EngineConfig {
+    let mut c = config(&["BTCUSDT"]);
+    c.auto_execute = true;
+    // Small enough for the harness's book to fill at once.
+    c.broker.order_notional = 10.0;
+    c.orders = Some(OrdersConfig {
+        link_prefix: "kp".into(),
+        ..Default::default()
+    });
+    c
+}
+
+#[test]
+fn a_paper_order_runs_the_order_machine_against_the_book_and_nothing_leaves_the_engine() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    let asks: Vec<keel_core::decimal::Level> = {
+        let m = w.engine.market();
+        let b = m.book(m.book_ids().next().unwrap());
+        b.top_asks(200).unwrap().collect()
+    };
+    buy_signal(&mut w);
+    w.advance(Duration::from_secs(2));
+    let pos = |what: &str| w.live_log.iter().position(|l| l == what);
+    let intent = pos("store kp-0000000000 intent").expect("intent stored");
+    let filled =
+        pos("store kp-0000000000 filled").unwrap_or_else(|| panic!("not filled: {:?}", w.live_log));
+    assert!(intent < filled, "{:?}", w.live_log);
+    assert!(
+        !w.live_log.iter().any(|l| l.starts_with("send ")),
+        "nothing is sent on paper: {:?}",
+        w.live_log
+    );
+    let fills: Vec<&String> = w
+        .live_log
+        .iter()
+        .filter(|l| l.starts_with("fill "))
+        .collect();
+    assert!(!fills.is_empty());
+    // The order walked the asks as they stood: the position is what it bought, at prices no
+    // better than the best ask.
+    let p = w.engine.broker().position("BTCUSDT").unwrap();
+    assert!(p.qty > keel_core::Dec::ZERO);
+    assert!(
+        p.avg_entry >= asks[0].px,
+        "{:?} vs {:?}",
+        p.avg_entry,
+        asks[0]
+    );
+    let paper = w.engine.paper().expect("a paper venue");
+    assert_eq!(paper.counters().creates, 1);
+    assert_eq!(w.engine.orders().unwrap().counters().sent, 1);
+}
+
+#[test]
+fn a_paper_order_waits_for_the_store_like_a_live_one_and_a_failed_store_halts_it() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    w.store_broken = true;
+    buy_signal(&mut w);
+    w.advance(Duration::from_secs(1));
+    let paper = w.engine.paper().expect("a paper venue");
+    assert_eq!(paper.counters().creates, 0, "{:?}", w.live_log);
+    let h = w.engine.health();
+    assert_eq!(
+        h.get(ComponentId::Execution).unwrap().status,
+        Status::Crashed
+    );
+}
+
+#[test]
+fn a_paper_order_larger_than_the_book_keeps_what_filled_and_ends_cancelled() {
+    let mut c = paper_config();
+    c.broker.order_notional = 1_000_000.0;
+    c.broker.position_notional_max = 1e12;
+    c.broker.gross_notional_max = 1e12;
+    let mut w = Wire::new(c);
+    w.advance(Duration::from_secs(2));
+    buy_signal(&mut w);
+    w.advance(Duration::from_secs(2));
+    assert!(
+        w.live_log
+            .iter()
+            .any(|l| l == "store kp-0000000000 cancelled"),
+        "{:?}",
+        w.live_log
+    );
+    let paper = w.engine.paper().unwrap();
+    assert_eq!(paper.counters().unfilled, 1);
+    assert!(paper.counters().fills > 0);
+    // What did fill is held, and nothing more.
+    let p = w.engine.broker().position("BTCUSDT").unwrap();
+    assert!(p.qty > keel_core::Dec::ZERO);
 }

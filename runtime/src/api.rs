@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keel_core::trading::broker::{Fill, Order, Position};
+use keel_core::trading::broker::Position;
+use keel_core::trading::orders::{ExecRecord, OrderRecord};
 use keel_core::trading::strategy::Signal;
 use serde_json::json;
 
@@ -19,12 +20,13 @@ pub const API_LIMIT_DEFAULT: usize = 20;
 #[derive(Default)]
 pub struct ApiState {
     pub signals: VecDeque<Signal>,
-    pub orders: VecDeque<(Order, Vec<Fill>)>,
     /// Positions with their mark (the synced book's mid) when there is one.
     pub positions: Vec<(Position, Option<keel_core::Dec>)>,
     pub kill_switch: Option<String>,
-    /// Live orders, latest state of each, newest last.
-    pub live_orders: VecDeque<serde_json::Value>,
+    /// Orders (paper or live), the latest durable state of each, newest last.
+    pub orders: VecDeque<serde_json::Value>,
+    /// Durable fills, newest last.
+    pub fills: VecDeque<serde_json::Value>,
     /// The venue's wallet at the latest reconciliation (live only).
     pub wallet: Option<keel_core::wire::private::Wallet>,
 }
@@ -41,8 +43,8 @@ impl ApiState {
         }
     }
 
-    /// The latest state of a live order replaces its earlier one.
-    pub fn push_live_order(&mut self, r: &keel_core::trading::orders::OrderRecord) {
+    /// The latest state of an order replaces its earlier one.
+    pub fn push_order(&mut self, r: &OrderRecord) {
         let v = json!({
             "order_link_id": r.link_id,
             "order_id": r.order_id,
@@ -55,7 +57,7 @@ impl ApiState {
             "created_ms": r.created_ms,
         });
         if let Some(slot) = self
-            .live_orders
+            .orders
             .iter_mut()
             .rev()
             .find(|o| o["order_link_id"] == v["order_link_id"])
@@ -63,17 +65,26 @@ impl ApiState {
             *slot = v;
             return;
         }
-        if self.live_orders.len() == API_ITEMS_MAX {
-            self.live_orders.pop_front();
-        }
-        self.live_orders.push_back(v);
-    }
-
-    pub fn push_order(&mut self, o: &Order, fills: &[Fill]) {
         if self.orders.len() == API_ITEMS_MAX {
             self.orders.pop_front();
         }
-        self.orders.push_back((o.clone(), fills.to_vec()));
+        self.orders.push_back(v);
+    }
+
+    pub fn push_fill(&mut self, x: &ExecRecord) {
+        if self.fills.len() == API_ITEMS_MAX {
+            self.fills.pop_front();
+        }
+        self.fills.push_back(json!({
+            "exec_id": x.exec_id,
+            "order_link_id": x.link_id,
+            "symbol": x.symbol,
+            "side": x.side,
+            "px": x.px,
+            "qty": x.qty,
+            "fee": x.fee,
+            "ts_ms": x.ts_ms,
+        }));
     }
 }
 
@@ -128,15 +139,9 @@ pub async fn signals_latest(State(api): State<SharedApi>, Limit(n): Limit) -> Re
 
 pub async fn orders(State(api): State<SharedApi>, Limit(n): Limit) -> Response {
     let s = state(&api);
-    let items: Vec<serde_json::Value> = s
-        .orders
-        .iter()
-        .rev()
-        .take(n)
-        .map(|(o, f)| json!({"order": o, "fills": f}))
-        .collect();
-    let live: Vec<&serde_json::Value> = s.live_orders.iter().rev().take(n).collect();
-    Json(json!({"orders": items, "live": live, "kill_switch": s.kill_switch})).into_response()
+    let orders: Vec<&serde_json::Value> = s.orders.iter().rev().take(n).collect();
+    let fills: Vec<&serde_json::Value> = s.fills.iter().rev().take(n).collect();
+    Json(json!({"orders": orders, "fills": fills, "kill_switch": s.kill_switch})).into_response()
 }
 
 pub async fn positions(

@@ -187,15 +187,11 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
 
     let lines = load_lines(files).map_err(|e| e.to_string())?;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
-    let broker = Broker::new(
-        BrokerConfig {
-            position_notional_max: 1e12,
-            gross_notional_max: 1e12,
-            ..Default::default()
-        },
-        0,
-        0,
-    );
+    let broker = Broker::new(BrokerConfig {
+        position_notional_max: 1e12,
+        gross_notional_max: 1e12,
+        ..Default::default()
+    });
     let (key, secret) = ("benchkey", "benchsecretbenchsecretbenchsecret");
     let ack_refused =
         r#"{"retCode":110007,"retMsg":"ab not enough for new order","result":{},"time":1}"#;

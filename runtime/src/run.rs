@@ -248,8 +248,6 @@ pub fn spawn_log_consumer(
                             tracing::info!(symbol = %sig.symbol, strategy = sig.strategy, side = ?sig.side, confidence = format!("{:.2}", sig.confidence), reason = %sig.reason, "signal");
                         }
                     }
-                    // Orders are logged by the store thread once they are durable.
-                    Event::Order { .. } => {}
                     Event::KillSwitch { reason } => tracing::error!(%reason, "kill switch"),
                     Event::Top { .. } => {}
                 }
@@ -286,6 +284,16 @@ pub async fn run_with_venue_speedup(
     speedup: u64,
 ) -> Result<RunReport, String> {
     install_crypto();
+    // Which venue the store's orders belong to (before the embedded venue becomes a URL).
+    let orders_venue = if !cfg.live {
+        "paper".to_string()
+    } else {
+        match &cfg.venue {
+            VenueChoice::Embedded => "live embedded".to_string(),
+            VenueChoice::Bybit => "live bybit".to_string(),
+            VenueChoice::Url(u) => format!("live {}", keel_core::redact::redact_url(u)),
+        }
+    };
     let mut venue_guard = None;
     let rest = match rest_base(&cfg.venue) {
         Some(r) => r,
@@ -354,20 +362,21 @@ pub async fn run_with_venue_speedup(
         compute: Arc::new(RayonPool::new(2)?),
     };
     // The store first: positions and the order sequence must be restored before any signal.
+    // Paper and live orders go through the same order machine and the same tables: ids unique
+    // to this store, and every order it holds without a final state resolved before anything
+    // new is sent.
     let mut store = crate::store::Store::open(&cfg.db)?;
-    let mut next_seq = store.next_seq(cfg.engine.seed)?;
     let positions = store.rebuild_positions(cfg.engine.broker.clone())?;
-    cfg.engine.broker_next_seq = next_seq;
-    // Live: ids unique to this store, and every order it holds without a final state resolved
-    // with the venue before anything new is sent.
     let live = cfg.live && cfg.engine.auto_execute;
+    cfg.engine.paper = !live;
+    let next_seq = store.live_next_seq()?;
+    cfg.engine.broker_next_seq = next_seq;
     let mut unfinished = Vec::new();
     let mut known_fills = Vec::new();
-    if live {
+    if cfg.engine.auto_execute {
+        store.claim_orders_venue(&orders_venue)?;
         let link_prefix = store.link_prefix(crate::driver::system_wall_ms())?;
-        next_seq = store.live_next_seq()?;
-        cfg.engine.broker_next_seq = next_seq;
-        cfg.engine.live = Some(keel_core::trading::orders::OrdersConfig {
+        cfg.engine.orders = Some(keel_core::trading::orders::OrdersConfig {
             link_prefix,
             ..Default::default()
         });

@@ -1,14 +1,14 @@
-//! The durable store (SQLite, WAL, full sync): candles, signals, orders, fills, positions.
-//! An order and its fills are written in one transaction before anything serves or logs them;
-//! after a crash the broker is rebuilt from the fills and the order sequence continues past the
-//! last stored id, so no client order id repeats.
+//! The durable store (SQLite, WAL, full sync): candles, signals, and (in `store_live`) the
+//! order machine's orders and fills, each written before anything serves or logs it. After a
+//! crash the broker's positions are rebuilt from the fills; the `orders` and `fills` tables of
+//! the paper broker keel had before are still read for that, never written.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use keel_core::Dec;
 use keel_core::market::kline::Bar;
-use keel_core::trading::broker::{Broker, BrokerConfig, Fill, Order, OrderStatus, Position};
+use keel_core::trading::broker::{Broker, BrokerConfig, Fill, Position};
 use keel_core::trading::strategy::{Signal, SignalSide};
 use keel_core::wire::topic::Interval;
 use rusqlite::{Connection, params};
@@ -194,73 +194,6 @@ impl Store {
         tx.commit().map_err(e)
     }
 
-    /// The order, its fills and the position they leave, in one durable transaction.
-    pub fn record_order(
-        &mut self,
-        seed: u64,
-        seq: u64,
-        o: &Order,
-        fills: &[Fill],
-        position: Option<&Position>,
-    ) -> Result<(), String> {
-        let tx = self.conn.transaction().map_err(e)?;
-        let status = match &o.status {
-            OrderStatus::Filled => "Filled".to_string(),
-            OrderStatus::Rejected(r) => format!("Rejected: {r}"),
-        };
-        tx.execute(
-            "INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                o.client_order_id,
-                seed as i64,
-                seq as i64,
-                o.symbol,
-                side_str(o.side),
-                o.qty.to_string(),
-                o.avg_px.to_string(),
-                o.fee.to_string(),
-                status,
-                o.reason,
-                o.ts_ms as i64
-            ],
-        )
-        .map_err(e)?;
-        for f in fills {
-            tx.execute(
-                "INSERT INTO fills (client_order_id, symbol, side, px, qty, fee, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![f.client_order_id, f.symbol, side_str(f.side), f.px.to_string(), f.qty.to_string(), f.fee.to_string(), f.ts_ms as i64],
-            )
-            .map_err(e)?;
-        }
-        if let Some(p) = position {
-            tx.execute(
-                "INSERT OR REPLACE INTO positions VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    p.symbol,
-                    p.qty.to_string(),
-                    p.avg_entry.to_string(),
-                    p.realized_pnl.to_string(),
-                    p.fees.to_string()
-                ],
-            )
-            .map_err(e)?;
-        }
-        tx.commit().map_err(e)
-    }
-
-    /// The sequence number the next order of `seed` must use: past every stored one.
-    pub fn next_seq(&self, seed: u64) -> Result<u64, String> {
-        let max: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT MAX(seq) FROM orders WHERE seed = ?1",
-                params![seed as i64],
-                |r| r.get(0),
-            )
-            .map_err(e)?;
-        Ok(max.map_or(0, |m| m as u64 + 1))
-    }
-
     pub fn fills(&self) -> Result<Vec<Fill>, String> {
         let mut st = self
             .conn
@@ -297,18 +230,9 @@ impl Store {
         Ok(out)
     }
 
-    pub fn order_ids(&self) -> Result<Vec<String>, String> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT client_order_id FROM orders ORDER BY seq")
-            .map_err(e)?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
-        rows.map(|r| r.map_err(e)).collect()
-    }
-
     /// Positions rebuilt from every stored fill, exactly as the broker built them.
     pub fn rebuild_positions(&self, broker: BrokerConfig) -> Result<Vec<Position>, String> {
-        let mut b = Broker::new(broker, 0, 0);
+        let mut b = Broker::new(broker);
         for f in self.fills()? {
             b.apply_fill(&f);
         }
@@ -325,13 +249,6 @@ pub enum StoreCmd {
     Live {
         write: keel_core::engine::StoreWrite,
         reply: tokio::sync::mpsc::Sender<crate::driver::Msg>,
-    },
-    Order {
-        seed: u64,
-        seq: u64,
-        order: Order,
-        fills: Vec<Fill>,
-        position: Option<Position>,
     },
     Signals(Vec<Signal>),
     Candle {
@@ -354,14 +271,10 @@ pub const STORE_QUEUE_MAX: usize = 4_096;
 pub struct StoreHandle {
     pub tx: std::sync::mpsc::SyncSender<StoreCmd>,
     pub thread: std::thread::JoinHandle<()>,
-    /// Orders written so far, for the driver to know when its backlog has drained.
-    pub written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub fn spawn_store(mut store: Store, api: crate::api::SharedApi) -> Result<StoreHandle, String> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<StoreCmd>(STORE_QUEUE_MAX);
-    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let w = written.clone();
     let thread = std::thread::Builder::new()
         .name("keel-store".into())
         .spawn(move || {
@@ -374,34 +287,6 @@ pub fn spawn_store(mut store: Store, api: crate::api::SharedApi) -> Result<Store
                     StoreCmd::Live { write, reply } => {
                         crate::store_live::apply(&mut store, &api, write, &reply, &mut live_failed)
                     }
-                    StoreCmd::Order {
-                        seed,
-                        seq,
-                        order,
-                        fills,
-                        position,
-                    } => match store.record_order(seed, seq, &order, &fills, position.as_ref()) {
-                        Ok(()) => {
-                            w.fetch_add(1, std::sync::atomic::Ordering::Release);
-                            tracing::info!(
-                                id = %order.client_order_id,
-                                symbol = %order.symbol,
-                                side = ?order.side,
-                                qty = %order.qty,
-                                avg_px = %order.avg_px,
-                                status = ?order.status,
-                                fills = fills.len(),
-                                "paper order (durable)"
-                            );
-                            api.lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push_order(&order, &fills);
-                        }
-                        Err(err) => {
-                            w.fetch_add(1, std::sync::atomic::Ordering::Release);
-                            tracing::error!(id = %order.client_order_id, "order NOT stored: {err}")
-                        }
-                    },
                     StoreCmd::Signals(s) => {
                         if let Err(err) = store.record_signals(&s) {
                             tracing::warn!("signals not stored: {err}");
@@ -429,16 +314,7 @@ pub fn spawn_store(mut store: Store, api: crate::api::SharedApi) -> Result<Store
             }
         })
         .map_err(|e| format!("store thread: {e}"))?;
-    Ok(StoreHandle {
-        tx,
-        thread,
-        written,
-    })
-}
-
-/// The sequence number in a client order id `keel-<seed>-<seq>`.
-pub fn seq_of(client_order_id: &str) -> Option<u64> {
-    client_order_id.rsplit('-').next()?.parse().ok()
+    Ok(StoreHandle { tx, thread })
 }
 
 #[cfg(test)]
@@ -453,46 +329,33 @@ mod tests {
     }
 
     #[test]
-    fn orders_survive_a_reopen_and_ids_never_repeat() {
-        let path = tmp("orders");
-        let order = |id: &str| Order {
-            client_order_id: id.into(),
+    fn positions_rebuild_from_an_older_stores_paper_fills_and_the_order_machines() {
+        let path = tmp("positions");
+        let mut s = Store::open(&path).unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO orders VALUES ('keel-7-0', 7, 0, 'BTCUSDT', 'Buy', '1', '100', '0', 'Filled', 't', 1);
+                 INSERT INTO fills (client_order_id, symbol, side, px, qty, fee, ts_ms)
+                     VALUES ('keel-7-0', 'BTCUSDT', 'Buy', '100', '1', '0', 1);",
+            )
+            .unwrap();
+        s.record_live_fill(&keel_core::trading::orders::ExecRecord {
+            exec_id: "e-1".into(),
+            link_id: "k-1".into(),
             symbol: "BTCUSDT".into(),
-            side: SignalSide::Buy,
-            qty: Dec::from_int(1),
-            avg_px: Dec::from_int(100),
-            fee: Dec::ZERO,
-            status: OrderStatus::Filled,
-            reason: "t".into(),
-            ts_ms: 1,
-        };
-        let fill = |id: &str| Fill {
-            client_order_id: id.into(),
-            symbol: "BTCUSDT".into(),
-            side: SignalSide::Buy,
-            px: Dec::from_int(100),
+            side: keel_core::wire::private::Side::Buy,
+            px: Dec::from_int(110),
             qty: Dec::from_int(1),
             fee: Dec::ZERO,
-            ts_ms: 1,
-        };
-        {
-            let mut s = Store::open(&path).unwrap();
-            assert_eq!(s.next_seq(7).unwrap(), 0);
-            s.record_order(7, 0, &order("keel-7-0"), &[fill("keel-7-0")], None)
-                .unwrap();
-            s.record_order(7, 1, &order("keel-7-1"), &[fill("keel-7-1")], None)
-                .unwrap();
-            assert!(
-                s.record_order(7, 1, &order("keel-7-1"), &[], None).is_err(),
-                "a repeated id is refused"
-            );
-        }
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.next_seq(7).unwrap(), 2);
-        assert_eq!(s.next_seq(8).unwrap(), 0);
-        assert_eq!(s.order_ids().unwrap(), vec!["keel-7-0", "keel-7-1"]);
-        let p = s.rebuild_positions(BrokerConfig::default()).unwrap();
+            ts_ms: 2,
+        })
+        .unwrap();
+        let p = Store::open(&path)
+            .unwrap()
+            .rebuild_positions(BrokerConfig::default())
+            .unwrap();
         assert_eq!(p[0].qty, Dec::from_int(2));
+        assert_eq!(p[0].avg_entry, Dec::from_int(105));
     }
 
     #[test]

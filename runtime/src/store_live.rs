@@ -1,6 +1,7 @@
-//! Live orders in the store: every order's latest state (its intent written before it is
-//! sent), every fill once by its execId, and the prefix that keeps this store's orderLinkIds
-//! apart from any other's.
+//! The order machine's orders in the store, paper or live (the tables keep the `live_` names
+//! they were made with): every order's latest state (its intent written before it is sent),
+//! every fill once by its execId, the prefix that keeps this store's orderLinkIds apart from
+//! any other's, and which venue its orders belong to.
 
 use keel_core::engine::StoreWrite;
 use keel_core::trading::broker::Fill;
@@ -97,7 +98,40 @@ impl Store {
         Ok(p)
     }
 
-    /// The next live order's sequence number: past every stored one.
+    /// Binds the store's orders to one venue (`paper`, `live bybit`, ...): unfinished orders are
+    /// resumed at start, and one kept for another venue must never be sent to this one (a paper
+    /// intent resumed live would become a real order). A store without a claim takes this one,
+    /// unless it already holds unfinished orders of unknown origin.
+    pub fn claim_orders_venue(&mut self, venue: &str) -> Result<(), String> {
+        let got: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'orders_venue'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e)?;
+        match got {
+            Some(v) if v == venue => Ok(()),
+            Some(v) => Err(format!(
+                "this store holds orders for {v:?}, not {venue:?}: give orders for {venue:?} their own store (--db)"
+            )),
+            None if !self.unfinished_live_orders()?.is_empty() => Err(format!(
+                "this store holds unfinished orders of an unknown venue: not resuming them on {venue:?}; use another store (--db)"
+            )),
+            None => self
+                .conn
+                .execute(
+                    "INSERT INTO meta VALUES ('orders_venue', ?1)",
+                    params![venue],
+                )
+                .map(|_| ())
+                .map_err(e),
+        }
+    }
+
+    /// The next order's sequence number: past every stored one.
     pub fn live_next_seq(&self) -> Result<u64, String> {
         let max: Option<i64> = self
             .conn
@@ -338,11 +372,9 @@ pub(crate) fn apply(
                     stage = r.stage.as_str(),
                     order_id = r.order_id.as_deref().unwrap_or(""),
                     filled = %r.cum_qty,
-                    "live order (durable)"
+                    "order (durable)"
                 );
-                api.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_live_order(&r);
+                api.lock().unwrap_or_else(|p| p.into_inner()).push_order(&r);
             }
             StoreWrite::Fill(x) => {
                 if fresh {
@@ -355,6 +387,7 @@ pub(crate) fn apply(
                         qty = %x.qty,
                         "fill (durable)"
                     );
+                    api.lock().unwrap_or_else(|p| p.into_inner()).push_fill(&x);
                 }
             }
         },
@@ -493,5 +526,43 @@ mod tests {
         );
         let p = s.rebuild_positions(Default::default()).unwrap();
         assert_eq!(p[0].qty, Dec::parse("-0.2").unwrap());
+    }
+
+    #[test]
+    fn a_stores_orders_belong_to_one_venue_and_another_is_refused_at_start() {
+        let dir = std::env::temp_dir().join(format!("keel-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Store::open(&dir.join("a.db")).unwrap();
+        s.claim_orders_venue("paper").unwrap();
+        s.claim_orders_venue("paper").unwrap();
+        let e = s.claim_orders_venue("live bybit").unwrap_err();
+        assert!(e.contains("\"paper\"") && e.contains("--db"), "{e}");
+        // A store from before the claim, holding an unfinished order: not resumed anywhere.
+        let mut s = Store::open(&dir.join("b.db")).unwrap();
+        let mut intent = OrderRecord {
+            link_id: "k1-0000000000".into(),
+            seq: 0,
+            plan: Plan {
+                symbol: "BTCUSDT".into(),
+                side: Side::Buy,
+                qty: Dec::ONE,
+                order_type: OrderType::Market,
+                price: None,
+                time_in_force: None,
+                reduce_only: false,
+                reason: "r".into(),
+            },
+            stage: Stage::Intent,
+            order_id: None,
+            cum_qty: Dec::ZERO,
+            created_ms: 0,
+        };
+        s.record_live_order(&intent).unwrap();
+        assert!(s.claim_orders_venue("live bybit").is_err());
+        intent.stage = Stage::Cancelled;
+        s.record_live_order(&intent).unwrap();
+        s.claim_orders_venue("live bybit").unwrap();
+        assert!(s.claim_orders_venue("paper").is_err());
     }
 }

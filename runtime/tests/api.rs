@@ -45,11 +45,11 @@ fn auto_execute_serves_signals_and_orders_and_refuses_bad_parameters() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let took = start.elapsed();
-    let first = &orders["orders"][0]["order"];
+    let first = &orders["orders"][0];
     assert!(
-        first["client_order_id"]
+        first["order_link_id"]
             .as_str()
-            .is_some_and(|id| id.starts_with("keel-")),
+            .is_some_and(keel_core::wire::private::valid_link_id),
         "no order within 40 s: {orders}"
     );
     println!("first paper order after {took:?}: {first}");

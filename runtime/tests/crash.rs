@@ -1,5 +1,6 @@
-//! kill -9 in the middle of a run, then a restart on the same store: every order that was
-//! served survives with its fills, no client order id repeats, and the sequence carries on.
+//! kill -9 in the middle of a paper run, then a restart on the same store: every order that was
+//! served survives, every filled one with fills adding up to what it filled, no orderLinkId
+//! repeats, and the sequence carries on.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use keel_runtime::store::{Store, seq_of};
+use keel_runtime::store::Store;
 
 fn served_ids(port: u16) -> Option<Vec<String>> {
     let (_, v) = get_json(port, "/api/orders?limit=1000")?;
@@ -16,7 +17,7 @@ fn served_ids(port: u16) -> Option<Vec<String>> {
         v["orders"]
             .as_array()?
             .iter()
-            .filter_map(|o| o["order"]["client_order_id"].as_str().map(str::to_owned))
+            .filter_map(|o| o["order_link_id"].as_str().map(str::to_owned))
             .collect(),
     )
 }
@@ -100,31 +101,43 @@ fn kill_9_and_restart_lose_no_served_order_and_repeat_no_id() {
     );
 
     let store = Store::open(std::path::Path::new(&db)).unwrap();
-    let stored = store.order_ids().unwrap();
-    let unique: BTreeSet<&String> = stored.iter().collect();
-    assert_eq!(unique.len(), stored.len(), "a client order id repeated");
+    let stored = store.live_orders().unwrap();
+    let seq: std::collections::BTreeMap<&str, u64> =
+        stored.iter().map(|r| (r.link_id.as_str(), r.seq)).collect();
+    assert_eq!(seq.len(), stored.len(), "an orderLinkId repeated");
     for id in &served_first {
-        assert!(unique.contains(id), "served order {id} lost in the crash");
-    }
-    let fills = store.fills().unwrap();
-    for id in served_first.iter().chain(&served_second) {
         assert!(
-            fills.iter().any(|f| &f.client_order_id == id) || !unique.contains(id),
-            "{id} has no fill"
+            seq.contains_key(id.as_str()),
+            "served order {id} lost in the crash"
         );
     }
-    let max_first = served_first.iter().filter_map(|i| seq_of(i)).max().unwrap();
+    let fills = store.live_exec_records().unwrap();
+    let mut filled_orders = 0;
+    for r in stored.iter().filter(|r| r.stage.is_final()) {
+        let sum = fills
+            .iter()
+            .filter(|f| f.link_id == r.link_id)
+            .fold(keel_core::Dec::ZERO, |a, f| a.checked_add(f.qty).unwrap());
+        assert_eq!(
+            sum, r.cum_qty,
+            "{} fills do not add up to what it filled",
+            r.link_id
+        );
+        filled_orders += usize::from(!sum.is_zero());
+    }
+    assert!(filled_orders > 0, "no order filled: {stored:?}");
+    let max_first = served_first.iter().map(|i| seq[i.as_str()]).max().unwrap();
     let new: Vec<u64> = served_second
         .iter()
         .filter(|i| !served_first.contains(*i))
-        .filter_map(|i| seq_of(i))
+        .filter_map(|i| seq.get(i.as_str()).copied())
         .collect();
     assert!(
-        new.iter().all(|s| *s > max_first),
+        !new.is_empty() && new.iter().all(|s| *s > max_first),
         "the sequence carried on past {max_first}: {new:?}"
     );
     println!(
-        "served {} before the kill, {} stored in all, new ids {:?}",
+        "served {} before the kill, {} stored in all ({filled_orders} filled), new seqs {:?}",
         served_first.len(),
         stored.len(),
         new

@@ -115,6 +115,23 @@ impl Hasher for Fnv {
 
 struct ProbeObserver(Arc<Mutex<Probe>>);
 
+/// The store as the probe sees it: every intent's link id must be new.
+struct ProbeStore(Arc<Mutex<Probe>>);
+
+impl keel_runtime::driver::LiveStore for ProbeStore {
+    fn write(&mut self, w: &keel_core::engine::StoreWrite) -> Result<(), String> {
+        let mut p = self.0.lock().unwrap();
+        if let keel_core::engine::StoreWrite::Order(r) = w
+            && r.stage == keel_core::trading::orders::Stage::Intent
+            && !p.order_ids.insert(r.link_id.clone())
+        {
+            p.violations
+                .push(format!("client order id repeated: {}", r.link_id));
+        }
+        Ok(())
+    }
+}
+
 impl Observer for ProbeObserver {
     fn output(&mut self, now: Time, o: &Output) {
         let mut p = self.0.lock().unwrap();
@@ -134,13 +151,6 @@ impl Observer for ProbeObserver {
                 p.signal_cycles += 1;
                 let symbols: Vec<String> = views.iter().map(|v| v.symbol.clone()).collect();
                 p.pending_views.extend(symbols);
-            }
-            Output::Event(Event::Order { order, .. })
-                if !p.order_ids.insert(order.client_order_id.clone()) =>
-            {
-                let v = format!("client order id repeated: {}", order.client_order_id);
-
-                p.violations.push(v);
             }
             Output::Event(Event::CandleClosed {
                 symbol,
@@ -335,6 +345,7 @@ impl<'a> SimRun<'a> {
                 m,
                 health_tx,
             )
+            .with_live_store(Box::new(ProbeStore(p.clone())))
             .with_observer(Box::new(ProbeObserver(p)));
             let _ = driver.run(shutdown_rx).await;
             drop(_stop_guard);

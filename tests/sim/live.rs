@@ -211,12 +211,13 @@ impl<'a> LiveRun<'a> {
                     (unfinished, fills, next)
                 };
                 cfg.broker_next_seq = next_seq;
-                cfg.live = Some(OrdersConfig {
+                cfg.orders = Some(OrdersConfig {
                     link_prefix: "ksim".into(),
                     ..Default::default()
                 });
+                cfg.paper = false;
                 let mut engine = Engine::new(cfg, Time::ZERO).map_err(|e| e.to_string())?;
-                let mut broker = Broker::new(BrokerConfig::default(), 0, 0);
+                let mut broker = Broker::new(BrokerConfig::default());
                 for x in &fills {
                     broker.apply_fill(&as_fill(x));
                 }
@@ -372,7 +373,7 @@ impl<'a> LiveRun<'a> {
                 executions.len()
             ));
         }
-        let mut broker = Broker::new(BrokerConfig::default(), 0, 0);
+        let mut broker = Broker::new(BrokerConfig::default());
         for x in s.fills.values() {
             broker.apply_fill(&as_fill(x));
         }

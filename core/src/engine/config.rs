@@ -55,13 +55,16 @@ pub struct EngineConfig {
     pub book_event_interval_ms: u64,
     pub repair_backoff: BackoffConfig,
     pub strategy: StrategyConfig,
-    /// Turn signals into paper orders.
+    /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
     /// The next client order id's sequence number (from the store after a restart).
     pub broker_next_seq: u64,
-    /// Trade live through the order machine (the runtime signs); `None` trades on paper.
-    pub live: Option<crate::trading::orders::OrdersConfig>,
+    /// The order machine's settings (its defaults when `None`).
+    pub orders: Option<crate::trading::orders::OrdersConfig>,
+    /// Orders are answered by the paper venue against the engine's own books (the default:
+    /// nothing leaves unless asked); when false they go to the runtime to sign and send.
+    pub paper: bool,
     /// The venue's private stream (`.../v5/private`); live orders wait for it when set.
     pub private_url: Option<String>,
     /// Live: at exit, cancel every open order at the venue and wait for it to confirm.
@@ -104,7 +107,8 @@ impl EngineConfig {
             auto_execute: false,
             broker: BrokerConfig::default(),
             broker_next_seq: 0,
-            live: None,
+            orders: None,
+            paper: true,
             private_url: None,
             cancel_on_exit: true,
             warmup_candles: 200,

@@ -7,7 +7,6 @@ use super::link::LinkId;
 use super::scheduler::{HttpError, RequestId};
 use crate::decimal::Level;
 use crate::market::kline::ClosedCandle;
-use crate::trading::broker::{Fill, Order};
 use crate::trading::compute::{SymbolSignal, Work, WorkResult};
 use crate::trading::orders::{ExecRecord, OrderRecord, RateLimit, Request};
 use crate::trading::strategy::Signal;
@@ -112,11 +111,6 @@ pub enum Event {
     Signals(Vec<SymbolSignal>),
     /// Strategy signals that cleared the confidence threshold.
     StrategySignals(Vec<Signal>),
-    /// A paper order, filled or rejected, with its fills.
-    Order {
-        order: Order,
-        fills: Vec<Fill>,
-    },
     /// The daily loss limit tripped: no more orders.
     KillSwitch {
         reason: String,

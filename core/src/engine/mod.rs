@@ -149,9 +149,13 @@ impl Engine {
             });
         }
         let mut links = links;
-        let mut live = config.live.clone().filter(|_| config.auto_execute);
+        let mut orders = config.orders.clone().unwrap_or_default();
         let mut private_link = None;
-        if let (Some(l), Some(url)) = (live.as_mut(), config.private_url.as_ref()) {
+        if let (false, true, Some(url)) = (
+            config.paper,
+            config.auto_execute,
+            config.private_url.as_ref(),
+        ) {
             // The private stream: authenticated, under the same connection budget; orders wait
             // for it and for the reconciliation it starts.
             let id = LinkId(links.len() as u32);
@@ -161,7 +165,7 @@ impl Engine {
                 ..config.link.clone()
             };
             links.push(Link::new(id, cfg, vec!["order".into(), "execution".into()]));
-            l.stream = true;
+            orders.stream = true;
             private_link = Some(id);
         }
         let mut health = Health::default();
@@ -174,7 +178,7 @@ impl Engine {
         health.register(ComponentId::Consumers, false, now);
         health.set(ComponentId::Consumers, Status::Running, now);
         health.set(ComponentId::Rest, Status::Starting, now);
-        if config.live.is_some() && config.auto_execute {
+        if config.auto_execute {
             // A halted order machine takes the bot down: it no longer does its job.
             health.register(ComponentId::Execution, true, now);
             health.set(ComponentId::Execution, Status::Running, now);
@@ -187,7 +191,8 @@ impl Engine {
             broker: config.broker.clone(),
             seed: config.seed,
             broker_next_seq: config.broker_next_seq,
-            live,
+            orders: Some(orders),
+            paper: config.paper,
         };
         let status = StatusConfig {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
@@ -275,6 +280,11 @@ impl Engine {
     /// The live order machine, when trading live.
     pub fn orders(&self) -> Option<&crate::trading::orders::Orders> {
         self.trading.orders()
+    }
+
+    /// The paper venue, when trading on paper.
+    pub fn paper(&self) -> Option<&crate::trading::paper::PaperVenue> {
+        self.trading.paper()
     }
 
     /// The venue's wallet at the latest reconciliation (live only).
@@ -431,7 +441,7 @@ impl Engine {
                 self.trading.private_error(now, id, &format!("{error:?}"))
             }
             Input::Durable { link_id } => self.trading.durable(now, &link_id),
-            Input::StoreFailed { error } => self.trading.store_failed(&error),
+            Input::StoreFailed { error } => self.trading.store_failed(now, &error),
             Input::Shutdown => self.begin_shutdown(now),
         }
         self.drain_children(now);

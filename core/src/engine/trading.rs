@@ -1,10 +1,12 @@
 //! Trading (a time-driven machine): the supervised signal job, the work each cycle hands to the
-//! pool, the netting of what the strategies say per symbol, and the paper broker that turns a
-//! decision into an order against a synced book.
+//! pool, the netting of what the strategies say per symbol, and the order machine that every
+//! decision goes through, on paper as live: on paper its requests are answered here by the
+//! paper venue walking the engine's own books; live they go to the runtime to sign and send.
 //!
 //! It reads market state (books and series, by their dense ids) and owns its own: the job, the
-//! broker and the gate on the store's backlog. An order is never placed from a book that is not
-//! synced, nor while orders wait for the store to make them durable.
+//! broker (positions and risk), the order machine, the paper venue and the gate on the store's
+//! backlog. An order is never placed from a book that is not synced, nor while orders wait for
+//! the store to make them durable.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -22,11 +24,16 @@ use crate::trading::compute::{BookView, Cycle, Work, WorkResult};
 use crate::trading::orders::{
     ExecRecord, OrderRecord, Orders, OrdersConfig, OrdersOutput, Plan, RateLimit, Refused, Request,
 };
+use crate::trading::paper::{PaperBook, PaperVenue};
 use crate::trading::strategy::{Signal, SignalSide, StrategyConfig, StrategyInput};
 use crate::wire::private::{OrderType, Side};
 
 /// Levels of each side a paper order may walk.
 pub const ORDER_BOOK_LEVELS_MAX: usize = 200;
+
+/// Rounds of paper answers in one wake-up (an answer may ask for a look-up, which is answered in
+/// the next round); what is left waits for the next millisecond.
+pub const PAPER_ROUNDS_MAX: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TradingConfig {
@@ -34,15 +41,17 @@ pub struct TradingConfig {
     /// Levels of each book the signal cycle sees.
     pub signal_levels: usize,
     pub strategy: StrategyConfig,
-    /// Turn signals into paper orders.
+    /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
     pub seed: u64,
     /// The next client order id's sequence number (from the store after a restart).
     pub broker_next_seq: u64,
-    /// Send orders to the venue through the order machine (signed by the runtime) instead of
-    /// filling them on paper.
-    pub live: Option<OrdersConfig>,
+    /// The order machine's settings (its defaults when `None`).
+    pub orders: Option<OrdersConfig>,
+    /// Orders are answered by the paper venue against the engine's books; when false they go
+    /// to the runtime to sign and send to the venue.
+    pub paper: bool,
 }
 
 /// One traded symbol: where its book and its candles live.
@@ -83,6 +92,11 @@ pub struct Trading {
     signals: Job,
     broker: Broker,
     orders: Option<Orders>,
+    /// On paper: the venue that answers the order machine, and its requests waiting for a
+    /// book (answered at the next wake-up, which `paper_at` asks for).
+    paper: Option<PaperVenue>,
+    paper_queue: VecDeque<Request>,
+    paper_at: Option<Time>,
     /// The venue's wallet at the latest reconciliation.
     wallet: Option<crate::wire::private::Wallet>,
     store_backlog: usize,
@@ -93,11 +107,15 @@ impl Trading {
     pub fn new(config: TradingConfig, instruments: Vec<Instrument>, now: Time) -> Self {
         Trading {
             signals: Job::new(config.signal_job.clone(), now),
-            broker: Broker::new(config.broker.clone(), config.seed, config.broker_next_seq),
-            orders: config
-                .live
-                .clone()
-                .map(|c| Orders::new(c, config.broker_next_seq)),
+            broker: Broker::new(config.broker.clone()),
+            orders: config.auto_execute.then(|| {
+                let c = config.orders.clone().unwrap_or_default();
+                Orders::new(c, config.broker_next_seq)
+            }),
+            paper: (config.auto_execute && config.paper)
+                .then(|| PaperVenue::new(config.broker.fee_bps, config.broker.slippage_bps)),
+            paper_queue: VecDeque::new(),
+            paper_at: None,
             config,
             instruments,
             wallet: None,
@@ -116,9 +134,14 @@ impl Trading {
         &self.broker
     }
 
-    /// The order machine, when trading live.
+    /// The order machine, when signals become orders.
     pub fn orders(&self) -> Option<&Orders> {
         self.orders.as_ref()
+    }
+
+    /// The paper venue, when trading on paper.
+    pub fn paper(&self) -> Option<&PaperVenue> {
+        self.paper.as_ref()
     }
 
     /// The venue's wallet at the latest reconciliation (live only).
@@ -177,15 +200,15 @@ impl Trading {
         if let Some(o) = self.orders.as_mut() {
             o.durable(now, link_id);
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
     /// The store failed a write: live trading halts.
-    pub fn store_failed(&mut self, error: &str) {
+    pub fn store_failed(&mut self, now: Time, error: &str) {
         if let Some(o) = self.orders.as_mut() {
             o.store_failed(error);
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
     pub fn private_answer(
@@ -200,24 +223,25 @@ impl Trading {
         if let Some(o) = self.orders.as_mut() {
             o.handle_answer(now, id, status, body, wall_ms, limit);
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
     pub fn private_error(&mut self, now: Time, id: u64, error: &str) {
         if let Some(o) = self.orders.as_mut() {
             o.handle_error(now, id, error);
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
-    /// At exit: cancel-all for every symbol at the venue. False when not trading live.
+    /// At exit: cancel-all for every symbol at the venue. False when not trading live (nothing
+    /// rests on paper).
     pub fn cancel_on_exit(&mut self, now: Time) -> bool {
         let symbols: Vec<String> = self.instruments.iter().map(|i| i.symbol.clone()).collect();
-        let Some(o) = self.orders.as_mut() else {
+        let Some(o) = self.orders.as_mut().filter(|_| self.paper.is_none()) else {
             return false;
         };
         o.cancel_all(now, &symbols, "shutting down");
-        self.drain_orders();
+        self.drain_orders(now);
         true
     }
 
@@ -230,7 +254,7 @@ impl Trading {
         if let Some(o) = self.orders.as_mut() {
             o.set_stream(now, live);
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
     /// An order or execution push from the private stream.
@@ -238,7 +262,7 @@ impl Trading {
         if let Some(o) = self.orders.as_mut() {
             o.handle_push(now, push);
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
     /// The venue's clock minus ours, and the venue's time when it was read.
@@ -275,7 +299,8 @@ impl Trading {
         if let Some(o) = self.orders.as_mut() {
             o.handle_timeout(now);
         }
-        self.drain_orders();
+        self.drain_orders(now);
+        self.answer_paper(now, market, usable);
     }
 
     /// A signal cycle answered. Only the run the job waits for is acted on.
@@ -315,11 +340,14 @@ impl Trading {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let job = self.signals.poll_timeout();
-        match self.orders.as_ref().and_then(Orders::poll_timeout) {
-            Some(t) => Some(job.map_or(t, |j| j.min(t))),
-            None => job,
-        }
+        [
+            self.signals.poll_timeout(),
+            self.orders.as_ref().and_then(Orders::poll_timeout),
+            self.paper_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- internals -----
@@ -432,24 +460,56 @@ impl Trading {
                 self.outputs
                     .push_back(TradingOutput::Event(Event::KillSwitch { reason }));
             }
-            if self.orders.is_some() {
-                self.send(now, s, &bids, &asks, step, ts);
-                continue;
+            self.send(now, s, &bids, &asks, step, ts);
+        }
+    }
+
+    /// On paper, the order machine's requests are answered here, each create against its
+    /// symbol's book as it stands now (none when the book is not usable: refused, not guessed).
+    fn answer_paper(&mut self, now: Time, market: &Market, usable: &dyn Fn(BookId) -> bool) {
+        for _ in 0..PAPER_ROUNDS_MAX {
+            if self.paper_queue.is_empty() {
+                break;
             }
-            if let Some(e) = self.broker.on_signal(s, &bids, &asks, step, ts) {
-                self.outputs.push_back(TradingOutput::Event(Event::Order {
-                    order: e.order,
-                    fills: e.fills,
-                }));
+            let round: Vec<Request> = self.paper_queue.drain(..).collect();
+            for r in round {
+                let (status, body) = {
+                    let Some(venue) = self.paper.as_mut() else {
+                        return;
+                    };
+                    let levels = PaperVenue::symbol_of(&r).and_then(|sym| {
+                        let inst = self.instruments.iter().find(|i| i.symbol == sym)?;
+                        if !usable(inst.book) {
+                            return None;
+                        }
+                        let b = market.book(inst.book);
+                        let bids: Vec<Level> = b.top_bids(ORDER_BOOK_LEVELS_MAX).ok()?.collect();
+                        let asks: Vec<Level> = b.top_asks(ORDER_BOOK_LEVELS_MAX).ok()?.collect();
+                        Some((bids, asks, b.last_ts().unwrap_or(0)))
+                    });
+                    let book = levels.as_ref().map(|(bids, asks, ts_ms)| PaperBook {
+                        bids,
+                        asks,
+                        ts_ms: *ts_ms,
+                    });
+                    venue.answer(&r, book)
+                };
+                if let Some(o) = self.orders.as_mut() {
+                    o.handle_answer(now, r.id, status, &body, 0, None);
+                }
+                self.drain_orders(now);
             }
         }
+        // Past the bound, the rest waits a millisecond: a deadline at `now` would spin the loop.
+        self.paper_at =
+            (!self.paper_queue.is_empty()).then(|| now + std::time::Duration::from_millis(1));
     }
 
     /// A decision becomes a market order for the order machine, sized and risk-checked by the
     /// broker; it is sent once the store holds its intent.
     fn send(
         &mut self,
-        _now: Time,
+        now: Time,
         s: &Signal,
         bids: &[Level],
         asks: &[Level],
@@ -494,10 +554,10 @@ impl Trading {
                 format!("{} order not sent: {r:?}", s.symbol),
             ),
         }
-        self.drain_orders();
+        self.drain_orders(now);
     }
 
-    fn drain_orders(&mut self) {
+    fn drain_orders(&mut self, now: Time) {
         let Some(orders) = self.orders.as_mut() else {
             return;
         };
@@ -521,6 +581,10 @@ impl Trading {
                     });
                     self.outputs
                         .push_back(TradingOutput::Store(StoreWrite::Fill(x)));
+                }
+                OrdersOutput::Request(r) if self.paper.is_some() => {
+                    self.paper_queue.push_back(r);
+                    self.paper_at = Some(self.paper_at.map_or(now, |t| t.min(now)));
                 }
                 OrdersOutput::Request(r) => self.outputs.push_back(TradingOutput::Private(r)),
                 OrdersOutput::Halted(why) => {

@@ -1,12 +1,10 @@
-//! The paper broker: signals become market orders that walk the current book, with fees and
-//! slippage; positions, realised and unrealised PnL, and risk limits with a kill switch.
-//! Client order ids are deterministic from the seed and a sequence the store persists, so a
-//! replay produces the same ids and a restart never repeats one.
+//! The broker: how big an order a signal asks for, the positions fills make (realised and
+//! unrealised PnL, fees), and the risk limits with a kill switch, checked before an order goes
+//! to the order machine. Fills come from the order machine, on paper as live.
 
 use std::collections::BTreeMap;
 
 use crate::decimal::Dec;
-use crate::decimal::Level;
 use crate::trading::strategy::{Signal, SignalSide};
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -53,25 +51,6 @@ impl BrokerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum OrderStatus {
-    Filled,
-    Rejected(String),
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Order {
-    pub client_order_id: String,
-    pub symbol: String,
-    pub side: SignalSide,
-    pub qty: Dec,
-    pub avg_px: Dec,
-    pub fee: Dec,
-    pub status: OrderStatus,
-    pub reason: String,
-    pub ts_ms: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Fill {
     pub client_order_id: String,
@@ -101,18 +80,9 @@ impl Position {
     }
 }
 
-/// What one signal did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Execution {
-    pub order: Order,
-    pub fills: Vec<Fill>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Broker {
     config: BrokerConfig,
-    seed: u64,
-    next_seq: u64,
     positions: BTreeMap<String, Position>,
     killed: Option<String>,
     day: u64,
@@ -122,13 +92,9 @@ pub struct Broker {
 const DAY_MS: u64 = 86_400_000;
 
 impl Broker {
-    /// A broker whose next client order id has sequence number `next_seq` (restored from the
-    /// store after a restart).
-    pub fn new(config: BrokerConfig, seed: u64, next_seq: u64) -> Broker {
+    pub fn new(config: BrokerConfig) -> Broker {
         Broker {
             config,
-            seed,
-            next_seq,
             positions: BTreeMap::new(),
             killed: None,
             day: 0,
@@ -150,15 +116,6 @@ impl Broker {
 
     pub fn killed(&self) -> Option<&str> {
         self.killed.as_deref()
-    }
-
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
-    /// The id of order number `seq` for this seed: unique per seed, the same on every replay.
-    pub fn client_order_id(seed: u64, seq: u64) -> String {
-        format!("keel-{seed:x}-{seq:010}")
     }
 
     fn realized_total(&self) -> f64 {
@@ -258,96 +215,6 @@ impl Broker {
         Some((qty, Ok(())))
     }
 
-    /// Turns a signal into a paper order that walks the book (`bids` and `asks` best first).
-    pub fn on_signal(
-        &mut self,
-        s: &Signal,
-        bids: &[Level],
-        asks: &[Level],
-        qty_step: Option<Dec>,
-        now_ms: u64,
-    ) -> Option<Execution> {
-        let (best_bid, best_ask) = (bids.first()?.px, asks.first()?.px);
-        let (qty, sized) = self.size_order(s, best_bid, best_ask, qty_step)?;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let id = Self::client_order_id(self.seed, seq);
-        let reject = |why: String| {
-            Some(Execution {
-                order: Order {
-                    client_order_id: id.clone(),
-                    symbol: s.symbol.clone(),
-                    side: s.side,
-                    qty,
-                    avg_px: Dec::ZERO,
-                    fee: Dec::ZERO,
-                    status: OrderStatus::Rejected(why),
-                    reason: format!("{}: {}", s.strategy, s.reason),
-                    ts_ms: now_ms,
-                },
-                fills: Vec::new(),
-            })
-        };
-        if let Err(why) = sized {
-            return reject(why);
-        }
-        let levels = match s.side {
-            SignalSide::Buy => asks,
-            SignalSide::Sell => bids,
-        };
-        // Exact decimal arithmetic: basis points as 10^-4 fractions, no float on prices.
-        let bps = |v: f64| Dec::from_f64(v / 10_000.0);
-        let (slip, fee_rate) = (bps(self.config.slippage_bps)?, bps(self.config.fee_bps)?);
-        let mut left = qty;
-        let mut fills = Vec::new();
-        for l in levels {
-            if left.is_zero() {
-                break;
-            }
-            let take = left.min(l.qty);
-            let moved = l.px.checked_mul(slip)?;
-            let px = match s.side {
-                SignalSide::Buy => l.px.checked_add(moved)?,
-                SignalSide::Sell => l.px.checked_sub(moved)?,
-            };
-            let fee = px.checked_mul(take)?.checked_mul(fee_rate)?;
-            fills.push(Fill {
-                client_order_id: id.clone(),
-                symbol: s.symbol.clone(),
-                side: s.side,
-                px,
-                qty: take,
-                fee,
-                ts_ms: now_ms,
-            });
-            left = left.checked_sub(take)?;
-        }
-        if !left.is_zero() {
-            return reject("not enough depth in the book".into());
-        }
-        let (mut notional, mut fee_total) = (Dec::ZERO, Dec::ZERO);
-        for f in &fills {
-            notional = notional.checked_add(f.px.checked_mul(f.qty)?)?;
-            fee_total = fee_total.checked_add(f.fee)?;
-            self.apply_fill(f);
-        }
-        let avg_px = notional.checked_div(qty)?;
-        Some(Execution {
-            order: Order {
-                client_order_id: id,
-                symbol: s.symbol.clone(),
-                side: s.side,
-                qty,
-                avg_px,
-                fee: fee_total,
-                status: OrderStatus::Filled,
-                reason: format!("{}: {}", s.strategy, s.reason),
-                ts_ms: now_ms,
-            },
-            fills,
-        })
-    }
-
     /// Applies a fill to its position (also used to rebuild positions from stored fills).
     pub fn apply_fill(&mut self, f: &Fill) {
         let p = self
@@ -402,23 +269,8 @@ impl Broker {
 mod tests {
     use super::*;
 
-    fn l(p: i64, q: &str) -> Level {
-        Level {
-            px: Dec::from_int(p),
-            qty: Dec::parse(q).unwrap(),
-        }
-    }
-
-    /// A signal for `side` against a one-level book: `qty` at `bid` and at `ask`.
-    fn trade(
-        b: &mut Broker,
-        side: SignalSide,
-        bid: i64,
-        ask: i64,
-        qty: &str,
-        now_ms: u64,
-    ) -> Option<Execution> {
-        b.on_signal(&sig(side), &[l(bid, qty)], &[l(ask, qty)], None, now_ms)
+    fn d(s: &str) -> Dec {
+        Dec::parse(s).unwrap()
     }
 
     fn sig(side: SignalSide) -> Signal {
@@ -432,116 +284,83 @@ mod tests {
         }
     }
 
+    fn fill(side: SignalSide, px: &str, qty: &str) -> Fill {
+        Fill {
+            client_order_id: "k-1".into(),
+            symbol: "BTCUSDT".into(),
+            side,
+            px: d(px),
+            qty: d(qty),
+            fee: d("0.1"),
+            ts_ms: 0,
+        }
+    }
+
     fn cfg() -> BrokerConfig {
         BrokerConfig {
             order_notional: 1_000.0,
-            fee_bps: 10.0,
-            slippage_bps: 0.0,
             ..BrokerConfig::default()
         }
     }
 
     #[test]
-    fn buy_walks_the_asks_with_fees_and_targets_one_order() {
-        let mut b = Broker::new(cfg(), 7, 0);
-        let bids = [l(99, "10")];
-        let asks = [l(100, "4"), l(101, "10")];
-        let e = b
-            .on_signal(&sig(SignalSide::Buy), &bids, &asks, None, 0)
+    fn a_buy_is_sized_to_one_orders_notional_rounded_down_to_the_lot_step() {
+        let b = Broker::new(cfg());
+        // 1,000 at a mid of 99.5 is 10.0502...; the lot step is 0.01.
+        let (qty, ok) = b
+            .size_order(&sig(SignalSide::Buy), d("99"), d("100"), Some(d("0.01")))
             .unwrap();
-        assert_eq!(e.order.status, OrderStatus::Filled);
-        assert_eq!(e.order.client_order_id, "keel-7-0000000000");
-        // ~10.0 units at mid 99.5: 4 at 100, the rest at 101.
-        assert_eq!(e.fills.len(), 2);
-        assert_eq!(e.fills[0].qty, Dec::from_int(4));
-        assert!(e.order.avg_px > Dec::from_int(100) && e.order.avg_px < Dec::from_int(101));
+        assert_eq!(qty, d("10.05"));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn at_the_target_nothing_is_sized_and_the_opposite_signal_flips_through_zero() {
+        let mut b = Broker::new(cfg());
+        b.apply_fill(&fill(SignalSide::Buy, "100", "10"));
         assert!(
-            (e.order.fee.to_f64() - e.order.avg_px.to_f64() * e.order.qty.to_f64() * 0.001).abs()
-                < 1e-6
-        );
-        // Already long: another buy does nothing.
-        assert!(
-            b.on_signal(&sig(SignalSide::Buy), &bids, &asks, None, 1)
+            b.size_order(&sig(SignalSide::Buy), d("99"), d("101"), None)
                 .is_none()
         );
-        assert_eq!(b.next_seq(), 1);
+        let (qty, _) = b
+            .size_order(&sig(SignalSide::Sell), d("99"), d("101"), None)
+            .unwrap();
+        assert_eq!(qty, d("20"));
     }
 
     #[test]
     fn sell_after_buy_flips_the_position_and_realises_pnl() {
-        let mut b = Broker::new(cfg(), 7, 0);
-        trade(&mut b, SignalSide::Buy, 99, 100, "100", 0).unwrap();
-        let e = trade(&mut b, SignalSide::Sell, 110, 111, "100", 1).unwrap();
-        assert_eq!(e.order.client_order_id, "keel-7-0000000001");
+        let mut b = Broker::new(cfg());
+        b.apply_fill(&fill(SignalSide::Buy, "100", "10"));
+        b.apply_fill(&fill(SignalSide::Sell, "110", "20"));
         let p = b.position("BTCUSDT").unwrap();
-        assert!(p.qty.is_negative());
-        // Bought ~9.95 at 100, sold them at 110.
-        assert!(p.realized_pnl.to_f64() > 99.0, "{:?}", p.realized_pnl);
-        assert_eq!(p.avg_entry, Dec::from_int(110));
+        assert_eq!(p.qty, d("-10"));
+        assert_eq!(p.realized_pnl, d("100"));
+        assert_eq!(p.fees, d("0.2"));
+        assert_eq!(p.avg_entry, d("110"));
     }
 
     #[test]
-    fn limits_reject_orders_and_the_daily_loss_trips_the_kill_switch() {
-        let mut small = cfg();
-        small.position_notional_max = 500.0;
-        let mut b = Broker::new(small, 1, 0);
-        let e = trade(&mut b, SignalSide::Buy, 99, 100, "100", 0).unwrap();
-        assert_eq!(
-            e.order.status,
-            OrderStatus::Rejected("position limit".into())
-        );
-        let mut b = Broker::new(
-            BrokerConfig {
-                daily_loss_max: 500.0,
-                ..cfg()
-            },
-            1,
-            0,
-        );
-        trade(&mut b, SignalSide::Buy, 99, 100, "100", 0).unwrap();
-        // ~10 units from 100: a fall to 60 loses ~400, within 500; a fall to 1 does not.
-        assert!(b.check_risk(1, &|_| Some(Dec::from_int(60))).is_none());
-        assert!(b.check_risk(2, &|_| Some(Dec::from_int(1))).is_some());
-        let e = trade(&mut b, SignalSide::Sell, 1, 2, "100", 3).unwrap();
-        assert!(
-            matches!(e.order.status, OrderStatus::Rejected(ref r) if r.starts_with("kill switch"))
-        );
-    }
-
-    #[test]
-    fn thin_books_reject_instead_of_filling_partially() {
-        let mut b = Broker::new(cfg(), 1, 0);
-        let e = trade(&mut b, SignalSide::Buy, 99, 100, "1", 0).unwrap();
-        assert_eq!(
-            e.order.status,
-            OrderStatus::Rejected("not enough depth in the book".into())
-        );
-        assert!(b.position("BTCUSDT").is_none());
-    }
-
-    #[test]
-    fn replaying_fills_rebuilds_the_same_positions() {
-        let mut a = Broker::new(cfg(), 3, 0);
-        let mut fills = Vec::new();
-        for (i, side) in [SignalSide::Buy, SignalSide::Sell, SignalSide::Buy]
-            .into_iter()
-            .enumerate()
-        {
-            let px = 100 + i as i64 * 3;
-            if let Some(e) = a.on_signal(
-                &sig(side),
-                &[l(px - 1, "100")],
-                &[l(px, "100")],
-                None,
-                i as u64,
-            ) {
-                fills.extend(e.fills);
-            }
-        }
-        let mut b = Broker::new(cfg(), 3, a.next_seq());
-        for f in &fills {
-            b.apply_fill(f);
-        }
-        assert_eq!(a.position("BTCUSDT"), b.position("BTCUSDT"));
+    fn limits_refuse_orders_and_the_daily_loss_trips_the_kill_switch() {
+        let b = Broker::new(BrokerConfig {
+            position_notional_max: 500.0,
+            ..cfg()
+        });
+        let (_, verdict) = b
+            .size_order(&sig(SignalSide::Buy), d("99"), d("100"), None)
+            .unwrap();
+        assert_eq!(verdict, Err("position limit".into()));
+        let mut b = Broker::new(BrokerConfig {
+            daily_loss_max: 500.0,
+            ..cfg()
+        });
+        b.apply_fill(&fill(SignalSide::Buy, "100", "10"));
+        // 10 units from 100: a fall to 60 loses 400, within 500; a fall to 1 does not.
+        assert!(b.check_risk(1, &|_| Some(d("60"))).is_none());
+        assert!(b.check_risk(2, &|_| Some(d("1"))).is_some());
+        let (_, verdict) = b
+            .size_order(&sig(SignalSide::Sell), d("1"), d("2"), None)
+            .unwrap();
+        assert!(verdict.unwrap_err().starts_with("kill switch"));
     }
 }

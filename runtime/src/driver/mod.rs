@@ -471,16 +471,6 @@ impl Driver {
                 if let Some(st) = self.store.as_mut() {
                     use crate::store::StoreCmd;
                     let cmd = match &e {
-                        Event::Order { order, fills } => {
-                            st.orders_sent += 1;
-                            Some(StoreCmd::Order {
-                                seed: self.engine.config().seed,
-                                seq: crate::store::seq_of(&order.client_order_id).unwrap_or(0),
-                                order: order.clone(),
-                                fills: fills.clone(),
-                                position: self.engine.broker().position(&order.symbol).cloned(),
-                            })
-                        }
                         Event::StrategySignals(s) => Some(StoreCmd::Signals(s.clone())),
                         Event::CandleClosed {
                             symbol,
@@ -493,34 +483,18 @@ impl Driver {
                         }),
                         _ => None,
                     };
-                    if let Some(cmd) = cmd {
-                        let is_order = matches!(cmd, StoreCmd::Order { .. });
-                        if !st.held.is_empty() {
-                            if is_order {
-                                st.held.push_back(cmd);
-                            } else {
-                                st.dropped += 1;
-                            }
-                        } else if let Err(std::sync::mpsc::TrySendError::Full(cmd)) =
-                            st.tx.try_send(cmd)
-                        {
-                            // Orders are already on the broker's books: hold them, never drop.
-                            if is_order {
-                                st.held.push_back(cmd);
-                            } else {
-                                st.dropped += 1;
-                            }
-                        }
+                    // Signals and candles give way to order writes: behind held writes, or
+                    // on a full queue, they are dropped and counted.
+                    if let Some(cmd) = cmd
+                        && (!st.held.is_empty() || st.tx.try_send(cmd).is_err())
+                    {
+                        st.dropped += 1;
                     }
                 }
                 if let Some(api) = &self.api {
                     let mut a = api.lock().unwrap_or_else(|p| p.into_inner());
                     match &e {
                         Event::StrategySignals(s) => a.push_signals(s),
-                        // With a store, orders are served once durable, by the store thread.
-                        Event::Order { order, fills } if self.store.is_none() => {
-                            a.push_order(order, fills)
-                        }
                         Event::KillSwitch { reason } => a.kill_switch = Some(reason.clone()),
                         _ => {}
                     }

@@ -1,25 +1,16 @@
 //! The store as the driver sees it: commands go to the store thread through a bounded queue;
-//! orders that find it full are held here, retried every turn, and reported to the engine as a
-//! backlog (while any wait, no new order is placed). Nothing is dropped and nothing blocks.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! order writes that find it full are held here, retried every turn, and reported to the engine
+//! as a backlog (while any wait, no new order is placed). Nothing is dropped and nothing blocks.
 
 use keel_core::engine::Input;
 
 use super::Driver;
 
-/// Orders in flight to the store below which no backlog is reported: a few are always on their
-/// way, and reporting them would stop trading for nothing.
-pub const STORE_BACKLOG_REPORT_ORDERS_MIN: usize = 64;
-
-/// The store as the driver sees it: a bounded queue to its thread, and orders held back here
-/// when that queue is full (never dropped: they are already on the broker's books).
+/// The store as the driver sees it: a bounded queue to its thread, and order writes held back
+/// here when that queue is full (never dropped: the order machine is waiting on them).
 pub(super) struct DriverStore {
     pub(super) tx: std::sync::mpsc::SyncSender<crate::store::StoreCmd>,
     pub(super) held: std::collections::VecDeque<crate::store::StoreCmd>,
-    pub(super) orders_sent: u64,
-    pub(super) written: Arc<AtomicU64>,
     pub(super) reported_backlog: usize,
     pub(super) dropped: u64,
 }
@@ -31,8 +22,6 @@ impl Driver {
         self.store = Some(DriverStore {
             tx: h.tx.clone(),
             held: Default::default(),
-            orders_sent: 0,
-            written: h.written.clone(),
             reported_backlog: 0,
             dropped: 0,
         });
@@ -54,14 +43,8 @@ impl Driver {
                 Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
             }
         }
-        let written = st.written.load(Ordering::Acquire);
-        let pending = st.orders_sent.saturating_sub(written) as usize + st.held.len();
-        // Report only changes, and only when orders are actually queueing up.
-        let backlog = if pending > STORE_BACKLOG_REPORT_ORDERS_MIN || !st.held.is_empty() {
-            pending
-        } else {
-            0
-        };
+        // Report only changes: writes held here are writes the store thread cannot take yet.
+        let backlog = st.held.len();
         if backlog != st.reported_backlog {
             st.reported_backlog = backlog;
             self.local.push(Input::StoreBacklog { pending: backlog });

@@ -1,0 +1,375 @@
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::time::Time;
+use crate::trading::orders::{Orders, OrdersConfig, OrdersOutput, Plan, Stage};
+use crate::wire::private::{
+    self, CATEGORY_LINEAR, NewOrder, OrderType, TimeInForce, parse_ack, parse_executions,
+    parse_orders,
+};
+
+fn d(s: &str) -> Dec {
+    Dec::parse(s).unwrap()
+}
+
+fn total(xs: impl IntoIterator<Item = Dec>) -> Dec {
+    xs.into_iter()
+        .fold(Dec::ZERO, |a, x| a.checked_add(x).unwrap())
+}
+
+fn l(px: &str, qty: &str) -> Level {
+    Level {
+        px: d(px),
+        qty: d(qty),
+    }
+}
+
+fn req(method: Method, path: &'static str, payload: String) -> Request {
+    Request {
+        id: 1,
+        method,
+        path,
+        payload,
+        recv_window_ms: 5_000,
+        clock_offset_ms: 0,
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn create(link: &str, side: Side, qty: &str, price: Option<&str>) -> Request {
+    let body = private::create_body(&NewOrder {
+        category: CATEGORY_LINEAR,
+        symbol: "BTCUSDT",
+        side,
+        order_type: if price.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
+        qty: d(qty),
+        price: price.map(d),
+        time_in_force: price.map(|_| TimeInForce::Gtc),
+        reduce_only: false,
+        order_link_id: link,
+    });
+    req(Method::Post, "/v5/order/create", body)
+}
+
+fn lookup(link: &str) -> Request {
+    req(
+        Method::Get,
+        "/v5/order/realtime",
+        private::order_query(CATEGORY_LINEAR, link),
+    )
+}
+
+fn execs(link: &str, cursor: Option<&str>) -> Request {
+    req(
+        Method::Get,
+        "/v5/execution/list",
+        private::executions_query(CATEGORY_LINEAR, link, cursor),
+    )
+}
+
+fn book<'a>(bids: &'a [Level], asks: &'a [Level]) -> Option<PaperBook<'a>> {
+    Some(PaperBook {
+        bids,
+        asks,
+        ts_ms: 1_700_000_000_000,
+    })
+}
+
+/// No fees, no slippage: the fills show the book exactly.
+fn exact() -> PaperVenue {
+    PaperVenue::new(0.0, 0.0)
+}
+
+fn all_execs(v: &mut PaperVenue, link: &str) -> Vec<private::ExecRow> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (_, body) = v.answer(&execs(link, cursor.as_deref()), None);
+        let page = parse_executions(&body).unwrap().result;
+        out.extend(page.list);
+        if page.next_page_cursor.is_empty() {
+            return out;
+        }
+        cursor = Some(page.next_page_cursor);
+    }
+}
+
+#[test]
+fn a_market_buy_walks_the_asks_with_slippage_and_fees_in_bybits_format() {
+    let mut v = PaperVenue::new(10.0, 100.0);
+    let asks = [l("100", "1"), l("101", "2")];
+    let (status, body) = v.answer(&create("k-1", Side::Buy, "2", None), book(&[], &asks));
+    assert_eq!(status, 200);
+    let ack = parse_ack(&body).unwrap().result;
+    assert_eq!(ack.order_link_id, "k-1");
+    let row = parse_orders(&v.answer(&lookup("k-1"), None).1)
+        .unwrap()
+        .result
+        .list
+        .remove(0);
+    assert_eq!(row.order_status, private::OrderStatus::Filled);
+    assert_eq!(row.cum_exec_qty, Some(d("2")));
+    let xs = all_execs(&mut v, "k-1");
+    // 1 % slippage: 100 -> 101, 101 -> 102.01; 0.1 % fee on each fill's value.
+    let got: Vec<(Dec, Dec, Option<Dec>)> = xs
+        .iter()
+        .map(|x| (x.exec_price, x.exec_qty, x.exec_fee))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (d("101"), d("1"), Some(d("0.101"))),
+            (d("102.01"), d("1"), Some(d("0.10201"))),
+        ]
+    );
+    assert_eq!(row.avg_price, Some(d("101.505")));
+}
+
+#[test]
+fn a_sell_walks_the_bids_and_slippage_lowers_its_price() {
+    let mut v = PaperVenue::new(0.0, 100.0);
+    let bids = [l("100", "5")];
+    v.answer(&create("k-1", Side::Sell, "1", None), book(&bids, &[]));
+    let xs = all_execs(&mut v, "k-1");
+    assert_eq!(xs.len(), 1);
+    assert_eq!(xs[0].exec_price, d("99"));
+    assert_eq!(xs[0].side, Side::Sell);
+}
+
+#[test]
+fn a_reused_link_id_is_refused_as_a_duplicate_and_fills_nothing_more() {
+    let mut v = exact();
+    let asks = [l("100", "10")];
+    v.answer(&create("k-1", Side::Buy, "1", None), book(&[], &asks));
+    let (_, body) = v.answer(&create("k-1", Side::Buy, "1", None), book(&[], &asks));
+    let e = parse_ack(&body).unwrap_err();
+    assert!(e.to_string().contains("110072"), "{e}");
+    assert_eq!(all_execs(&mut v, "k-1").len(), 1);
+}
+
+#[test]
+fn a_market_order_larger_than_the_book_fills_what_is_there_and_cancels_the_rest() {
+    let mut v = exact();
+    let asks = [l("100", "1"), l("101", "1")];
+    v.answer(&create("k-1", Side::Buy, "5", None), book(&[], &asks));
+    let row = parse_orders(&v.answer(&lookup("k-1"), None).1)
+        .unwrap()
+        .result
+        .list
+        .remove(0);
+    assert_eq!(
+        row.order_status,
+        private::OrderStatus::PartiallyFilledCanceled
+    );
+    assert_eq!(row.cum_exec_qty, Some(d("2")));
+    assert_eq!(v.counters().unfilled, 1);
+}
+
+#[test]
+fn a_limit_order_fills_only_the_levels_it_crosses_and_nothing_rests() {
+    let mut v = exact();
+    let asks = [l("100", "1"), l("101", "1"), l("102", "1")];
+    v.answer(
+        &create("k-1", Side::Buy, "3", Some("101")),
+        book(&[], &asks),
+    );
+    let xs = all_execs(&mut v, "k-1");
+    assert_eq!(total(xs.iter().map(|x| x.exec_qty)), d("2"));
+    let bids = [l("99", "1")];
+    v.answer(
+        &create("k-2", Side::Sell, "1", Some("100")),
+        book(&bids, &asks),
+    );
+    let row = parse_orders(&v.answer(&lookup("k-2"), None).1)
+        .unwrap()
+        .result
+        .list
+        .remove(0);
+    assert_eq!(row.order_status, private::OrderStatus::Cancelled);
+    assert!(all_execs(&mut v, "k-2").is_empty());
+}
+
+#[test]
+fn without_a_book_the_create_is_refused_and_nothing_is_recorded() {
+    let mut v = exact();
+    let (_, body) = v.answer(&create("k-1", Side::Buy, "1", None), None);
+    let e = parse_ack(&body).unwrap_err().to_string();
+    assert!(e.contains("10001") && e.contains("no synced book"), "{e}");
+    let rows = parse_orders(&v.answer(&lookup("k-1"), None).1).unwrap();
+    assert!(rows.result.list.is_empty());
+    assert_eq!(v.counters().refused, 1);
+}
+
+#[test]
+fn bad_creates_are_refused_with_the_field_named() {
+    let mut v = exact();
+    let asks = [l("100", "1")];
+    for (payload, field) in [
+        ("not json", "JSON"),
+        (
+            r#"{"symbol":"BTCUSDT","side":"Up","orderType":"Market","qty":"1","orderLinkId":"a"}"#,
+            "side",
+        ),
+        (
+            r#"{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"-1","orderLinkId":"a"}"#,
+            "qty",
+        ),
+        (
+            r#"{"symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"1","orderLinkId":"a"}"#,
+            "price",
+        ),
+        (
+            r#"{"symbol":"BTCUSDT","side":"Buy","orderType":"Stop","qty":"1","orderLinkId":"a"}"#,
+            "orderType",
+        ),
+        (
+            r#"{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1"}"#,
+            "orderLinkId",
+        ),
+    ] {
+        let r = req(Method::Post, "/v5/order/create", payload.into());
+        let (_, body) = v.answer(&r, book(&[], &asks));
+        let e = parse_ack(&body).unwrap_err().to_string();
+        assert!(e.contains(field), "{payload}: {e}");
+    }
+    assert!(all_execs(&mut v, "a").is_empty());
+}
+
+#[test]
+fn executions_past_one_page_come_with_a_cursor_and_every_one_arrives_once() {
+    let mut v = exact();
+    let asks: Vec<Level> = (0..250).map(|i| l(&format!("{}", 100 + i), "1")).collect();
+    v.answer(&create("k-1", Side::Buy, "250", None), book(&[], &asks));
+    let xs = all_execs(&mut v, "k-1");
+    assert_eq!(xs.len(), 250);
+    let ids: std::collections::BTreeSet<&str> = xs.iter().map(|x| x.exec_id.as_str()).collect();
+    assert_eq!(ids.len(), 250);
+}
+
+#[test]
+fn paper_cancel_all_confirms_and_other_endpoints_say_they_are_not_offered() {
+    let mut v = exact();
+    let (_, body) = v.answer(
+        &req(
+            Method::Post,
+            "/v5/order/cancel-all",
+            private::cancel_all_body(CATEGORY_LINEAR, "BTCUSDT"),
+        ),
+        None,
+    );
+    assert!(body.contains(r#""retCode":0"#), "{body}");
+    let (_, body) = v.answer(
+        &req(Method::Get, "/v5/position/list", "category=linear".into()),
+        None,
+    );
+    assert!(body.contains("not offered on paper"), "{body}");
+}
+
+#[test]
+fn the_order_machine_trades_on_paper_as_it_does_live() {
+    let mut m = Orders::new(OrdersConfig::default(), 0);
+    let mut v = PaperVenue::new(5.5, 1.0);
+    let asks = [l("100", "0.5"), l("100.5", "1")];
+    let plan = Plan {
+        symbol: "BTCUSDT".into(),
+        side: Side::Buy,
+        qty: d("1"),
+        order_type: OrderType::Market,
+        price: None,
+        time_in_force: None,
+        reduce_only: false,
+        reason: "test".into(),
+    };
+    let mut now = Time::ZERO;
+    let link = m.place(0, plan).unwrap();
+    let (mut fills, mut last) = (Vec::new(), None);
+    for _ in 0..100 {
+        match m.poll_output() {
+            Some(OrdersOutput::Persist(r)) => {
+                let intent = r.stage == Stage::Intent;
+                last = Some(r);
+                if intent {
+                    m.durable(now, &link);
+                }
+            }
+            Some(OrdersOutput::Request(r)) => {
+                let b = PaperVenue::symbol_of(&r).map(|_| PaperBook {
+                    bids: &[],
+                    asks: &asks,
+                    ts_ms: 5,
+                });
+                let (status, body) = v.answer(&r, b);
+                m.handle_answer(now, r.id, status, &body, 0, None);
+            }
+            Some(OrdersOutput::Fill(x)) => fills.push(x),
+            Some(_) => {}
+            None => match m.poll_timeout() {
+                Some(t) => {
+                    now = now.max(t);
+                    m.handle_timeout(now);
+                }
+                None => break,
+            },
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.stage, Stage::Filled);
+    assert_eq!(last.cum_qty, d("1"));
+    assert_eq!(fills.len(), 2);
+    assert_eq!(total(fills.iter().map(|f| f.qty)), d("1"));
+    assert!(fills.iter().all(|f| f.fee > Dec::ZERO));
+}
+
+proptest! {
+    /// Against a simple model of a book walk: what fills is the smaller of the order and what
+    /// crosses, each level at most its size, best prices first, and the average lies between
+    /// the best and the worst level taken.
+    #[test]
+    fn fills_match_a_walk_of_the_book(
+        sizes in proptest::collection::vec(1u32..50, 0..30),
+        qty in 1u32..600,
+        limit_levels in proptest::option::of(0usize..30),
+        buy in any::<bool>(),
+    ) {
+        let side = if buy { Side::Buy } else { Side::Sell };
+        let levels: Vec<Level> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let px = if buy { 1_000 + i as i64 } else { 1_000 - i as i64 };
+                l(&px.to_string(), &format!("{}.5", s))
+            })
+            .collect();
+        let limit = limit_levels.map(|k| {
+            let px = if buy { 1_000 + k as i64 } else { 1_000 - k as i64 };
+            px.to_string()
+        });
+        let crossing: Vec<&Level> = levels
+            .iter()
+            .take(limit_levels.map_or(levels.len(), |k| k + 1))
+            .collect();
+        let mut v = exact();
+        let (bids, asks) = if buy { (&[][..], &levels[..]) } else { (&levels[..], &[][..]) };
+        v.answer(&create("k-1", side, &qty.to_string(), limit.as_deref()), book(bids, asks));
+        let xs = all_execs(&mut v, "k-1");
+        let depth = total(crossing.iter().map(|x| x.qty));
+        let want = d(&qty.to_string()).min(depth);
+        prop_assert_eq!(total(xs.iter().map(|x| x.exec_qty)), want);
+        for (x, lv) in xs.iter().zip(&crossing) {
+            prop_assert_eq!(x.exec_price, lv.px);
+            prop_assert!(x.exec_qty <= lv.qty);
+        }
+        let row = parse_orders(&v.answer(&lookup("k-1"), None).1).unwrap().result.list.remove(0);
+        prop_assert_eq!(row.cum_exec_qty, Some(want));
+        if let (Some(avg), Some(first), Some(last)) = (row.avg_price, xs.first(), xs.last()) {
+            let (lo, hi) = if buy { (first.exec_price, last.exec_price) } else { (last.exec_price, first.exec_price) };
+            prop_assert!(lo <= avg && avg <= hi);
+        }
+    }
+}

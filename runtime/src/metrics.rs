@@ -265,7 +265,6 @@ impl Metrics {
             let c = o.counters();
             for (name, now) in [
                 ("sent", c.sent),
-                ("resent", c.resent),
                 ("acked", c.acked),
                 ("rejected", c.rejected),
                 ("ambiguous", c.ambiguous),

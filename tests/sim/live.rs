@@ -61,6 +61,8 @@ impl LiveStore for Shared {
 #[derive(Default, Debug, Clone)]
 pub struct Seen {
     pub creates: u64,
+    /// Creates sent per orderLinkId, over every life of the bot.
+    pub sent_by_link: BTreeMap<String, u32>,
     pub working: usize,
     pub halted: Option<String>,
     pub reconciles: u64,
@@ -81,7 +83,13 @@ impl Observer for Watch {
         if let Output::Private(r) = o
             && r.path == "/v5/order/create"
         {
-            self.0.lock().unwrap().creates += 1;
+            let mut s = self.0.lock().unwrap();
+            s.creates += 1;
+            let link = serde_json::from_str::<serde_json::Value>(&r.payload)
+                .ok()
+                .and_then(|v| v["orderLinkId"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            *s.sent_by_link.entry(link).or_default() += 1;
         }
     }
 
@@ -105,7 +113,6 @@ impl Observer for Watch {
             let add = |t: &mut u64, n: u64, b: u64| *t += n.saturating_sub(b);
             let c = &mut s.counters;
             add(&mut c.sent, now.sent, base.sent);
-            add(&mut c.resent, now.resent, base.resent);
             add(&mut c.ambiguous, now.ambiguous, base.ambiguous);
             add(&mut c.duplicate_ids, now.duplicate_ids, base.duplicate_ids);
             add(&mut c.rate_limited, now.rate_limited, base.rate_limited);
@@ -334,6 +341,16 @@ impl<'a> LiveRun<'a> {
         if s.fills_written_twice > 0 {
             return Err(format!("{} fills written twice", s.fills_written_twice));
         }
+        if let Some((link, n)) = self
+            .seen
+            .lock()
+            .unwrap()
+            .sent_by_link
+            .iter()
+            .find(|(_, n)| **n > 1)
+        {
+            return Err(format!("orderLinkId {link} sent {n} times"));
+        }
         let mut links = std::collections::BTreeSet::new();
         for o in &orders {
             let link = o["orderLinkId"].as_str().unwrap_or("");
@@ -398,11 +415,11 @@ impl<'a> LiveRun<'a> {
         let seen = self.seen();
         let c = &seen.counters;
         Ok(format!(
-            "{} venue orders, {} executions, {} creates sent ({} again under the same id), {} starts; ambiguous {}, duplicate ids {}, rate limited {}, duplicate fills {}, reconcile diffs {}, clock resyncs {}, look-ups {}",
+            "{} venue orders, {} executions, {} creates sent ({} orderLinkIds, each once), {} starts; ambiguous {}, duplicate ids {}, rate limited {}, duplicate fills {}, reconcile diffs {}, clock resyncs {}, look-ups {}",
             orders.len(),
             executions.len(),
             seen.creates,
-            c.resent,
+            seen.sent_by_link.len(),
             seen.starts,
             c.ambiguous,
             c.duplicate_ids,

@@ -1,14 +1,15 @@
-//! The order machine (time-driven, sans-IO): every live order's life from intent to a final
-//! state, with the venue as the truth.
+//! The order machine (time-driven, sans-IO): every order's life from intent to a final state,
+//! with the venue (or, on paper, the paper venue) as the truth.
 //!
 //! The rules it keeps, whatever fails:
 //! - An order is written to the store as an intent, and sent only once the store says it is
 //!   durable. A store that fails halts every new send.
-//! - Every order has its own `orderLinkId`, never reused, and is only ever sent under it. When the
-//!   outcome of a send is unknown (a timeout, a transport error, 10016, an unreadable answer, a
-//!   duplicate-id answer) the machine asks the venue by `orderLinkId` and follows what it finds;
-//!   it re-sends only an order the venue has never acknowledged and cannot find, under the same
-//!   id, which the venue refuses as a duplicate if the first send did arrive.
+//! - Every order has its own `orderLinkId`, never reused, and is sent once only. When the outcome
+//!   of the send is unknown (a timeout, a transport error, 10016, an unreadable answer, a
+//!   duplicate-id answer) the machine asks the venue by `orderLinkId` and follows what it finds.
+//!   An order the venue never acknowledged and cannot find once its create's receive window has
+//!   passed never reached it: it is closed, not sent again; a create the venue refused before
+//!   placing it (10006, 10002) is closed too. The next decision is a new order with a new id.
 //! - Fills come from executions, applied once each by `execId`; an order is final only when the
 //!   fills it has add up to what the venue says it filled.
 //! - After a restart every order the store holds without a final state is resolved this way
@@ -114,7 +115,6 @@ pub struct Orders {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OrdersCounters {
     pub sent: u64,
-    pub resent: u64,
     pub acked: u64,
     pub rejected: u64,
     pub lookups: u64,

@@ -78,7 +78,8 @@ impl Orders {
             let Some(o) = self.orders.get(&link) else {
                 continue;
             };
-            if o.rec.stage != Stage::Ready {
+            // An orderLinkId goes out once only, whatever happens to it.
+            if o.rec.stage != Stage::Ready || o.sends > 0 {
                 continue;
             }
             let p = &o.rec.plan;
@@ -93,11 +94,9 @@ impl Orders {
                 reduce_only: p.reduce_only,
                 order_link_id: &link,
             });
-            let resend = o.sends > 0;
             let (id, deadline) = self.request(now, Method::Post, "/v5/order/create", body);
             self.creates.push_back(now);
             self.counters.sent += 1;
-            self.counters.resent += resend as u64;
             if let Some(o) = self.orders.get_mut(&link) {
                 o.sends += 1;
                 o.sent_at = Some(now);
@@ -161,25 +160,28 @@ impl Orders {
     ) {
         use private::CreateRefusal;
         match private::classify_create(code) {
+            // Refused before it was placed. An orderLinkId is sent once only: the order ends
+            // here, and the next decision (after the pause, or on the re-read clock) is a new
+            // order with a new id.
             CreateRefusal::RateLimited => {
-                // Refused before it was placed: the same id goes again after the reset.
                 self.counters.rate_limited += 1;
                 let reset = limit.map_or(wall_ms + 1_000, |l| l.reset_ms);
                 self.pause_until_wall(now, wall_ms, reset);
-                self.requeue(link);
+                self.counters.rejected += 1;
+                self.finish(
+                    link,
+                    Stage::Rejected(format!("not placed, rate limited: {code} {msg}")),
+                );
             }
             CreateRefusal::TimeWindow => {
-                // Refused for its timestamp: re-read the venue's clock, then the same id again.
-                let over = self
-                    .orders
-                    .get(link)
-                    .is_some_and(|o| o.sends > self.config.resends_max);
-                if over {
-                    self.finish(link, Stage::Rejected(format!("{code}: {msg}")));
-                    return;
-                }
                 self.resync_clock(now);
-                self.requeue(link);
+                self.counters.rejected += 1;
+                self.finish(
+                    link,
+                    Stage::Rejected(format!(
+                        "not placed, outside the venue's time window: {code} {msg}"
+                    )),
+                );
             }
             CreateRefusal::DuplicateId => {
                 // Our id is already there: an earlier send arrived. Follow that order.
@@ -222,13 +224,6 @@ impl Orders {
             && *ret_code == private::RET_CODE_TIME_WINDOW
         {
             self.resync_clock(now);
-        }
-    }
-
-    pub(super) fn requeue(&mut self, link: &str) {
-        if let Some(o) = self.orders.get_mut(link) {
-            o.rec.stage = Stage::Ready;
-            self.ready.push_front(link.to_string());
         }
     }
 
@@ -352,26 +347,19 @@ impl Orders {
                 }
                 return;
             }
-            if o.sends <= self.config.resends_max {
-                // Never acknowledged, not there: the send was lost (or never made before a
-                // crash). The same id again: a copy that did arrive makes the venue refuse it.
-                self.note(
-                    false,
-                    format!("order {link} is not at the venue: sending it again under the same id"),
-                );
-                self.requeue(link);
-                self.send_ready(now);
-            } else {
-                // Fills, if any, are the last word before giving the order up.
-                let sends = o.sends;
-                if let Some(o) = self.orders.get_mut(link) {
-                    o.final_seen = Some(Stage::Rejected(format!(
-                        "not at the venue after {sends} sends"
-                    )));
-                    o.cursor = None;
-                }
-                self.issue(now, link, Call::Executions);
+            // Never acknowledged, and not there once its window has passed: the send was lost
+            // (or never made before a crash). It is not sent again (an orderLinkId goes out
+            // once only; the next decision is a new order), and its executions, if any, are the
+            // last word before it is given up.
+            self.note(
+                false,
+                format!("order {link} never reached the venue: closing it, not sending it again"),
+            );
+            if let Some(o) = self.orders.get_mut(link) {
+                o.final_seen = Some(Stage::Rejected("never reached the venue".into()));
+                o.cursor = None;
             }
+            self.issue(now, link, Call::Executions);
             return;
         }
         // Acknowledged but gone (the venue restarted and cleared its lists): what it filled is

@@ -145,6 +145,8 @@ pub(super) struct Store {
 
 pub(super) struct World {
     pub(super) m: Orders,
+    /// Creates the machine sent, per orderLinkId, over every life (whatever became of them).
+    pub(super) sent_by_link: BTreeMap<String, u32>,
     pub(super) venue: Venue,
     pub(super) store: Store,
     pub(super) now: Time,
@@ -155,6 +157,7 @@ impl World {
     pub(super) fn new() -> World {
         World {
             m: Orders::new(OrdersConfig::default(), 0),
+            sent_by_link: BTreeMap::new(),
             venue: Venue::default(),
             store: Store::default(),
             now: Time::ZERO,
@@ -180,6 +183,11 @@ impl World {
                 }
             }
             Some(OrdersOutput::Request(r)) => {
+                if r.path == "/v5/order/create" {
+                    let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+                    let link = v["orderLinkId"].as_str().unwrap().to_string();
+                    *self.sent_by_link.entry(link).or_default() += 1;
+                }
                 let fault = faults.next().unwrap_or(Fault::None);
                 // Nothing coming back leaves the machine's own deadline to end the wait.
                 if let Some((status, body)) = self.venue.answer(&r, fault) {
@@ -241,6 +249,9 @@ impl World {
     }
 
     pub(super) fn check(&self) {
+        for (link, n) in &self.sent_by_link {
+            assert_eq!(*n, 1, "{link} was sent {n} times");
+        }
         for (link, n) in &self.venue.creates_by_link {
             assert_eq!(*n, 1, "{link} was made {n} times");
             assert!(

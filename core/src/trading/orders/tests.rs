@@ -57,24 +57,59 @@ fn a_lost_ack_is_looked_up_not_sent_again() {
 }
 
 #[test]
-fn a_lost_request_is_sent_again_under_the_same_id() {
+fn a_lost_request_is_closed_once_its_window_has_passed_and_never_sent_again() {
     let mut w = World::new();
-    w.m.place(0, plan("BTCUSDT")).unwrap();
+    let link = w.m.place(0, plan("BTCUSDT")).unwrap();
     w.pump(&mut [Fault::LoseRequest].into_iter());
     w.check();
-    assert_eq!(w.m.counters().resent, 1);
-    assert_eq!(w.venue.creates_by_link.len(), 1);
+    assert_eq!(w.m.counters().sent, 1);
+    assert!(w.venue.creates_by_link.is_empty());
+    assert_eq!(
+        w.store.orders[&link].stage,
+        Stage::Rejected("never reached the venue".into())
+    );
+    // Not before the create's receive window (and the margin) had passed.
+    let window = OrdersConfig::default().recv_window_ms + RESEND_MARGIN_MS;
+    assert!(w.now >= Time::ZERO + Duration::from_millis(window));
 }
 
 #[test]
-fn rate_limit_waits_and_server_errors_are_looked_up() {
+fn a_rate_limited_create_ends_unplaced_and_the_next_order_waits_for_the_reset() {
     let mut w = World::new();
-    w.m.place(0, plan("BTCUSDT")).unwrap();
-    w.pump(&mut [Fault::RateLimited, Fault::ServerError].into_iter());
-    w.check();
+    let first = w.m.place(0, plan("BTCUSDT")).unwrap();
+    w.pump(&mut [Fault::RateLimited].into_iter());
+    assert!(matches!(&w.store.orders[&first].stage, Stage::Rejected(r) if r.contains("10006")));
     assert_eq!(w.m.counters().rate_limited, 1);
+    let second = w.m.place(0, plan("BTCUSDT")).unwrap();
+    w.pump(&mut std::iter::empty());
+    w.check();
+    assert_eq!(w.store.orders[&second].stage, Stage::Filled);
+    // The venue's reset (a second after the refusal when it gives none) was waited for.
+    assert!(w.now >= Time::from_secs(1), "{:?}", w.now);
+}
+
+#[test]
+fn a_server_error_is_looked_up_and_not_sent_again() {
+    let mut w = World::new();
+    let link = w.m.place(0, plan("BTCUSDT")).unwrap();
+    w.pump(&mut [Fault::ServerError].into_iter());
+    w.check();
     assert_eq!(w.m.counters().ambiguous, 1);
-    assert!(w.now >= Time::ZERO + Duration::from_millis(50));
+    assert!(w.m.counters().lookups > 0);
+    assert_eq!(
+        w.store.orders[&link].stage,
+        Stage::Rejected("never reached the venue".into())
+    );
+}
+
+#[test]
+fn a_create_outside_the_venues_window_ends_unplaced_and_the_clock_is_read_again() {
+    let mut w = World::new();
+    let link = w.m.place(0, plan("BTCUSDT")).unwrap();
+    w.pump(&mut [Fault::TimeWindow].into_iter());
+    w.check();
+    assert!(matches!(&w.store.orders[&link].stage, Stage::Rejected(r) if r.contains("10002")));
+    assert_eq!(w.m.counters().clock_resyncs, 1);
 }
 
 #[test]

@@ -22,8 +22,6 @@ pub struct OrdersConfig {
     pub recv_window_ms: u64,
     /// Order creates per second (Bybit's default for linear: 10/s per UID).
     pub creates_per_s_max: u32,
-    /// Sends of one order that the venue never acknowledged and cannot find.
-    pub resends_max: u32,
     /// Look-ups of one order that failed in a row before trading halts.
     pub lookups_failed_max: u32,
     /// Orders not yet final at one time.
@@ -48,7 +46,6 @@ impl Default for OrdersConfig {
             retry_ms: 250,
             recv_window_ms: crate::wire::sign::RECV_WINDOW_MS_DEFAULT,
             creates_per_s_max: 10,
-            resends_max: 3,
             lookups_failed_max: 20,
             working_max: 64,
             stream: false,

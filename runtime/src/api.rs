@@ -15,6 +15,8 @@ use serde_json::json;
 
 /// Most signals and orders kept for the API.
 pub const API_ITEMS_MAX: usize = 1_000;
+/// Points the status page's charts keep (one a second: ten minutes).
+pub const PAGE_SAMPLES_MAX: usize = 600;
 pub const API_LIMIT_DEFAULT: usize = 20;
 
 #[derive(Default)]
@@ -27,6 +29,9 @@ pub struct ApiState {
     pub orders: VecDeque<serde_json::Value>,
     /// Durable fills, newest last.
     pub fills: VecDeque<serde_json::Value>,
+    /// The status page's chart points, oldest first: wall ms, worst loop lag since the last
+    /// point, frames a second, equity (realised PnL less fees, plus unrealised at the marks).
+    pub series: VecDeque<serde_json::Value>,
     /// The venue's wallet at the latest reconciliation (live only).
     pub wallet: Option<keel_core::wire::private::Wallet>,
 }
@@ -69,6 +74,40 @@ impl ApiState {
             self.orders.pop_front();
         }
         self.orders.push_back(v);
+    }
+
+    /// Each position with its mark and unrealised PnL at that mark.
+    pub fn positions_json(&self) -> Vec<serde_json::Value> {
+        self.positions
+            .iter()
+            .map(|(p, mark)| {
+                let mut v = json!(p);
+                v["mark"] = json!(mark);
+                v["unrealized_pnl"] = json!(mark.map(|m| p.unrealized(m)));
+                v
+            })
+            .collect()
+    }
+
+    /// A chart point, from the positions as they stand.
+    pub fn push_sample(&mut self, wall_ms: u64, lag: std::time::Duration, frames_per_s: f64) {
+        let equity: f64 = self
+            .positions
+            .iter()
+            .map(|(p, mark)| {
+                p.realized_pnl.to_f64() - p.fees.to_f64()
+                    + mark.map_or(0.0, |m| p.unrealized(m).to_f64())
+            })
+            .sum();
+        if self.series.len() == PAGE_SAMPLES_MAX {
+            self.series.pop_front();
+        }
+        self.series.push_back(json!({
+            "t": wall_ms,
+            "lag_ms": lag.as_secs_f64() * 1e3,
+            "fps": frames_per_s,
+            "equity": equity,
+        }));
     }
 
     pub fn push_fill(&mut self, x: &ExecRecord) {
@@ -154,17 +193,7 @@ pub async fn positions(
         ));
     }
     let s = state(&api);
-    let items: Vec<serde_json::Value> = s
-        .positions
-        .iter()
-        .map(|(p, mark)| {
-            let mut v = json!(p);
-            v["mark"] = json!(mark);
-            v["unrealized_pnl"] = json!(mark.map(|m| p.unrealized(m)));
-            v
-        })
-        .collect();
-    Json(json!({"positions": items, "wallet": s.wallet, "kill_switch": s.kill_switch}))
+    Json(json!({"positions": s.positions_json(), "wallet": s.wallet, "kill_switch": s.kill_switch}))
         .into_response()
 }
 

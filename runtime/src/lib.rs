@@ -8,6 +8,7 @@ pub mod execution;
 pub mod metrics;
 pub mod ops;
 pub mod ops_listener;
+pub mod page;
 pub mod priority;
 pub mod replay;
 pub mod run;

@@ -56,6 +56,8 @@ pub struct Metrics {
     /// Bumped by the driver on every turn; the watchdog reads it.
     pub progress: AtomicU64,
     loop_lag_max_ns: AtomicU64,
+    /// The worst loop lag since the status page last took it.
+    loop_lag_recent_max_ns: AtomicU64,
     /// Exact percentiles for reports: socket read to engine done, and loop lag, in ns.
     ingest_ns: Mutex<hdrhistogram::Histogram<u64>>,
     loop_lag_ns: Mutex<hdrhistogram::Histogram<u64>>,
@@ -194,6 +196,7 @@ impl Metrics {
             seen: Mutex::new(Seen::default()),
             progress: AtomicU64::new(0),
             loop_lag_max_ns: AtomicU64::new(0),
+            loop_lag_recent_max_ns: AtomicU64::new(0),
             ingest_ns: Mutex::new(hist()),
             loop_lag_ns: Mutex::new(hist()),
         }
@@ -300,6 +303,7 @@ impl Metrics {
         self.loop_lag.observe(lag.as_secs_f64());
         let ns = lag.as_nanos() as u64;
         self.loop_lag_max_ns.fetch_max(ns, Ordering::Relaxed);
+        self.loop_lag_recent_max_ns.fetch_max(ns, Ordering::Relaxed);
         let _ = self
             .loop_lag_ns
             .lock()
@@ -329,6 +333,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The worst loop lag since the last call (for the status page's chart).
+    pub fn take_recent_loop_lag_max(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.loop_lag_recent_max_ns.swap(0, Ordering::Relaxed))
     }
 
     /// The worst loop lag seen since start.

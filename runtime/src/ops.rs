@@ -27,6 +27,8 @@ pub const HEALTH_STALE_MS: u64 = 2_000;
 pub struct HealthView {
     pub status: Overall,
     pub body: Value,
+    /// What the status page shows beyond /health: each book's age and spread, each link.
+    pub page: Value,
     /// When the loop published it.
     pub at: std::time::Instant,
 }
@@ -40,6 +42,7 @@ impl HealthView {
         HealthView {
             status: Overall::Degraded,
             body: json!({"status": "degraded", "components": {}}),
+            page: json!({"books": [], "links": []}),
             at: wall_now(),
         }
     }
@@ -71,8 +74,53 @@ impl HealthView {
                 )
             })
             .collect();
+        let book_rows: Vec<Value> = market
+            .book_ids()
+            .map(|id| {
+                let b = market.book(id);
+                let (bid, ask) = (b.best_bid().ok(), b.best_ask().ok());
+                let spread = match (bid, ask) {
+                    (Some(b), Some(a)) => a.px.checked_sub(b.px),
+                    _ => None,
+                };
+                json!({
+                    "topic": market.book_topic(id),
+                    "symbol": market.book_symbol(id),
+                    "state": b.state().as_str(),
+                    "age_ms": market
+                        .book_last_frame_at(id)
+                        .map(|t| now.since(t).as_millis() as u64),
+                    "bid": bid.map(|l| l.px),
+                    "ask": ask.map(|l| l.px),
+                    "spread": spread,
+                })
+            })
+            .collect();
+        let links: Vec<Value> = engine
+            .links()
+            .iter()
+            .map(|l| {
+                let state = match l.state() {
+                    keel_core::engine::link::LinkState::Idle => "idle",
+                    keel_core::engine::link::LinkState::Waiting { .. } => "waiting",
+                    keel_core::engine::link::LinkState::Connecting { .. } => "connecting",
+                    keel_core::engine::link::LinkState::Open if l.is_live() => "live",
+                    keel_core::engine::link::LinkState::Open => "open",
+                    keel_core::engine::link::LinkState::Stopped => "stopped",
+                };
+                json!({
+                    "id": l.id().0,
+                    "url": keel_core::redact::redact_url(&l.config().url),
+                    "state": state,
+                    "topics": l.subscriptions().len(),
+                    "reconnects": l.counters().reconnects,
+                    "last_error": l.last_error().map(|(e, _)| keel_core::redact::redact_urls_in(e).into_owned()),
+                })
+            })
+            .collect();
         HealthView {
             status,
+            page: json!({"books": book_rows, "links": links}),
             at: wall_now(),
             body: json!({
                 "status": status.as_str(),
@@ -110,7 +158,7 @@ async fn get_health(State(s): State<OpsState>) -> Response {
         .into_response()
 }
 
-fn health_answer(view: &HealthView, now: std::time::Instant) -> (StatusCode, Value) {
+pub(crate) fn health_answer(view: &HealthView, now: std::time::Instant) -> (StatusCode, Value) {
     let age_ms = now.saturating_duration_since(view.at).as_millis() as u64;
     if age_ms > HEALTH_STALE_MS {
         let body = json!({
@@ -150,7 +198,7 @@ impl std::fmt::Debug for OpsToken {
     }
 }
 
-/// Every route of `app` but /health answers 401 without `Authorization: Bearer <token>`
+/// Every route of `app` but /health and the status page's empty shell answers 401 without `Authorization: Bearer <token>`
 /// (compared in constant time).
 pub fn require_token(app: Router, token: OpsToken) -> Router {
     let token = Arc::new(token);
@@ -158,7 +206,9 @@ pub fn require_token(app: Router, token: OpsToken) -> Router {
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let token = token.clone();
             async move {
-                if req.uri().path() == "/health" {
+                // /health for probes; / is the status page itself, which holds no data and
+                // asks for the token to read any.
+                if matches!(req.uri().path(), "/health" | "/") {
                     return next.run(req).await;
                 }
                 let given = req

@@ -163,6 +163,15 @@ impl AsyncWrite for CappedStream {
                 Some(e) => Poll::Ready(Err(e)),
                 None => Poll::Pending,
             },
+            // A client taking what is streamed to it (the status page's events) is not idle; one
+            // that stops reading fills its socket, the write waits, and the timer runs out.
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    let at = tokio::time::Instant::now() + Duration::from_millis(OPS_IDLE_MS);
+                    self.idle.as_mut().reset(at);
+                }
+                Poll::Ready(Ok(n))
+            }
             ready => ready,
         }
     }

@@ -334,8 +334,10 @@ pub async fn run_with_venue_speedup(
     let (health_tx, health_rx) = watch::channel(Arc::new(HealthView::starting()));
     let listener = ops::bind(cfg.ops_addr).await?;
     let ops_addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("ops server on http://{ops_addr} (/health, /metrics)");
-    let mut app = ops::router(health_rx, metrics.clone()).merge(crate::api::router(api.clone()));
+    tracing::info!("ops server on http://{ops_addr} (status page at /, /health, /metrics)");
+    let mut app = ops::router(health_rx.clone(), metrics.clone())
+        .merge(crate::api::router(api.clone()))
+        .merge(crate::page::router(health_rx, api.clone()));
     if let Some(t) = cfg.ops_token.clone() {
         app = ops::require_token(app, t);
     }

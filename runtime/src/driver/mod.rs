@@ -42,6 +42,8 @@ pub const LAG_TICK_MS: u64 = 50;
 pub const LAG_PROBE_MS: u64 = 10;
 /// How often health and metrics are published to the ops server.
 pub const PUBLISH_MS: u64 = 250;
+/// The status page's charts take a point this often.
+pub const PAGE_SAMPLE_MS: u64 = 1_000;
 /// The loop timer's parking distance while the engine has no deadline.
 const TIMER_IDLE_S: u64 = 3600;
 /// How long a closed connection's writer may take to send its close frame before it is aborted.
@@ -164,6 +166,8 @@ pub struct Driver {
     store: Option<DriverStore>,
     credentials: Option<crate::config::Credentials>,
     live_store: Option<Box<dyn LiveStore>>,
+    /// When the status page's series last took a sample, and the frame count then.
+    page_sampled: Option<(Instant, u64)>,
 }
 
 /// How a run ended.
@@ -206,6 +210,7 @@ impl Driver {
             store: None,
             credentials: None,
             live_store: None,
+            page_sampled: None,
         }
     }
 
@@ -580,9 +585,26 @@ impl Driver {
                 .positions()
                 .map(|p| (p.clone(), self.engine.mark(&p.symbol)))
                 .collect();
+            let at = Instant::now();
+            let frames = self.engine.counters().frames;
+            let sample = match self.page_sampled {
+                Some((t, _)) if at.duration_since(t) < Duration::from_millis(PAGE_SAMPLE_MS) => {
+                    None
+                }
+                Some((t, f)) => {
+                    let secs = at.duration_since(t).as_secs_f64().max(1e-3);
+                    Some(frames.saturating_sub(f) as f64 / secs)
+                }
+                None => Some(0.0),
+            };
             let mut a = api.lock().unwrap_or_else(|p| p.into_inner());
             a.positions = positions;
             a.wallet = self.engine.wallet().cloned();
+            if let Some(fps) = sample {
+                self.page_sampled = Some((at, frames));
+                let lag = self.metrics.take_recent_loop_lag_max();
+                a.push_sample((self.config.wall_ms)(), lag, fps);
+            }
         }
         let view = HealthView::from_engine(&self.engine, now);
         self.health_tx.send_replace(Arc::new(view));

@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub jobs: JobsFile,
     #[serde(default)]
     pub live: crate::execution::LiveFile,
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsFile,
     /// The ops server's bearer token, from KEEL_OPS_TOKEN only (never the file): required for
     /// every endpoint but /health when set, and required to listen beyond loopback.
     #[serde(skip)]
@@ -138,6 +140,7 @@ pub struct RunConfig {
     /// Signals become signed orders at the venue (else paper fills).
     pub live: bool,
     pub ops_token: Option<crate::ops::OpsToken>,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// An API key pair. Neither half reaches a log, an error or a Debug print.
@@ -228,6 +231,15 @@ pub fn apply_env(
     }
     if let Some(v) = env("KEEL_API_SECRET") {
         file.live.api_secret = Some(v);
+    }
+    if let Some(v) = env("KEEL_ALERT_WEBHOOK_URL") {
+        file.alerts.webhook_url = Some(v);
+    }
+    if let Some(v) = env("KEEL_TELEGRAM_TOKEN") {
+        file.alerts.telegram_token = Some(v);
+    }
+    if let Some(v) = env("KEEL_TELEGRAM_CHAT_ID") {
+        file.alerts.telegram_chat_id = Some(v);
     }
     if let Some(v) = env("HEALTH_CHECK_INTERVAL") {
         file.health_check_interval = Some(num("HEALTH_CHECK_INTERVAL", v)?);
@@ -515,7 +527,9 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
     if db.as_os_str().is_empty() {
         return err("db must be a file path");
     }
+    let alerts = crate::alerts::resolve(&file.alerts)?;
     Ok(RunConfig {
+        alerts,
         db,
         consumer_events_max,
         venue,

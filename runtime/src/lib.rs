@@ -1,5 +1,6 @@
 //! keel-runtime: the thin adapter between keel-core and the outside world.
 
+pub mod alerts;
 pub mod api;
 pub mod backfill;
 pub mod config;

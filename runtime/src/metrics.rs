@@ -52,6 +52,9 @@ pub struct Metrics {
     /// Ops-server connections by what became of them (accepted, evicted, idle_closed).
     pub ops_connections: Family<EventLabel, Counter>,
     ops: Mutex<Option<Arc<crate::ops_listener::OpsCounters>>>,
+    /// What the alert notifier did (`keel_alerts_total{event}`).
+    pub alerts: Family<EventLabel, Counter>,
+    alert_counters: Mutex<Option<Arc<crate::alerts::AlertCounters>>>,
     seen: Mutex<Seen>,
     /// Bumped by the driver on every turn; the watchdog reads it.
     pub progress: AtomicU64,
@@ -78,6 +81,7 @@ struct Seen {
     restarts: u64,
     orders: std::collections::BTreeMap<&'static str, u64>,
     ops: std::collections::BTreeMap<&'static str, u64>,
+    alerts: std::collections::BTreeMap<&'static str, u64>,
     reconcile_diffs: u64,
 }
 
@@ -156,13 +160,19 @@ impl Metrics {
         let trading_halted = Gauge::default();
         registry.register(
             "keel_orders",
-            "Live orders by event: sent, resent, acked, rejected, ambiguous, duplicate_id, rate_limited, fills, duplicate_fills",
+            "Orders (paper or live) by event: sent, acked, rejected, ambiguous, duplicate_id, rate_limited, fills, duplicate_fills",
             orders.clone(),
         );
         registry.register(
             "keel_reconcile_diffs",
             "Differences between the venue and keel that reconciliation corrected",
             reconcile_diffs.clone(),
+        );
+        let alerts = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "keel_alerts",
+            "Alerts: queued, dropped (queue full), rate_limited, sent, failed (every attempt at a sink), retries",
+            alerts.clone(),
         );
         let ops_connections = Family::<EventLabel, Counter>::default();
         registry.register(
@@ -193,6 +203,8 @@ impl Metrics {
             trading_halted,
             ops_connections,
             ops: Mutex::new(None),
+            alerts,
+            alert_counters: Mutex::new(None),
             seen: Mutex::new(Seen::default()),
             progress: AtomicU64::new(0),
             loop_lag_max_ns: AtomicU64::new(0),
@@ -200,6 +212,14 @@ impl Metrics {
             ingest_ns: Mutex::new(hist()),
             loop_lag_ns: Mutex::new(hist()),
         }
+    }
+
+    /// Mirrors the alert notifier's counters from now on.
+    pub fn watch_alerts(&self, c: Arc<crate::alerts::AlertCounters>) {
+        *self
+            .alert_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(c);
     }
 
     /// Mirrors the ops server's connection counters from now on.
@@ -222,6 +242,29 @@ impl Metrics {
                     event: name.to_string(),
                 });
                 let s = seen.ops.entry(name).or_default();
+                c.inc_by(now.saturating_sub(*s));
+                *s = now.max(*s);
+            }
+        }
+        if let Some(a) = self
+            .alert_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (name, now) in [
+                ("queued", a.queued.load(Relaxed)),
+                ("dropped", a.dropped.load(Relaxed)),
+                ("rate_limited", a.rate_limited.load(Relaxed)),
+                ("sent", a.sent.load(Relaxed)),
+                ("failed", a.failed.load(Relaxed)),
+                ("retries", a.retries.load(Relaxed)),
+            ] {
+                let c = self.alerts.get_or_create(&EventLabel {
+                    event: name.to_string(),
+                });
+                let s = seen.alerts.entry(name).or_default();
                 c.inc_by(now.saturating_sub(*s));
                 *s = now.max(*s);
             }

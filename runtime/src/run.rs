@@ -147,7 +147,7 @@ fn spawn_ops_server(
 /// background priority: for what stands in for a remote party or serves on the side, and so must
 /// never take turns on the event loop's thread. The runtime is built here, so a failure to build
 /// it is the caller's error.
-fn spawn_background_runtime<F, Fut>(name: &str, make: F) -> Result<(), String>
+pub(crate) fn spawn_background_runtime<F, Fut>(name: &str, make: F) -> Result<(), String>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
@@ -358,6 +358,9 @@ pub async fn run_with_venue_speedup(
         cfg.consumer_events_max,
     );
 
+    // Alerts leave from their own thread; the loop only offers them.
+    let alerts = crate::alerts::start(cfg.alerts.clone())?;
+    metrics.watch_alerts(alerts.counters.clone());
     let transports = Transports {
         connector: Arc::new(TcpConnector),
         http: Arc::new(ReqwestTransport::new()?),
@@ -453,6 +456,7 @@ pub async fn run_with_venue_speedup(
         health_tx,
     )
     .with_api(api.clone())
+    .with_alerts(alerts)
     .with_store(&store_handle)
     .with_credentials(if live { cfg.credentials.clone() } else { None });
     let (exit, engine) = driver.run(shutdown).await;

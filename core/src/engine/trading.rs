@@ -597,9 +597,10 @@ impl Trading {
                 OrdersOutput::VenueWallet(w) => self.wallet = Some(w),
                 OrdersOutput::VenuePositions(rows) => {
                     let diffs = reconcile_positions(&mut self.broker, &rows);
+                    // A position that differed from the venue's is worth a person's look.
                     for d in &diffs {
                         self.outputs.push_back(TradingOutput::Notice(Notice {
-                            level: Severity::Warn,
+                            level: Severity::Error,
                             text: format!("reconcile: {d}"),
                         }));
                     }

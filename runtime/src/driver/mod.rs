@@ -168,6 +168,9 @@ pub struct Driver {
     live_store: Option<Box<dyn LiveStore>>,
     /// When the status page's series last took a sample, and the frame count then.
     page_sampled: Option<(Instant, u64)>,
+    alerts: crate::alerts::Alerts,
+    /// The overall health last alerted on.
+    alerted_overall: Option<keel_core::engine::health::Overall>,
 }
 
 /// How a run ended.
@@ -211,6 +214,8 @@ impl Driver {
             credentials: None,
             live_store: None,
             page_sampled: None,
+            alerts: crate::alerts::Alerts::off(),
+            alerted_overall: None,
         }
     }
 
@@ -224,6 +229,19 @@ impl Driver {
     pub fn with_api(mut self, api: crate::api::SharedApi) -> Driver {
         self.api = Some(api);
         self
+    }
+
+    /// Health changes, the kill switch, errors and heartbeats go to `alerts` (never waited on).
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Driver {
+        self.alerts = alerts;
+        self
+    }
+
+    fn alert(&self, kind: crate::alerts::AlertKind, text: &str) {
+        let now = self.now();
+        let status = self.engine.overall(now).as_str();
+        self.alerts
+            .offer(kind, text, status, (self.config.wall_ms)());
     }
 
     pub fn with_observer(mut self, o: Box<dyn Observer>) -> Driver {
@@ -504,6 +522,9 @@ impl Driver {
                         _ => {}
                     }
                 }
+                if let Event::KillSwitch { reason } = &e {
+                    self.alert(crate::alerts::AlertKind::KillSwitch, reason);
+                }
                 let e = Arc::new(e);
                 for c in &self.consumers {
                     if c.tx.try_send(e.clone()).is_err() {
@@ -514,18 +535,35 @@ impl Driver {
             Output::Notice(n) => match n.level {
                 Severity::Info => tracing::info!("{}", n.text),
                 Severity::Warn => tracing::warn!("{}", n.text),
-                Severity::Error => tracing::error!("{}", n.text),
+                Severity::Error => {
+                    tracing::error!("{}", n.text);
+                    self.alert(crate::alerts::AlertKind::Error, &n.text);
+                }
             },
-            Output::Heartbeat(h) => tracing::info!(
-                uptime_s = h.uptime.as_secs(),
-                status = h.status.as_str(),
-                symbols = h.symbols,
-                synced_books = h.synced_books,
-                frames_per_s = format!("{:.1}", h.frames_per_s),
-                reconnects = h.reconnects,
-                loop_lag_max_ms = format!("{:.2}", h.loop_lag_max.as_secs_f64() * 1e3),
-                "heartbeat"
-            ),
+            Output::Heartbeat(h) => {
+                tracing::info!(
+                    uptime_s = h.uptime.as_secs(),
+                    status = h.status.as_str(),
+                    symbols = h.symbols,
+                    synced_books = h.synced_books,
+                    frames_per_s = format!("{:.1}", h.frames_per_s),
+                    reconnects = h.reconnects,
+                    loop_lag_max_ms = format!("{:.2}", h.loop_lag_max.as_secs_f64() * 1e3),
+                    "heartbeat"
+                );
+                if self.alerts.heartbeat {
+                    let text = format!(
+                        "heartbeat: up {} s, {}/{} books synced, {:.0} frames/s, {} reconnects, loop lag max {:.2} ms",
+                        h.uptime.as_secs(),
+                        h.synced_books,
+                        h.symbols,
+                        h.frames_per_s,
+                        h.reconnects,
+                        h.loop_lag_max.as_secs_f64() * 1e3
+                    );
+                    self.alert(crate::alerts::AlertKind::Heartbeat, &text);
+                }
+            }
             Output::Fatal(msg) => self.fatal = Some(msg),
             Output::Stopped => {
                 self.close_all();
@@ -605,6 +643,32 @@ impl Driver {
                 let lag = self.metrics.take_recent_loop_lag_max();
                 a.push_sample((self.config.wall_ms)(), lag, fps);
             }
+        }
+        let overall = self.engine.overall(now);
+        // A run that is stopping takes its links down on purpose: not news.
+        if self.alerted_overall != Some(overall) && self.engine.is_running() {
+            // The first reading is where a run starts, not a change (a start is still degraded
+            // until the books sync; its "-> ok" says the bot is up).
+            if let Some(was) = self.alerted_overall {
+                let was = was.as_str();
+                let why: Vec<String> = self
+                    .engine
+                    .health()
+                    .components()
+                    .filter(|(_, c)| c.status != keel_core::engine::health::Status::Running)
+                    .map(|(name, c)| match &c.last_error {
+                        Some((e, _)) => format!("{name} {} ({e})", c.status.as_str()),
+                        None => format!("{name} {}", c.status.as_str()),
+                    })
+                    .collect();
+                let text = if why.is_empty() {
+                    format!("health {was} -> {}", overall.as_str())
+                } else {
+                    format!("health {was} -> {}: {}", overall.as_str(), why.join(", "))
+                };
+                self.alert(crate::alerts::AlertKind::Health, &text);
+            }
+            self.alerted_overall = Some(overall);
         }
         let view = HealthView::from_engine(&self.engine, now);
         self.health_tx.send_replace(Arc::new(view));

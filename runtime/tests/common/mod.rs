@@ -97,3 +97,18 @@ pub fn sigterm(child: &Child) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// A minimal HTTP/1.1 POST of a JSON body on 127.0.0.1: the status.
+pub fn post(port: u16, path: &str, body: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}

@@ -230,21 +230,18 @@ impl Metrics {
     /// Brings the mirrored counters and gauges up to date with the engine.
     pub fn sync_from(&self, engine: &Engine) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        use std::sync::atomic::Ordering::Relaxed;
         if let Some(ops) = self.ops.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            use std::sync::atomic::Ordering::Relaxed;
-            for (name, now) in [
-                ("accepted", ops.accepted.load(Relaxed)),
-                ("evicted", ops.evicted.load(Relaxed)),
-                ("idle_closed", ops.idle_closed.load(Relaxed)),
-                ("accept_errors", ops.accept_errors.load(Relaxed)),
-            ] {
-                let c = self.ops_connections.get_or_create(&EventLabel {
-                    event: name.to_string(),
-                });
-                let s = seen.ops.entry(name).or_default();
-                c.inc_by(now.saturating_sub(*s));
-                *s = now.max(*s);
-            }
+            mirror(
+                &self.ops_connections,
+                &mut seen.ops,
+                [
+                    ("accepted", ops.accepted.load(Relaxed)),
+                    ("evicted", ops.evicted.load(Relaxed)),
+                    ("idle_closed", ops.idle_closed.load(Relaxed)),
+                    ("accept_errors", ops.accept_errors.load(Relaxed)),
+                ],
+            );
         }
         if let Some(a) = self
             .alert_counters
@@ -252,22 +249,18 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            use std::sync::atomic::Ordering::Relaxed;
-            for (name, now) in [
-                ("queued", a.queued.load(Relaxed)),
-                ("dropped", a.dropped.load(Relaxed)),
-                ("rate_limited", a.rate_limited.load(Relaxed)),
-                ("sent", a.sent.load(Relaxed)),
-                ("failed", a.failed.load(Relaxed)),
-                ("retries", a.retries.load(Relaxed)),
-            ] {
-                let c = self.alerts.get_or_create(&EventLabel {
-                    event: name.to_string(),
-                });
-                let s = seen.alerts.entry(name).or_default();
-                c.inc_by(now.saturating_sub(*s));
-                *s = now.max(*s);
-            }
+            mirror(
+                &self.alerts,
+                &mut seen.alerts,
+                [
+                    ("queued", a.queued.load(Relaxed)),
+                    ("dropped", a.dropped.load(Relaxed)),
+                    ("rate_limited", a.rate_limited.load(Relaxed)),
+                    ("sent", a.sent.load(Relaxed)),
+                    ("failed", a.failed.load(Relaxed)),
+                    ("retries", a.retries.load(Relaxed)),
+                ],
+            );
         }
         let market = engine.market();
         let add = |c: &Counter, seen: &mut u64, now: u64| {
@@ -390,5 +383,22 @@ impl Metrics {
 
     pub fn tick_progress(&self) {
         self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Brings a counter family up to counts kept elsewhere (monotonic): each label grows by what its
+/// count gained since `seen`.
+fn mirror<const N: usize>(
+    family: &Family<EventLabel, Counter>,
+    seen: &mut std::collections::BTreeMap<&'static str, u64>,
+    counts: [(&'static str, u64); N],
+) {
+    for (name, now) in counts {
+        let c = family.get_or_create(&EventLabel {
+            event: name.to_string(),
+        });
+        let s = seen.entry(name).or_default();
+        c.inc_by(now.saturating_sub(*s));
+        *s = now.max(*s);
     }
 }

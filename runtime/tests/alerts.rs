@@ -127,15 +127,8 @@ fn a_venue_fault_and_the_recovery_reach_the_webhook_and_telegram_within_seconds(
         .spawn()
         .unwrap();
     let mut child = Guard(child);
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = r.read_to_end(&mut out);
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.0.stdout.take().unwrap()));
-    let err = drain(Box::new(child.0.stderr.take().unwrap()));
+    let out = drain(child.0.stdout.take().unwrap());
+    let err = drain(child.0.stderr.take().unwrap());
     let t = Instant::now();
     while get_json(ops, "/health").is_none_or(|(_, v)| v["status"] != "ok") {
         assert!(t.elapsed() < Duration::from_secs(20), "never ok");

@@ -96,15 +96,8 @@ fn a_live_run_that_trades_prints_and_serves_no_key_secret_token_or_url_password(
         .unwrap();
     let mut child = Guard(child);
     // Read both pipes as the run goes: a full pipe would stall the run's logging.
-    let drain = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = r.read_to_end(&mut out);
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.0.stdout.take().unwrap()));
-    let err = drain(Box::new(child.0.stderr.take().unwrap()));
+    let out = drain(child.0.stdout.take().unwrap());
+    let err = drain(child.0.stderr.take().unwrap());
     let mut served = String::new();
     let t = Instant::now();
     let mut traded = false;

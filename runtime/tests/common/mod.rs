@@ -112,3 +112,13 @@ pub fn post(port: u16, path: &str, body: &str) -> Option<u16> {
     s.read_to_string(&mut buf).ok()?;
     buf.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Reads a child's pipe to its end on a thread of its own (a pipe nobody reads fills, and stalls
+/// the child's logging): join the handle for everything it printed.
+pub fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = r.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}

@@ -69,6 +69,76 @@ fn every_captured_order_book_frame_takes_the_template_and_decodes_as_the_scanner
     assert!(books > 1000 && taken == books, "{taken} of {books}");
 }
 
+/// An order-book frame as Bybit's spot stream lays it out: `ts` before `type`, and decimals
+/// without trailing zeros (`"65114.20"` -> `"65114.2"`, `"65114.00"` -> `"65114"`).
+fn spot_shaped(line: &[u8]) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let d = v.get("data")?;
+    let side = |k: &str| -> Option<String> {
+        let levels: Option<Vec<String>> = d[k]
+            .as_array()?
+            .iter()
+            .map(|l| {
+                let px = keel_suite::canonical_decimal(l[0].as_str()?)?;
+                let qty = keel_suite::canonical_decimal(l[1].as_str()?)?;
+                Some(format!("[\"{px}\",\"{qty}\"]"))
+            })
+            .collect();
+        Some(format!("[{}]", levels?.join(",")))
+    };
+    let seq = d
+        .get("seq")
+        .map_or(String::new(), |q| format!(",\"seq\":{q}"));
+    let cts = v
+        .get("cts")
+        .map_or(String::new(), |c| format!(",\"cts\":{c}"));
+    Some(
+        format!(
+            "{{\"topic\":{},\"ts\":{},\"type\":{},\"data\":{{\"s\":{},\"b\":{},\"a\":{},\"u\":{}{seq}}}{cts}}}",
+            v["topic"], v["ts"], v["type"], d["s"], side("b")?, side("a")?, d["u"]
+        )
+        .into_bytes(),
+    )
+}
+
+#[test]
+fn spot_shaped_frames_take_the_template_and_build_the_same_books() {
+    use keel_core::{Market, MarketConfig, Time};
+    let (mut linear, mut spot) = (
+        Market::new(MarketConfig::default()),
+        Market::new(MarketConfig::default()),
+    );
+    let mut taken = 0;
+    for line in capture_lines()
+        .into_iter()
+        .filter(|l| l.starts_with(br#"{"topic":"orderbook."#))
+    {
+        let shaped = spot_shaped(&line).expect("a book frame reshapes");
+        let mut d = Decoder::default();
+        let f = d
+            .decode_template(&shaped)
+            .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&shaped)));
+        taken += 1;
+        assert_eq!(shown(Ok::<_, keel_core::DecodeError>(f)), general(&shaped));
+        let a = linear.handle_frame_bytes(Time::ZERO, &line).map(|_| ());
+        let b = spot.handle_frame_bytes(Time::ZERO, &shaped).map(|_| ());
+        assert_eq!(a, b);
+        while linear.poll_event().is_some() {}
+        while spot.poll_event().is_some() {}
+    }
+    for id in linear.book_ids() {
+        let (l, s) = (linear.book(id), spot.book(id));
+        let levels = |b: &keel_core::market::book::OrderBook| {
+            (
+                b.top_bids(1_000).map(|x| x.collect::<Vec<_>>()),
+                b.top_asks(1_000).map(|x| x.collect::<Vec<_>>()),
+            )
+        };
+        assert_eq!(levels(l), levels(s), "{}", linear.book_topic(id));
+    }
+    assert!(taken > 1000, "{taken}");
+}
+
 #[derive(Debug, Clone)]
 enum Edit {
     Set(usize, u8),

@@ -1,8 +1,9 @@
 //! The one byte layout Bybit gives every order-book frame, read without a tokenizer.
 //!
-//! Every order-book frame in our captures is laid out the same way, key for key, with no white
-//! space: `{"topic":"..","type":"..","ts":N,"data":{"s":"..","b":[..],"a":[..],"u":N,"seq":N},
-//! "cts":N}` (`seq` and `cts` are absent in older captures). Matching that layout as literal bytes
+//! Every order-book frame Bybit sends has no white space and starts with its topic:
+//! `{"topic":"..","type":"..","ts":N,"data":{"s":"..","b":[..],"a":[..],"u":N,"seq":N},"cts":N}`
+//! on linear, `{"topic":"..","ts":N,"type":"..","data":{..},"cts":N}` on spot (`seq` and `cts`
+//! are absent in older captures); after the topic the top-level keys are taken in any order. Matching that layout as literal bytes
 //! removes the per-key dispatch of the general scanner, which was about 40% of decoding an
 //! orderbook.200 delta (BENCHMARKS.md, "Closing the gap").
 //!
@@ -313,16 +314,51 @@ pub(crate) fn book(
     let (topic_slot, end) = topics.find(b, c.pos)?;
     c.pos = end + 1;
     let topic = topics.get(topic_slot);
-    c.lit(b",\"type\":\"")?;
-    let kind = if c.lit(b"delta\"").is_some() {
-        UpdateKind::Delta
-    } else {
-        c.lit(b"snapshot\"")?;
-        UpdateKind::Snapshot
-    };
-    c.lit(b",\"ts\":")?;
-    let ts = c.uint()?;
-    c.lit(&topic.data_head)?;
+    // After the topic, Bybit writes `type`, `ts`, `data` and `cts` in an order that differs by
+    // category (linear: type, ts, data; spot: ts, type, data): each is taken where it comes,
+    // once. `data` names the symbol again, compared as one literal.
+    let (mut kind, mut ts, mut data, mut cts) = (None, None, None, None);
+    loop {
+        if kind.is_none() && c.lit(b",\"type\":\"").is_some() {
+            kind = Some(if c.lit(b"delta\"").is_some() {
+                UpdateKind::Delta
+            } else {
+                c.lit(b"snapshot\"")?;
+                UpdateKind::Snapshot
+            });
+        } else if ts.is_none() && c.lit(b",\"ts\":").is_some() {
+            ts = Some(c.uint()?);
+        } else if data.is_none() && c.peek_is(&topic.data_head) {
+            c.pos += topic.data_head.len();
+            data = Some(data_fields(&mut c, bids, asks)?);
+        } else if cts.is_none() && c.lit(b",\"cts\":").is_some() {
+            cts = Some(c.uint()?);
+        } else {
+            c.lit(b"}")?;
+            break;
+        }
+    }
+    if c.pos != b.len() {
+        return None;
+    }
+    let (u, seq) = data?;
+    Some(BookHead {
+        topic_slot,
+        kind: kind?,
+        ts: ts?,
+        u,
+        seq,
+        cts,
+    })
+}
+
+/// The rest of `data` once its symbol and `"b":` are matched: the levels, `u`, `seq`.
+#[inline(always)]
+fn data_fields(
+    c: &mut Cursor<'_>,
+    bids: &mut Vec<WireLevel>,
+    asks: &mut Vec<WireLevel>,
+) -> Option<(u64, Option<u64>)> {
     c.levels(bids)?;
     c.lit(b",\"a\":")?;
     c.levels(asks)?;
@@ -333,20 +369,5 @@ pub(crate) fn book(
         None => None,
     };
     c.lit(b"}")?;
-    let cts = match c.lit(b",\"cts\":") {
-        Some(()) => Some(c.uint()?),
-        None => None,
-    };
-    c.lit(b"}")?;
-    if c.pos != b.len() {
-        return None;
-    }
-    Some(BookHead {
-        topic_slot,
-        kind,
-        ts,
-        u,
-        seq,
-        cts,
-    })
+    Some((u, seq))
 }

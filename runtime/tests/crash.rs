@@ -17,6 +17,8 @@ fn served_ids(port: u16) -> Option<Vec<String>> {
         v["orders"]
             .as_array()?
             .iter()
+            // Filled and served: its fills were durable before its final state was.
+            .filter(|o| o["stage"] == "Filled")
             .filter_map(|o| o["order_link_id"].as_str().map(str::to_owned))
             .collect(),
     )
@@ -54,7 +56,7 @@ fn start(db: &str, port: u16, symbols: &str) -> Guard {
     )
 }
 
-/// Waits until at least `n` orders not in `before` are served.
+/// Waits until at least `n` filled orders not in `before` are served.
 fn wait_for_orders(port: u16, before: &BTreeSet<String>, n: usize) -> Vec<String> {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(60) {
@@ -65,7 +67,8 @@ fn wait_for_orders(port: u16, before: &BTreeSet<String>, n: usize) -> Vec<String
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("fewer than {n} new orders within 60 s");
+    let all = get_json(port, "/api/orders?limit=1000").map(|x| x.1);
+    panic!("fewer than {n} new filled orders within 60 s: {all:?}");
 }
 
 #[test]
@@ -124,6 +127,13 @@ fn kill_9_and_restart_lose_no_served_order_and_repeat_no_id() {
             r.link_id
         );
         filled_orders += usize::from(!sum.is_zero());
+    }
+    for id in &served_first {
+        let r = stored.iter().find(|r| &r.link_id == id).unwrap();
+        assert!(
+            r.stage.is_final() && !r.cum_qty.is_zero(),
+            "{id} was served filled: {r:?}"
+        );
     }
     assert!(filled_orders > 0, "no order filled: {stored:?}");
     let max_first = served_first.iter().map(|i| seq[i.as_str()]).max().unwrap();

@@ -179,7 +179,9 @@ impl PaperVenue {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        let order_id = format!("paper-{seq}");
+        // Ids from the orderLinkId, never reused by the store: a paper venue starts empty with
+        // every run, and ids it counted afresh would repeat ones the store already holds.
+        let order_id = format!("paper-{link}");
         let mut o = PaperOrder {
             seq,
             order_id: order_id.clone(),

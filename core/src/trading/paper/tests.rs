@@ -207,6 +207,25 @@ fn without_a_book_the_create_is_refused_and_nothing_is_recorded() {
 }
 
 #[test]
+fn a_restarted_paper_venue_never_repeats_an_order_or_execution_id() {
+    let asks = [l("100", "1"), l("101", "1")];
+    let mut ids = std::collections::BTreeSet::new();
+    // Each run's venue starts empty; the store's link ids carry on from the last.
+    for (run, link) in ["k-0000000000", "k-0000000001"].into_iter().enumerate() {
+        let mut v = exact();
+        let (_, body) = v.answer(&create(link, Side::Buy, "2", None), book(&[], &asks));
+        assert!(
+            ids.insert(parse_ack(&body).unwrap().result.order_id),
+            "run {run}"
+        );
+        for x in all_execs(&mut v, link) {
+            assert!(ids.insert(x.exec_id), "run {run}");
+        }
+    }
+    assert_eq!(ids.len(), 6);
+}
+
+#[test]
 fn bad_creates_are_refused_with_the_field_named() {
     let mut v = exact();
     let asks = [l("100", "1")];

@@ -8,7 +8,7 @@
 //! backlog. An order is never placed from a book that is not synced, nor while orders wait for
 //! the store to make them durable.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::health::Status;
 use super::io::StoreWrite;
@@ -673,72 +673,7 @@ impl Trading {
     }
 }
 
-/// The venue's positions are the truth: each symbol whose position differs from ours takes the
-/// venue's size and entry price. Returns what differed.
-fn reconcile_positions(
-    broker: &mut Broker,
-    rows: &[crate::trading::orders::VenuePosition],
-) -> Vec<String> {
-    let mut diffs = Vec::new();
-    // The venue lists non-zero positions only: one of ours it does not list is flat there.
-    let flat: Vec<crate::trading::orders::VenuePosition> = broker
-        .positions()
-        .filter(|p| !p.qty.is_zero() && !rows.iter().any(|r| r.symbol == p.symbol))
-        .map(|p| crate::trading::orders::VenuePosition {
-            symbol: p.symbol.clone(),
-            qty: Dec::ZERO,
-            avg_price: Dec::ZERO,
-        })
-        .collect();
-    for r in rows.iter().chain(&flat) {
-        let ours = broker.position(&r.symbol).map_or(Dec::ZERO, |p| p.qty);
-        if ours != r.qty {
-            diffs.push(format!(
-                "{} position {} at the venue, {} here: taking the venue's",
-                r.symbol, r.qty, ours
-            ));
-            let mut p = broker.position(&r.symbol).cloned().unwrap_or(Position {
-                symbol: r.symbol.clone(),
-                ..Position::default()
-            });
-            p.qty = r.qty;
-            p.avg_entry = r.avg_price;
-            broker.restore_position(p);
-        }
-    }
-    diffs
-}
+mod decide;
 
-/// Strategies may disagree (a trend follower and a mean reverter often do): per symbol the
-/// strongest signal decides, and the others are named in its reason. Netting them instead
-/// cancels both out whenever they disagree.
-pub fn decide(signals: &[Signal]) -> Vec<Signal> {
-    let mut best: BTreeMap<&str, (&Signal, Vec<&Signal>)> = BTreeMap::new();
-    for s in signals {
-        match best.get_mut(s.symbol.as_str()) {
-            Some((top, rest)) => {
-                if s.confidence > top.confidence {
-                    rest.push(*top);
-                    *top = s;
-                } else {
-                    rest.push(s);
-                }
-            }
-            None => {
-                best.insert(s.symbol.as_str(), (s, Vec::new()));
-            }
-        }
-    }
-    best.into_values()
-        .map(|(top, rest)| {
-            let mut d = top.clone();
-            for r in rest {
-                d.reason.push_str(&format!(
-                    "; over {} {:?} {:.2}",
-                    r.strategy, r.side, r.confidence
-                ));
-            }
-            d
-        })
-        .collect()
-}
+pub use decide::decide;
+use decide::reconcile_positions;

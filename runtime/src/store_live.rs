@@ -404,18 +404,9 @@ mod tests {
     use super::*;
     use keel_core::Dec;
 
-    #[test]
-    fn a_store_that_cannot_write_answers_failed_and_refuses_every_later_live_write() {
-        let dir = std::env::temp_dir().join(format!("keel-live-ro-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut store = Store::open(&dir.join("keel.db")).unwrap();
-        // As a read-only or full database does: every write fails.
-        store.conn.execute_batch("PRAGMA query_only = ON;").unwrap();
-        let api: crate::api::SharedApi = Default::default();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        let mut failed = None;
-        let intent = OrderRecord {
+    /// A market buy of one BTCUSDT, as the machine first hands it to the store.
+    fn market_intent() -> OrderRecord {
+        OrderRecord {
             link_id: "k1-0000000000".into(),
             seq: 0,
             plan: Plan {
@@ -432,7 +423,21 @@ mod tests {
             order_id: None,
             cum_qty: Dec::ZERO,
             created_ms: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_store_that_cannot_write_answers_failed_and_refuses_every_later_live_write() {
+        let dir = std::env::temp_dir().join(format!("keel-live-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(&dir.join("keel.db")).unwrap();
+        // As a read-only or full database does: every write fails.
+        store.conn.execute_batch("PRAGMA query_only = ON;").unwrap();
+        let api: crate::api::SharedApi = Default::default();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let mut failed = None;
+        let intent = market_intent();
         apply(
             &mut store,
             &api,
@@ -540,24 +545,7 @@ mod tests {
         assert!(e.contains("\"paper\"") && e.contains("--db"), "{e}");
         // A store from before the claim, holding an unfinished order: not resumed anywhere.
         let mut s = Store::open(&dir.join("b.db")).unwrap();
-        let mut intent = OrderRecord {
-            link_id: "k1-0000000000".into(),
-            seq: 0,
-            plan: Plan {
-                symbol: "BTCUSDT".into(),
-                side: Side::Buy,
-                qty: Dec::ONE,
-                order_type: OrderType::Market,
-                price: None,
-                time_in_force: None,
-                reduce_only: false,
-                reason: "r".into(),
-            },
-            stage: Stage::Intent,
-            order_id: None,
-            cum_qty: Dec::ZERO,
-            created_ms: 0,
-        };
+        let mut intent = market_intent();
         s.record_live_order(&intent).unwrap();
         assert!(s.claim_orders_venue("live bybit").is_err());
         intent.stage = Stage::Cancelled;

@@ -13,20 +13,43 @@ use common::*;
 
 const HELD: usize = 10_000;
 
+/// `keel_orders_total{event="sent"}` as /metrics shows it (0 before the first).
+fn orders_sent(port: u16) -> u64 {
+    get(port, "/metrics")
+        .and_then(|(_, m)| {
+            m.lines()
+                .find(|l| l.starts_with("keel_orders_total{event=\"sent\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn health(port: u16) -> Option<serde_json::Value> {
     get_json(port, "/health").map(|(_, v)| v)
 }
 
 #[test]
-fn ten_thousand_idle_connections_leave_health_answering_and_market_data_flowing() {
+fn ten_thousand_idle_connections_leave_health_answering_the_bot_trading_and_market_data_flowing() {
     let port = free_port();
     let db = temp_db("ops-hold");
+    // A strategy that changes its mind whenever the price crosses the last close, every 250 ms:
+    // orders keep going out, so whether trading goes on under the load shows at once.
+    let config = std::path::Path::new(&db)
+        .parent()
+        .unwrap()
+        .join("busy.toml");
+    std::fs::write(
+        &config,
+        "[jobs]\nsignal_every_ms = 250\n[strategy]\nconfidence_min = 0.0\nema_cross = { fast = 1, slow = 2, full_gap = 0.0001 }\n",
+    )
+    .unwrap();
     // As many file handles as a default Linux process gets: held connections that were kept
     // open would run it out of them (the failure this guards against).
     let mut child = std::process::Command::new("sh")
         .args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
         .arg(env!("CARGO_BIN_EXE_keel"))
-        .args(["run", "--duration", "120", "--db", &db])
+        .args(["run", "--auto-execute", "--duration", "120", "--db", &db])
+        .args(["--config", &config.to_string_lossy()])
         .args(["--ops-addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -71,6 +94,7 @@ fn ten_thousand_idle_connections_leave_health_answering_and_market_data_flowing(
     );
     eprintln!("held after {:?}", started.elapsed());
     let frames_before = health(port).map(|h| h["frames"].as_u64().unwrap_or(0));
+    let sent_before = orders_sent(port);
 
     // With all of them open, /health answers.
     let t = Instant::now();
@@ -97,6 +121,16 @@ fn ten_thousand_idle_connections_leave_health_answering_and_market_data_flowing(
     eprintln!("reconnected after {:?}", started.elapsed());
     let frames_after = health(port).map(|h| h["frames"].as_u64().unwrap_or(0));
     assert!(frames_after > frames_before, "market data kept flowing");
+    // And the bot kept trading while the connections were held.
+    let t = Instant::now();
+    while orders_sent(port) <= sent_before {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no order sent with the connections held ({sent_before} before)"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let sent_after = orders_sent(port);
     let (_, metrics) = get(port, "/metrics").unwrap();
     let evicted: u64 = metrics
         .lines()
@@ -108,7 +142,7 @@ fn ten_thousand_idle_connections_leave_health_answering_and_market_data_flowing(
         "oldest connections closed: {evicted}"
     );
     println!(
-        "10,000 held: /health in {took:?}; {evicted} evicted; reconnected after a drop; frames {frames_before:?} -> {frames_after:?}"
+        "10,000 held: /health in {took:?}; {evicted} evicted; reconnected after a drop; frames {frames_before:?} -> {frames_after:?}; orders sent {sent_before} -> {sent_after}"
     );
     drop(held);
     drop(guard);

@@ -477,22 +477,22 @@ impl Trading {
                     let Some(venue) = self.paper.as_mut() else {
                         return;
                     };
-                    let levels = PaperVenue::symbol_of(&r).and_then(|sym| {
-                        let inst = self.instruments.iter().find(|i| i.symbol == sym)?;
+                    let instruments = &self.instruments;
+                    venue.answer(&r, |symbol, side| {
+                        let inst = instruments.iter().find(|i| i.symbol == symbol)?;
                         if !usable(inst.book) {
                             return None;
                         }
                         let b = market.book(inst.book);
-                        let bids: Vec<Level> = b.top_bids(ORDER_BOOK_LEVELS_MAX).ok()?.collect();
-                        let asks: Vec<Level> = b.top_asks(ORDER_BOOK_LEVELS_MAX).ok()?.collect();
-                        Some((bids, asks, b.last_ts().unwrap_or(0)))
-                    });
-                    let book = levels.as_ref().map(|(bids, asks, ts_ms)| PaperBook {
-                        bids,
-                        asks,
-                        ts_ms: *ts_ms,
-                    });
-                    venue.answer(&r, book)
+                        let levels = match side {
+                            Side::Buy => b.top_asks(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
+                            Side::Sell => b.top_bids(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
+                        };
+                        Some(PaperBook {
+                            levels,
+                            ts_ms: b.last_ts().unwrap_or(0),
+                        })
+                    })
                 };
                 if let Some(o) = self.orders.as_mut() {
                     o.handle_answer(now, r.id, status, &body, 0, None);

@@ -51,10 +51,10 @@ struct PaperExec {
     ts_ms: u64,
 }
 
-/// The book one create is filled against (each side best first).
-pub struct PaperBook<'a> {
-    pub bids: &'a [Level],
-    pub asks: &'a [Level],
+/// What one create is filled against: the side of the book a taker walks (the asks for a buy),
+/// best first.
+pub struct PaperBook {
+    pub levels: Vec<Level>,
     /// The exchange time of the book's last update: the fills' time.
     pub ts_ms: u64,
 }
@@ -103,21 +103,13 @@ impl PaperVenue {
         &self.counters
     }
 
-    /// The symbol a create is for, so the caller can hand over its book.
-    pub fn symbol_of(r: &Request) -> Option<String> {
-        if r.path != "/v5/order/create" {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
-        v["symbol"].as_str().map(str::to_string)
-    }
-
-    /// The venue's answer to `r`: HTTP status and body. `book` is the symbol's book for a
-    /// create (`None` when it has no synced one).
-    pub fn answer(&mut self, r: &Request, book: Option<PaperBook<'_>>) -> (u16, String) {
-        if let Some(b) = &book {
-            self.now_ms = self.now_ms.max(b.ts_ms);
-        }
+    /// The venue's answer to `r`: HTTP status and body. A create that reads as one asks
+    /// `book(symbol, side)` for the side it walks (`None` when the symbol has no usable book).
+    pub fn answer(
+        &mut self,
+        r: &Request,
+        book: impl FnOnce(&str, Side) -> Option<PaperBook>,
+    ) -> (u16, String) {
         let body = match (r.method, r.path) {
             (Method::Post, "/v5/order/create") => self.create(&r.payload, book),
             (Method::Get, "/v5/order/realtime" | "/v5/order/history") => {
@@ -139,7 +131,11 @@ impl PaperVenue {
         (200, body)
     }
 
-    fn create(&mut self, payload: &str, book: Option<PaperBook<'_>>) -> String {
+    fn create(
+        &mut self,
+        payload: &str,
+        book: impl FnOnce(&str, Side) -> Option<PaperBook>,
+    ) -> String {
         let v: serde_json::Value = match serde_json::from_str(payload) {
             Ok(v) => v,
             Err(_) => return self.refused("the body is not JSON"),
@@ -170,13 +166,10 @@ impl PaperVenue {
                 "OrderLinkedID is duplicate",
             );
         }
-        let Some(book) = book else {
+        let Some(book) = book(symbol, side) else {
             return self.refused(&format!("no synced book for {symbol} on paper"));
         };
-        let levels = match side {
-            Side::Buy => book.asks,
-            Side::Sell => book.bids,
-        };
+        self.now_ms = self.now_ms.max(book.ts_ms);
         let seq = self.next_seq;
         self.next_seq += 1;
         // Ids from the orderLinkId, never reused by the store: a paper venue starts empty with
@@ -193,7 +186,7 @@ impl PaperVenue {
             status: OrderStatus::New,
             execs: Vec::new(),
         };
-        self.fill(&mut o, side, limit, levels, book.ts_ms);
+        self.fill(&mut o, side, limit, &book.levels, book.ts_ms);
         self.counters.creates += 1;
         self.orders.insert(link.to_string(), o);
         self.forget_oldest();

@@ -73,12 +73,25 @@ fn execs(link: &str, cursor: Option<&str>) -> Request {
     )
 }
 
-fn book<'a>(bids: &'a [Level], asks: &'a [Level]) -> Option<PaperBook<'a>> {
-    Some(PaperBook {
-        bids,
-        asks,
-        ts_ms: 1_700_000_000_000,
-    })
+/// A book with these sides, handing a create the side it walks.
+fn book<'a>(
+    bids: &'a [Level],
+    asks: &'a [Level],
+) -> impl FnOnce(&str, Side) -> Option<PaperBook> + 'a {
+    move |_, side| {
+        Some(PaperBook {
+            levels: match side {
+                Side::Buy => asks.to_vec(),
+                Side::Sell => bids.to_vec(),
+            },
+            ts_ms: 1_700_000_000_000,
+        })
+    }
+}
+
+/// No usable book (and none asked for by anything but a create).
+fn no_book(_: &str, _: Side) -> Option<PaperBook> {
+    None
 }
 
 /// No fees, no slippage: the fills show the book exactly.
@@ -90,7 +103,7 @@ fn all_execs(v: &mut PaperVenue, link: &str) -> Vec<private::ExecRow> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let (_, body) = v.answer(&execs(link, cursor.as_deref()), None);
+        let (_, body) = v.answer(&execs(link, cursor.as_deref()), no_book);
         let page = parse_executions(&body).unwrap().result;
         out.extend(page.list);
         if page.next_page_cursor.is_empty() {
@@ -108,7 +121,7 @@ fn a_market_buy_walks_the_asks_with_slippage_and_fees_in_bybits_format() {
     assert_eq!(status, 200);
     let ack = parse_ack(&body).unwrap().result;
     assert_eq!(ack.order_link_id, "k-1");
-    let row = parse_orders(&v.answer(&lookup("k-1"), None).1)
+    let row = parse_orders(&v.answer(&lookup("k-1"), no_book).1)
         .unwrap()
         .result
         .list
@@ -158,7 +171,7 @@ fn a_market_order_larger_than_the_book_fills_what_is_there_and_cancels_the_rest(
     let mut v = exact();
     let asks = [l("100", "1"), l("101", "1")];
     v.answer(&create("k-1", Side::Buy, "5", None), book(&[], &asks));
-    let row = parse_orders(&v.answer(&lookup("k-1"), None).1)
+    let row = parse_orders(&v.answer(&lookup("k-1"), no_book).1)
         .unwrap()
         .result
         .list
@@ -186,7 +199,7 @@ fn a_limit_order_fills_only_the_levels_it_crosses_and_nothing_rests() {
         &create("k-2", Side::Sell, "1", Some("100")),
         book(&bids, &asks),
     );
-    let row = parse_orders(&v.answer(&lookup("k-2"), None).1)
+    let row = parse_orders(&v.answer(&lookup("k-2"), no_book).1)
         .unwrap()
         .result
         .list
@@ -198,10 +211,10 @@ fn a_limit_order_fills_only_the_levels_it_crosses_and_nothing_rests() {
 #[test]
 fn without_a_book_the_create_is_refused_and_nothing_is_recorded() {
     let mut v = exact();
-    let (_, body) = v.answer(&create("k-1", Side::Buy, "1", None), None);
+    let (_, body) = v.answer(&create("k-1", Side::Buy, "1", None), no_book);
     let e = parse_ack(&body).unwrap_err().to_string();
     assert!(e.contains("10001") && e.contains("no synced book"), "{e}");
-    let rows = parse_orders(&v.answer(&lookup("k-1"), None).1).unwrap();
+    let rows = parse_orders(&v.answer(&lookup("k-1"), no_book).1).unwrap();
     assert!(rows.result.list.is_empty());
     assert_eq!(v.counters().refused, 1);
 }
@@ -280,12 +293,12 @@ fn paper_cancel_all_confirms_and_other_endpoints_say_they_are_not_offered() {
             "/v5/order/cancel-all",
             private::cancel_all_body(CATEGORY_LINEAR, "BTCUSDT"),
         ),
-        None,
+        no_book,
     );
     assert!(body.contains(r#""retCode":0"#), "{body}");
     let (_, body) = v.answer(
         &req(Method::Get, "/v5/position/list", "category=linear".into()),
-        None,
+        no_book,
     );
     assert!(body.contains("not offered on paper"), "{body}");
 }
@@ -318,12 +331,7 @@ fn the_order_machine_trades_on_paper_as_it_does_live() {
                 }
             }
             Some(OrdersOutput::Request(r)) => {
-                let b = PaperVenue::symbol_of(&r).map(|_| PaperBook {
-                    bids: &[],
-                    asks: &asks,
-                    ts_ms: 5,
-                });
-                let (status, body) = v.answer(&r, b);
+                let (status, body) = v.answer(&r, book(&[], &asks));
                 m.handle_answer(now, r.id, status, &body, 0, None);
             }
             Some(OrdersOutput::Fill(x)) => fills.push(x),
@@ -384,7 +392,7 @@ proptest! {
             prop_assert_eq!(x.exec_price, lv.px);
             prop_assert!(x.exec_qty <= lv.qty);
         }
-        let row = parse_orders(&v.answer(&lookup("k-1"), None).1).unwrap().result.list.remove(0);
+        let row = parse_orders(&v.answer(&lookup("k-1"), no_book).1).unwrap().result.list.remove(0);
         prop_assert_eq!(row.cum_exec_qty, Some(want));
         if let (Some(avg), Some(first), Some(last)) = (row.avg_price, xs.first(), xs.last()) {
             let (lo, hi) = if buy { (first.exec_price, last.exec_price) } else { (last.exec_price, first.exec_price) };

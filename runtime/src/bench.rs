@@ -182,7 +182,7 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
     use keel_core::trading::broker::{Broker, BrokerConfig};
     use keel_core::trading::orders::{Orders, OrdersConfig, OrdersOutput, Plan, Stage};
     use keel_core::trading::strategy::{Signal, SignalSide};
-    use keel_core::wire::private::{OrderType, Side};
+    use keel_core::wire::private::Side;
     use keel_core::wire::sign::rest_signature;
 
     let lines = load_lines(files).map_err(|e| e.to_string())?;
@@ -233,20 +233,7 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
             let Some((qty, Ok(()))) = broker.size_order(&signal, bid.px, ask.px, None) else {
                 continue;
             };
-            let plan = Plan {
-                symbol: signal.symbol,
-                side: if side == SignalSide::Buy {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                },
-                qty,
-                order_type: OrderType::Market,
-                price: None,
-                time_in_force: None,
-                reduce_only: false,
-                reason: String::new(),
-            };
+            let plan = Plan::market(signal.symbol, side.into(), qty, "");
             let Ok(link) = orders.place(0, plan) else {
                 continue;
             };
@@ -291,16 +278,7 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
         let rec = keel_core::trading::orders::OrderRecord {
             link_id: format!("kbench-{seq:010}"),
             seq,
-            plan: Plan {
-                symbol: "BTCUSDT".into(),
-                side: Side::Buy,
-                qty: Dec::ONE,
-                order_type: OrderType::Market,
-                price: None,
-                time_in_force: None,
-                reduce_only: false,
-                reason: String::new(),
-            },
+            plan: Plan::market("BTCUSDT", Side::Buy, Dec::ONE, ""),
             stage: Stage::Intent,
             order_id: None,
             cum_qty: Dec::ZERO,

@@ -375,7 +375,7 @@ pub async fn run_with_venue_speedup(
     let live = cfg.live && cfg.engine.auto_execute;
     cfg.engine.paper = !live;
     let next_seq = store.live_next_seq()?;
-    cfg.engine.broker_next_seq = next_seq;
+    cfg.engine.orders_next_seq = next_seq;
     let mut unfinished = Vec::new();
     let mut known_fills = Vec::new();
     if cfg.engine.auto_execute {

@@ -6,7 +6,6 @@
 use keel_core::engine::StoreWrite;
 use keel_core::trading::broker::Fill;
 use keel_core::trading::orders::{ExecRecord, OrderRecord, Plan, Stage};
-use keel_core::trading::strategy::SignalSide;
 use keel_core::wire::private::{OrderType, Side, TimeInForce};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -63,13 +62,6 @@ fn tif_of(s: &str) -> Result<TimeInForce, String> {
         "PostOnly" => TimeInForce::PostOnly,
         other => return Err(format!("store: bad time in force {other:?}")),
     })
-}
-
-fn signal_side(s: Side) -> SignalSide {
-    match s {
-        Side::Buy => SignalSide::Buy,
-        Side::Sell => SignalSide::Sell,
-    }
 }
 
 impl Store {
@@ -325,15 +317,7 @@ impl Store {
         Ok(self
             .live_exec_records()?
             .into_iter()
-            .map(|x| Fill {
-                client_order_id: x.link_id,
-                symbol: x.symbol,
-                side: signal_side(x.side),
-                px: x.px,
-                qty: x.qty,
-                fee: x.fee,
-                ts_ms: x.ts_ms,
-            })
+            .map(|x| Fill::from(&x))
             .collect())
     }
 }
@@ -409,16 +393,7 @@ mod tests {
         OrderRecord {
             link_id: "k1-0000000000".into(),
             seq: 0,
-            plan: Plan {
-                symbol: "BTCUSDT".into(),
-                side: Side::Buy,
-                qty: Dec::ONE,
-                order_type: OrderType::Market,
-                price: None,
-                time_in_force: None,
-                reduce_only: false,
-                reason: "r".into(),
-            },
+            plan: Plan::market("BTCUSDT", Side::Buy, Dec::ONE, "r"),
             stage: Stage::Intent,
             order_id: None,
             cum_qty: Dec::ZERO,

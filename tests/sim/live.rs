@@ -14,7 +14,7 @@ use std::time::Duration;
 use keel_core::engine::{Output, StoreWrite};
 use keel_core::trading::broker::{Broker, BrokerConfig, Fill};
 use keel_core::trading::orders::{ExecRecord, OrderRecord, OrdersConfig};
-use keel_core::trading::strategy::{EmaCross, SignalSide, StrategyConfig};
+use keel_core::trading::strategy::{EmaCross, StrategyConfig};
 use keel_core::{Dec, Engine, EngineConfig, Time};
 use keel_runtime::config::Credentials;
 use keel_runtime::driver::{Driver, DriverConfig, LagProbe, LiveStore, Observer};
@@ -217,7 +217,7 @@ impl<'a> LiveRun<'a> {
                     let next = s.orders.values().map(|o| o.seq + 1).max().unwrap_or(0);
                     (unfinished, fills, next)
                 };
-                cfg.broker_next_seq = next_seq;
+                cfg.orders_next_seq = next_seq;
                 cfg.orders = Some(OrdersConfig {
                     link_prefix: "ksim".into(),
                     ..Default::default()
@@ -226,7 +226,7 @@ impl<'a> LiveRun<'a> {
                 let mut engine = Engine::new(cfg, Time::ZERO).map_err(|e| e.to_string())?;
                 let mut broker = Broker::new(BrokerConfig::default());
                 for x in &fills {
-                    broker.apply_fill(&as_fill(x));
+                    broker.apply_fill(&Fill::from(x));
                 }
                 for p in broker.positions() {
                     engine.restore_position(p.clone());
@@ -392,7 +392,7 @@ impl<'a> LiveRun<'a> {
         }
         let mut broker = Broker::new(BrokerConfig::default());
         for x in s.fills.values() {
-            broker.apply_fill(&as_fill(x));
+            broker.apply_fill(&Fill::from(x));
         }
         for p in &positions {
             let symbol = p["symbol"].as_str().unwrap_or("");
@@ -429,20 +429,5 @@ impl<'a> LiveRun<'a> {
             c.clock_resyncs,
             c.lookups
         ))
-    }
-}
-
-fn as_fill(x: &ExecRecord) -> Fill {
-    Fill {
-        client_order_id: x.link_id.clone(),
-        symbol: x.symbol.clone(),
-        side: match x.side {
-            keel_core::wire::private::Side::Buy => SignalSide::Buy,
-            keel_core::wire::private::Side::Sell => SignalSide::Sell,
-        },
-        px: x.px,
-        qty: x.qty,
-        fee: x.fee,
-        ts_ms: x.ts_ms,
     }
 }

@@ -58,8 +58,8 @@ pub struct EngineConfig {
     /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
-    /// The next client order id's sequence number (from the store after a restart).
-    pub broker_next_seq: u64,
+    /// The next orderLinkId's sequence number (past every one the store holds).
+    pub orders_next_seq: u64,
     /// The order machine's settings (its defaults when `None`).
     pub orders: Option<crate::trading::orders::OrdersConfig>,
     /// Orders are answered by the paper venue against the engine's own books (the default:
@@ -106,7 +106,7 @@ impl EngineConfig {
             strategy: StrategyConfig::default(),
             auto_execute: false,
             broker: BrokerConfig::default(),
-            broker_next_seq: 0,
+            orders_next_seq: 0,
             orders: None,
             paper: true,
             private_url: None,

@@ -189,8 +189,7 @@ impl Engine {
             strategy: config.strategy.clone(),
             auto_execute: config.auto_execute,
             broker: config.broker.clone(),
-            seed: config.seed,
-            broker_next_seq: config.broker_next_seq,
+            orders_next_seq: config.orders_next_seq,
             orders: Some(orders),
             paper: config.paper,
         };

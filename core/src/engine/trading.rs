@@ -25,8 +25,8 @@ use crate::trading::orders::{
     ExecRecord, OrderRecord, Orders, OrdersConfig, OrdersOutput, Plan, RateLimit, Refused, Request,
 };
 use crate::trading::paper::{PaperBook, PaperVenue};
-use crate::trading::strategy::{Signal, SignalSide, StrategyConfig, StrategyInput};
-use crate::wire::private::{OrderType, Side};
+use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
+use crate::wire::private::Side;
 
 /// Levels of each side a paper order may walk.
 pub const ORDER_BOOK_LEVELS_MAX: usize = 200;
@@ -44,9 +44,8 @@ pub struct TradingConfig {
     /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
-    pub seed: u64,
-    /// The next client order id's sequence number (from the store after a restart).
-    pub broker_next_seq: u64,
+    /// The next orderLinkId's sequence number (past every one the store holds).
+    pub orders_next_seq: u64,
     /// The order machine's settings (its defaults when `None`).
     pub orders: Option<OrdersConfig>,
     /// Orders are answered by the paper venue against the engine's books; when false they go
@@ -110,7 +109,7 @@ impl Trading {
             broker: Broker::new(config.broker.clone()),
             orders: config.auto_execute.then(|| {
                 let c = config.orders.clone().unwrap_or_default();
-                Orders::new(c, config.broker_next_seq)
+                Orders::new(c, config.orders_next_seq)
             }),
             paper: (config.auto_execute && config.paper)
                 .then(|| PaperVenue::new(config.broker.fee_bps, config.broker.slippage_bps)),
@@ -532,19 +531,12 @@ impl Trading {
         let Some(orders) = self.orders.as_mut() else {
             return;
         };
-        let plan = Plan {
-            symbol: s.symbol.clone(),
-            side: match s.side {
-                SignalSide::Buy => Side::Buy,
-                SignalSide::Sell => Side::Sell,
-            },
+        let plan = Plan::market(
+            s.symbol.clone(),
+            s.side.into(),
             qty,
-            order_type: OrderType::Market,
-            price: None,
-            time_in_force: None,
-            reduce_only: false,
-            reason: format!("{}: {}", s.strategy, s.reason),
-        };
+            format!("{}: {}", s.strategy, s.reason),
+        );
         match orders.place(ts, plan) {
             Ok(_) => {}
             // One order per symbol at a time: the next signal sees the position it made.
@@ -567,18 +559,7 @@ impl Trading {
                     .outputs
                     .push_back(TradingOutput::Store(StoreWrite::Order(rec))),
                 OrdersOutput::Fill(x) => {
-                    self.broker.apply_fill(&Fill {
-                        client_order_id: x.link_id.clone(),
-                        symbol: x.symbol.clone(),
-                        side: match x.side {
-                            Side::Buy => SignalSide::Buy,
-                            Side::Sell => SignalSide::Sell,
-                        },
-                        px: x.px,
-                        qty: x.qty,
-                        fee: x.fee,
-                        ts_ms: x.ts_ms,
-                    });
+                    self.broker.apply_fill(&Fill::from(&x));
                     self.outputs
                         .push_back(TradingOutput::Store(StoreWrite::Fill(x)));
                 }

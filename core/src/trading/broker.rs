@@ -62,6 +62,21 @@ pub struct Fill {
     pub ts_ms: u64,
 }
 
+/// A fill of the order machine, as the broker books it.
+impl From<&crate::trading::orders::ExecRecord> for Fill {
+    fn from(x: &crate::trading::orders::ExecRecord) -> Fill {
+        Fill {
+            client_order_id: x.link_id.clone(),
+            symbol: x.symbol.clone(),
+            side: x.side.into(),
+            px: x.px,
+            qty: x.qty,
+            fee: x.fee,
+            ts_ms: x.ts_ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Position {
     pub symbol: String,

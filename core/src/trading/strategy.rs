@@ -14,6 +14,24 @@ pub enum SignalSide {
     Sell,
 }
 
+impl From<SignalSide> for crate::wire::private::Side {
+    fn from(s: SignalSide) -> Self {
+        match s {
+            SignalSide::Buy => Self::Buy,
+            SignalSide::Sell => Self::Sell,
+        }
+    }
+}
+
+impl From<crate::wire::private::Side> for SignalSide {
+    fn from(s: crate::wire::private::Side) -> Self {
+        match s {
+            crate::wire::private::Side::Buy => Self::Buy,
+            crate::wire::private::Side::Sell => Self::Sell,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Signal {
     pub symbol: String,

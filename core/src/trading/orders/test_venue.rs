@@ -11,16 +11,7 @@ pub(super) fn d(s: &str) -> Dec {
 }
 
 pub(super) fn plan(symbol: &str) -> Plan {
-    Plan {
-        symbol: symbol.into(),
-        side: Side::Buy,
-        qty: d("0.02"),
-        order_type: OrderType::Market,
-        price: None,
-        time_in_force: None,
-        reduce_only: false,
-        reason: "test".into(),
-    }
+    Plan::market(symbol, Side::Buy, d("0.02"), "test")
 }
 
 /// What the venue does with one request.

@@ -68,6 +68,27 @@ pub struct Plan {
     pub reason: String,
 }
 
+impl Plan {
+    /// A market order for `qty`: no price, time in force or reduce-only.
+    pub fn market(
+        symbol: impl Into<String>,
+        side: Side,
+        qty: Dec,
+        reason: impl Into<String>,
+    ) -> Plan {
+        Plan {
+            symbol: symbol.into(),
+            side,
+            qty,
+            order_type: OrderType::Market,
+            price: None,
+            time_in_force: None,
+            reduce_only: false,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Where an order is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Stage {

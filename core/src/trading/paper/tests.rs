@@ -308,16 +308,7 @@ fn the_order_machine_trades_on_paper_as_it_does_live() {
     let mut m = Orders::new(OrdersConfig::default(), 0);
     let mut v = PaperVenue::new(5.5, 1.0);
     let asks = [l("100", "0.5"), l("100.5", "1")];
-    let plan = Plan {
-        symbol: "BTCUSDT".into(),
-        side: Side::Buy,
-        qty: d("1"),
-        order_type: OrderType::Market,
-        price: None,
-        time_in_force: None,
-        reduce_only: false,
-        reason: "test".into(),
-    };
+    let plan = Plan::market("BTCUSDT", Side::Buy, d("1"), "test");
     let mut now = Time::ZERO;
     let link = m.place(0, plan).unwrap();
     let (mut fills, mut last) = (Vec::new(), None);

@@ -244,6 +244,32 @@ impl Driver {
             .offer(kind, text, status, (self.config.wall_ms)());
     }
 
+    /// Alerts a change of the overall health, naming the components at fault. The first
+    /// reading is where a run starts, not a change (a start is degraded until the books sync;
+    /// its "-> ok" says the bot is up); a run that is stopping takes its links down on purpose.
+    fn alert_on_health_change(&mut self, overall: keel_core::engine::health::Overall) {
+        if self.alerted_overall == Some(overall) || !self.engine.is_running() {
+            return;
+        }
+        if let Some(was) = self.alerted_overall.replace(overall) {
+            let why: Vec<String> = self
+                .engine
+                .health()
+                .components()
+                .filter(|(_, c)| c.status != keel_core::engine::health::Status::Running)
+                .map(|(name, c)| match &c.last_error {
+                    Some((e, _)) => format!("{name} {} ({e})", c.status.as_str()),
+                    None => format!("{name} {}", c.status.as_str()),
+                })
+                .collect();
+            let mut text = format!("health {} -> {}", was.as_str(), overall.as_str());
+            if !why.is_empty() {
+                text = format!("{text}: {}", why.join(", "));
+            }
+            self.alert(crate::alerts::AlertKind::Health, &text);
+        }
+    }
+
     pub fn with_observer(mut self, o: Box<dyn Observer>) -> Driver {
         self.observer = Some(o);
         self
@@ -644,33 +670,8 @@ impl Driver {
                 a.push_sample((self.config.wall_ms)(), lag, fps);
             }
         }
-        let overall = self.engine.overall(now);
-        // A run that is stopping takes its links down on purpose: not news.
-        if self.alerted_overall != Some(overall) && self.engine.is_running() {
-            // The first reading is where a run starts, not a change (a start is still degraded
-            // until the books sync; its "-> ok" says the bot is up).
-            if let Some(was) = self.alerted_overall {
-                let was = was.as_str();
-                let why: Vec<String> = self
-                    .engine
-                    .health()
-                    .components()
-                    .filter(|(_, c)| c.status != keel_core::engine::health::Status::Running)
-                    .map(|(name, c)| match &c.last_error {
-                        Some((e, _)) => format!("{name} {} ({e})", c.status.as_str()),
-                        None => format!("{name} {}", c.status.as_str()),
-                    })
-                    .collect();
-                let text = if why.is_empty() {
-                    format!("health {was} -> {}", overall.as_str())
-                } else {
-                    format!("health {was} -> {}: {}", overall.as_str(), why.join(", "))
-                };
-                self.alert(crate::alerts::AlertKind::Health, &text);
-            }
-            self.alerted_overall = Some(overall);
-        }
         let view = HealthView::from_engine(&self.engine, now);
+        self.alert_on_health_change(view.status);
         self.health_tx.send_replace(Arc::new(view));
     }
 }

@@ -110,8 +110,8 @@ fn a_venue_fault_and_the_recovery_reach_the_webhook_and_telegram_within_seconds(
         format!("[alerts]\ntelegram_api_base = \"http://127.0.0.1:{tg}\"\n"),
     )
     .unwrap();
-    let child = keel()
-        .args(["run", "--venue-url", &format!("http://127.0.0.1:{vport}")])
+    let mut cmd = keel();
+    cmd.args(["run", "--venue-url", &format!("http://127.0.0.1:{vport}")])
         .args(["--symbols", "BTCUSDT", "--duration", "40"])
         .args(["--ops-addr", &format!("127.0.0.1:{ops}")])
         .args(["--db", &dir.to_string_lossy()])
@@ -121,14 +121,8 @@ fn a_venue_fault_and_the_recovery_reach_the_webhook_and_telegram_within_seconds(
             format!("http://127.0.0.1:{hook}/hooks/{HOOK_SECRET}"),
         )
         .env("KEEL_TELEGRAM_TOKEN", BOT_TOKEN)
-        .env("KEEL_TELEGRAM_CHAT_ID", "4242")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Guard(child);
-    let out = drain(child.0.stdout.take().unwrap());
-    let err = drain(child.0.stderr.take().unwrap());
+        .env("KEEL_TELEGRAM_CHAT_ID", "4242");
+    let child = Printing::spawn(cmd);
     let t = Instant::now();
     while get_json(ops, "/health").is_none_or(|(_, v)| v["status"] != "ok") {
         assert!(t.elapsed() < Duration::from_secs(20), "never ok");
@@ -186,12 +180,7 @@ fn a_venue_fault_and_the_recovery_reach_the_webhook_and_telegram_within_seconds(
     let first = hooked.lock().unwrap()[0].1.clone();
     assert_eq!(first["source"], "keel");
     assert_eq!(first["kind"], "health");
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    child.0.wait().unwrap();
-    let printed = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    let (_, printed) = child.stop();
     for secret in [HOOK_SECRET, BOT_TOKEN, &BOT_TOKEN[7..]] {
         assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
     }

@@ -81,23 +81,16 @@ fn a_live_run_that_trades_prints_and_serves_no_key_secret_token_or_url_password(
     let eager = dir.join("eager.toml");
     std::fs::write(&eager, "[strategy]\nconfidence_min = 0.0\n").unwrap();
     let url = format!("http://{USER}:{PASSWORD}@127.0.0.1:{vport}");
-    let child = keel()
-        .args(["run", "--venue-url", &url, "--symbols", "BTCUSDT"])
+    let mut cmd = keel();
+    cmd.args(["run", "--venue-url", &url, "--symbols", "BTCUSDT"])
         .args(["--live", "--auto-execute", "--duration", "25"])
         .args(["--ops-addr", &format!("127.0.0.1:{ops}"), "--db", &db])
         .args(["--config", &eager.to_string_lossy()])
         .env("KEEL_API_KEY", API_KEY)
         .env("KEEL_API_SECRET", API_SECRET)
         .env("KEEL_OPS_TOKEN", OPS_TOKEN)
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Guard(child);
-    // Read both pipes as the run goes: a full pipe would stall the run's logging.
-    let out = drain(child.0.stdout.take().unwrap());
-    let err = drain(child.0.stderr.take().unwrap());
+        .env("RUST_LOG", "debug");
+    let child = Printing::spawn(cmd);
     let mut served = String::new();
     let t = Instant::now();
     let mut traded = false;
@@ -122,12 +115,7 @@ fn a_live_run_that_trades_prints_and_serves_no_key_secret_token_or_url_password(
     let refused = get(ops, "/api/orders").unwrap();
     assert_eq!(refused.0, 401, "{refused:?}");
     served.push_str(&refused.1);
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.0.wait().unwrap();
-    let printed = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    let (status, printed) = child.stop();
     assert!(status.success(), "{printed}");
     assert!(traded, "the run traded live within 20 s:\n{printed}");
     assert!(

@@ -122,3 +122,35 @@ pub fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Strin
         String::from_utf8_lossy(&out).into_owned()
     })
 }
+
+/// A child whose stdout and stderr are read as it runs (by [`drain`]); killed if dropped.
+pub struct Printing {
+    pub child: Guard,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl Printing {
+    pub fn spawn(mut cmd: Command) -> Printing {
+        let mut child = Guard(
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let out = drain(child.0.stdout.take().unwrap());
+        let err = drain(child.0.stderr.take().unwrap());
+        Printing { child, out, err }
+    }
+
+    /// SIGTERM, then the exit status and everything it printed (stdout, then stderr).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.0.wait().unwrap();
+        let printed = format!("{}{}", self.out.join().unwrap(), self.err.join().unwrap());
+        (status, printed)
+    }
+}

@@ -13,7 +13,7 @@
 //!   from a guess.
 //! - Positions and wallet belong to keel's own broker on paper: those endpoints answer 10001.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::decimal::{Dec, Level};
 use crate::trading::orders::{Method, Request};
@@ -31,7 +31,6 @@ const RET_CODE_BAD_PARAMETER: i64 = 10001;
 
 #[derive(Debug, Clone)]
 struct PaperOrder {
-    seq: u64,
     order_id: String,
     symbol: String,
     side: Side,
@@ -72,7 +71,8 @@ pub struct PaperVenue {
     fee_rate: Dec,
     slippage: Dec,
     orders: BTreeMap<String, PaperOrder>,
-    next_seq: u64,
+    /// The orders' link ids, oldest first: the one forgotten past the bound.
+    arrival: VecDeque<String>,
     /// The latest book time seen: the venue's clock.
     now_ms: u64,
     counters: PaperCounters,
@@ -93,7 +93,7 @@ impl PaperVenue {
             fee_rate: rate(fee_bps),
             slippage: rate(slippage_bps),
             orders: BTreeMap::new(),
-            next_seq: 0,
+            arrival: VecDeque::new(),
             now_ms: 0,
             counters: PaperCounters::default(),
         }
@@ -170,13 +170,10 @@ impl PaperVenue {
             return self.refused(&format!("no synced book for {symbol} on paper"));
         };
         self.now_ms = self.now_ms.max(book.ts_ms);
-        let seq = self.next_seq;
-        self.next_seq += 1;
         // Ids from the orderLinkId, never reused by the store: a paper venue starts empty with
         // every run, and ids it counted afresh would repeat ones the store already holds.
         let order_id = format!("paper-{link}");
         let mut o = PaperOrder {
-            seq,
             order_id: order_id.clone(),
             symbol: symbol.to_string(),
             side,
@@ -189,6 +186,7 @@ impl PaperVenue {
         self.fill(&mut o, side, limit, &book.levels, book.ts_ms);
         self.counters.creates += 1;
         self.orders.insert(link.to_string(), o);
+        self.arrival.push_back(link.to_string());
         self.forget_oldest();
         ok(&format!(
             r#"{{"orderId":"{order_id}","orderLinkId":"{link}"}}"#
@@ -326,12 +324,7 @@ impl PaperVenue {
     /// Past the bound the oldest order goes (every paper order is final once answered).
     fn forget_oldest(&mut self) {
         while self.orders.len() > PAPER_ORDERS_MAX {
-            let Some(oldest) = self
-                .orders
-                .iter()
-                .min_by_key(|(_, o)| o.seq)
-                .map(|(k, _)| k.clone())
-            else {
+            let Some(oldest) = self.arrival.pop_front() else {
                 return;
             };
             self.orders.remove(&oldest);

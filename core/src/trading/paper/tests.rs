@@ -391,3 +391,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn past_its_bound_the_paper_venue_forgets_its_oldest_orders_first() {
+    let mut v = exact();
+    let asks = [l("100", "1000000")];
+    let links: Vec<String> = (0..PAPER_ORDERS_MAX + 2)
+        .map(|i| format!("k-{i:010}"))
+        .collect();
+    for link in &links {
+        v.answer(&create(link, Side::Buy, "1", None), book(&[], &asks));
+    }
+    let listed = |v: &mut PaperVenue, link: &str| {
+        !parse_orders(&v.answer(&lookup(link), no_book).1)
+            .unwrap()
+            .result
+            .list
+            .is_empty()
+    };
+    assert!(!listed(&mut v, &links[0]) && !listed(&mut v, &links[1]));
+    assert!(listed(&mut v, &links[2]) && listed(&mut v, links.last().unwrap()));
+}

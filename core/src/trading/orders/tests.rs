@@ -454,26 +454,8 @@ fn after_a_long_downtime_executions_are_read_window_by_window_up_to_the_venues_t
         if r.path != "/v5/execution/list" {
             break;
         }
-        let start: u64 = r
-            .payload
-            .split("startTime=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let end: u64 = r
-            .payload
-            .split("endTime=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let start = query_u64(&r.payload, "startTime").unwrap();
+        let end = query_u64(&r.payload, "endTime").unwrap();
         assert_eq!(end - start, 7 * DAY, "one request spans at most 7 days");
         starts.push(start);
         m.handle_answer(Time::ZERO, r.id, 200, &ok_list(""), 0, None);
@@ -484,11 +466,7 @@ fn after_a_long_downtime_executions_are_read_window_by_window_up_to_the_venues_t
 /// A venue holding `times` (one execution of ours at each ms), answering the execution list
 /// newest first within `[startTime, endTime]` (the last 7 days without them), 100 a page.
 fn answer_executions(times: &[u64], now_ms: u64, q: &str) -> String {
-    let num = |k: &str| -> Option<u64> {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-    };
+    let num = |k: &str| query_u64(q, k);
     let from = num("startTime").unwrap_or(now_ms - 7 * 86_400_000);
     let to = num("endTime").unwrap_or(now_ms);
     let skip = num("cursor").unwrap_or(0) as usize;
@@ -575,4 +553,11 @@ fn a_window_with_more_executions_than_its_pages_is_read_in_halves_and_every_one_
             want.len()
         );
     }
+}
+
+/// A number in a query string, by its key.
+fn query_u64(q: &str, key: &str) -> Option<u64> {
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
 }

@@ -68,26 +68,30 @@ impl Store {
     /// The prefix of this store's orderLinkIds: made once, from the wall clock at the store's
     /// first live use, so two databases (or a deleted and recreated one) never share ids.
     pub fn link_prefix(&mut self, wall_ms: u64) -> Result<String, String> {
-        let got: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'link_prefix'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
-        if let Some(p) = got {
+        if let Some(p) = self.meta("link_prefix")? {
             return Ok(p);
         }
         let p = format!("k{wall_ms:x}");
-        self.conn
-            .execute(
-                "INSERT INTO meta VALUES ('link_prefix', ?1)",
-                params![p.as_str()],
-            )
-            .map_err(e)?;
+        self.set_meta("link_prefix", &p)?;
         Ok(p)
+    }
+
+    /// A value of the store's `meta` table.
+    fn meta(&self, key: &str) -> Result<Option<String>, String> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(e)
+    }
+
+    /// Sets a `meta` value once (a second write of the key is an error).
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), String> {
+        self.conn
+            .execute("INSERT INTO meta VALUES (?1, ?2)", params![key, value])
+            .map(|_| ())
+            .map_err(e)
     }
 
     /// Binds the store's orders to one venue (`paper`, `live bybit`, ...): unfinished orders are
@@ -95,16 +99,7 @@ impl Store {
     /// intent resumed live would become a real order). A store without a claim takes this one,
     /// unless it already holds unfinished orders of unknown origin.
     pub fn claim_orders_venue(&mut self, venue: &str) -> Result<(), String> {
-        let got: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'orders_venue'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
-        match got {
+        match self.meta("orders_venue")? {
             Some(v) if v == venue => Ok(()),
             Some(v) => Err(format!(
                 "this store holds orders for {v:?}, not {venue:?}: give orders for {venue:?} their own store (--db)"
@@ -112,14 +107,7 @@ impl Store {
             None if !self.unfinished_live_orders()?.is_empty() => Err(format!(
                 "this store holds unfinished orders of an unknown venue: not resuming them on {venue:?}; use another store (--db)"
             )),
-            None => self
-                .conn
-                .execute(
-                    "INSERT INTO meta VALUES ('orders_venue', ?1)",
-                    params![venue],
-                )
-                .map(|_| ())
-                .map_err(e),
+            None => self.set_meta("orders_venue", venue),
         }
     }
 

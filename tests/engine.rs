@@ -62,11 +62,9 @@ fn gap_makes_the_engine_resubscribe_and_the_book_heals_unread() {
     );
     // No signal cycle reads the book while it resyncs.
     w.advance(Duration::from_secs(6));
-    let Some(Work::SignalCycle(keel_core::trading::compute::Cycle { views, .. })) = w.works.last()
-    else {
-        panic!("no signal cycle ran")
-    };
+    let (views, inputs) = last_cycle(&w);
     assert!(views.iter().all(|v| v.symbol != "BTCUSDT"), "{views:?}");
+    assert!(inputs.iter().all(|s| s != "BTCUSDT"), "{inputs:?}");
     // The repair is retried with backoff, and the first answer heals the book.
     w.silent = false;
     w.advance(Duration::from_secs(31));
@@ -120,25 +118,36 @@ fn a_synced_book_gone_quiet_is_never_read_for_trading() {
     let mut w = Wire::new(config(&["BTCUSDT", "ETHUSDT"]));
     let btc = "orderbook.50.BTCUSDT";
     w.advance(Duration::from_secs(6));
-    let Some(Work::SignalCycle(c)) = w.works.last() else {
-        panic!("no signal cycle ran")
-    };
+    let (views, _) = last_cycle(&w);
     assert!(
-        c.views.iter().any(|v| v.symbol == "BTCUSDT"),
+        views.iter().any(|v| v.symbol == "BTCUSDT"),
         "fresh at first"
     );
     // The venue goes quiet: no frame arrives, the socket stays open and the book stays synced.
     w.stalled = true;
     w.advance(Duration::from_secs(12));
     assert_eq!(w.state(btc), BookState::Synced);
-    let Some(Work::SignalCycle(c)) = w.works.last() else {
-        panic!("no signal cycle ran")
-    };
+    let (views, inputs) = last_cycle(&w);
     assert!(
-        c.views.iter().all(|v| v.symbol != "BTCUSDT"),
-        "a book with no frame for longer than its stale bound is not read: {:?}",
-        c.views
+        views.iter().all(|v| v.symbol != "BTCUSDT") && inputs.iter().all(|s| s != "BTCUSDT"),
+        "a book with no frame for longer than its stale bound is not read: {views:?} {inputs:?}"
     );
+}
+
+/// The latest signal cycle's book views, and the symbols the latest strategy call saw.
+fn last_cycle(w: &Wire) -> (Vec<keel_core::trading::compute::BookView>, Vec<String>) {
+    let views = w.works.iter().rev().find_map(|x| match x {
+        Work::SignalCycle(c) => Some(c.views.clone()),
+        _ => None,
+    });
+    let inputs = w.works.iter().rev().find_map(|x| match x {
+        Work::Strategy(r) => Some(r.inputs.iter().map(|i| i.symbol.clone()).collect()),
+        _ => None,
+    });
+    (
+        views.expect("a signal cycle ran"),
+        inputs.expect("a strategy ran"),
+    )
 }
 
 #[test]

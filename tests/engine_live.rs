@@ -7,11 +7,12 @@ mod wire_harness;
 
 use std::time::Duration;
 
+use keel_core::engine::STRATEGY_JOB_FIRST;
 use keel_core::engine::health::{ComponentId, Overall, Status};
 use keel_core::engine::link::LinkId;
 use keel_core::trading::compute::WorkResult;
 use keel_core::trading::orders::OrdersConfig;
-use keel_core::trading::strategy::{Signal, SignalSide};
+use keel_core::trading::strategy::{Action, Signal, SignalSide};
 use keel_core::{EngineConfig, Input};
 use wire_harness::*;
 
@@ -29,29 +30,44 @@ fn live_config() -> EngineConfig {
     c
 }
 
-/// Runs the next signal cycle with the strategies saying "buy BTCUSDT".
+/// Runs the next strategy call with the strategy saying "buy BTCUSDT"; every other job held
+/// meanwhile runs as it would.
 fn buy_signal(w: &mut Wire) {
     w.hold_compute = true;
     for _ in 0..100 {
-        if !w.held_compute.is_empty() {
+        if w.held_compute
+            .iter()
+            .any(|(j, ..)| j.0 >= STRATEGY_JOB_FIRST)
+        {
             break;
         }
         w.advance(Duration::from_millis(100));
     }
-    let (job, run, _) = w.held_compute.pop().expect("a signal cycle ran");
-    let signal = Signal {
-        symbol: "BTCUSDT".into(),
-        strategy: "test",
-        side: SignalSide::Buy,
-        confidence: 1.0,
-        reason: "because".into(),
-        candle_ms: 0,
-    };
-    let result = Ok(WorkResult::Signals {
-        stats: Vec::new(),
-        signals: vec![signal],
-    });
-    w.input(Input::ComputeDone { job, run, result });
+    w.hold_compute = false;
+    let held = std::mem::take(&mut w.held_compute);
+    let mut said = false;
+    for (job, run, work) in held {
+        let result = if job.0 >= STRATEGY_JOB_FIRST && !said {
+            said = true;
+            Ok(WorkResult::Said(Ok((
+                vec![Signal {
+                    symbol: "BTCUSDT".into(),
+                    strategy: "test".into(),
+                    action: Action::Signal {
+                        side: SignalSide::Buy,
+                        confidence: 1.0,
+                    },
+                    reason: "because".into(),
+                    candle_ms: 0,
+                }],
+                0,
+            ))))
+        } else {
+            Ok(keel_core::trading::compute::run(&work))
+        };
+        w.input(Input::ComputeDone { job, run, result });
+    }
+    assert!(said, "a strategy ran");
 }
 
 fn sends(w: &Wire) -> usize {

@@ -1,8 +1,12 @@
 //! Strategies on real Bybit klines: the REST fixtures (newest first, as Bybit sends them) put
 //! in time order, checked against the direction of the prices themselves.
 
+use std::sync::Arc;
+
+use keel_core::Dec;
 use keel_core::trading::strategy::{
-    EmaCross, RsiReversion, SignalSide, Strategy, StrategyConfig, StrategyInput, ema, rsi,
+    Candle, EmaCross, RsiReversion, Signal, SignalSide, Strategy, StrategyConfig, SymbolInput, ema,
+    evaluate_all, rsi,
 };
 use keel_core::wire::rest::parse_kline;
 use keel_suite::fixtures_dir;
@@ -35,14 +39,36 @@ fn all_real_series() -> Vec<Vec<f64>> {
     out
 }
 
-fn input(closes: Vec<f64>) -> StrategyInput {
-    StrategyInput {
+fn input(closes: Vec<f64>) -> SymbolInput {
+    SymbolInput {
         symbol: "BTCUSDT".into(),
-        closes,
-        candle_ms: 0,
-        last: None,
-        top: None,
+        now_ms: 0,
+        candles: Arc::new(
+            closes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Candle {
+                    start_ms: i as u64 * 60_000,
+                    close: *c,
+                    ..Candle::default()
+                })
+                .collect(),
+        ),
+        forming: None,
+        bids: Vec::new(),
+        asks: Vec::new(),
+        trades: Vec::new(),
+        position: Dec::ZERO,
+        entry_price: Dec::ZERO,
+        open_orders: Vec::new(),
     }
+}
+
+/// What `s` says about these closes, if anything.
+fn say(s: &dyn Strategy, closes: Vec<f64>) -> Option<Signal> {
+    let (said, _) = evaluate_all(s, &[input(closes)], 0.0).unwrap();
+    assert!(said.len() <= 1);
+    said.into_iter().next()
 }
 
 #[test]
@@ -50,7 +76,9 @@ fn default_strategies_stay_silent_on_too_little_real_history() {
     let cfg = StrategyConfig::default();
     for closes in all_real_series() {
         assert!(closes.len() < 14);
-        assert!(cfg.run(&[input(closes)]).is_empty());
+        for s in cfg.strategies() {
+            assert!(say(s.0.as_ref(), closes.clone()).is_none());
+        }
     }
 }
 
@@ -63,22 +91,20 @@ fn short_ema_cross_on_real_klines_follows_the_last_move() {
     };
     for closes in all_real_series() {
         let (prev, last) = (closes[closes.len() - 2], closes[closes.len() - 1]);
-        let sig = s
-            .evaluate(&input(closes.clone()))
-            .expect("enough history for EMA2");
+        let sig = say(&s, closes.clone()).expect("enough history for EMA2");
         // EMA1 is the last close; EMA2 lags it, so the side is the direction of the last move.
         let expected = if last > ema(closes.iter().copied(), 2).unwrap() {
             SignalSide::Buy
         } else {
             SignalSide::Sell
         };
-        assert_eq!(sig.side, expected, "closes {closes:?}");
+        assert_eq!(sig.side(), Some(expected), "closes {closes:?}");
         assert_eq!(
             last > prev,
             expected == SignalSide::Buy,
             "closes {closes:?}"
         );
-        assert!((0.0..=1.0).contains(&sig.confidence));
+        assert!((0.0..=1.0).contains(&sig.confidence()));
     }
 }
 
@@ -101,9 +127,9 @@ fn short_rsi_on_real_klines_matches_a_hand_computation() {
             oversold: 30.0,
             overbought: 70.0,
         };
-        match s.evaluate(&input(closes.clone())) {
-            Some(sig) if r <= 30.0 => assert_eq!(sig.side, SignalSide::Buy),
-            Some(sig) if r >= 70.0 => assert_eq!(sig.side, SignalSide::Sell),
+        match say(&s, closes.clone()) {
+            Some(sig) if r <= 30.0 => assert_eq!(sig.side(), Some(SignalSide::Buy)),
+            Some(sig) if r >= 70.0 => assert_eq!(sig.side(), Some(SignalSide::Sell)),
             None => assert!(r > 30.0 && r < 70.0),
             Some(sig) => panic!("unexpected {sig:?} at RSI {r}"),
         }

@@ -181,7 +181,7 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
     use keel_core::market::Handled;
     use keel_core::trading::broker::{Broker, BrokerConfig};
     use keel_core::trading::orders::{Orders, OrdersConfig, OrdersOutput, Plan, Stage};
-    use keel_core::trading::strategy::{Signal, SignalSide};
+    use keel_core::trading::strategy::SignalSide;
     use keel_core::wire::private::Side;
     use keel_core::wire::sign::rest_signature;
 
@@ -222,18 +222,11 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
                 SignalSide::Buy => SignalSide::Sell,
                 SignalSide::Sell => SignalSide::Buy,
             };
-            let signal = Signal {
-                symbol: market.book_symbol(book).to_string(),
-                strategy: "bench",
-                side,
-                confidence: 1.0,
-                reason: String::new(),
-                candle_ms: 0,
-            };
-            let Some((qty, Ok(()))) = broker.size_order(&signal, bid.px, ask.px, None) else {
+            let symbol = market.book_symbol(book);
+            let Some((qty, Ok(()))) = broker.size_order(symbol, side, bid.px, ask.px, None) else {
                 continue;
             };
-            let plan = Plan::market(signal.symbol, side.into(), qty, "");
+            let plan = Plan::market(symbol, side.into(), qty, "");
             let Ok(link) = orders.place(0, plan) else {
                 continue;
             };

@@ -50,7 +50,8 @@ impl HealthView {
     pub fn from_engine(engine: &Engine, now: Time) -> HealthView {
         let status = engine.overall(now);
         let mut components = serde_json::Map::new();
-        for (name, c) in engine.health().components() {
+        for (id, c) in engine.health().components() {
+            let name = engine.health().name(id);
             let mut v = json!({
                 "status": c.status.as_str(),
                 "since_s": now.since(c.since).as_secs(),

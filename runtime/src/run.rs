@@ -245,7 +245,7 @@ pub fn spawn_log_consumer(
                     }
                     Event::StrategySignals(s) => {
                         for sig in s {
-                            tracing::info!(symbol = %sig.symbol, strategy = sig.strategy, side = ?sig.side, confidence = format!("{:.2}", sig.confidence), reason = %sig.reason, "signal");
+                            tracing::info!(symbol = %sig.symbol, strategy = %sig.strategy, side = sig.label(), confidence = format!("{:.2}", sig.confidence()), reason = %sig.reason, "signal");
                         }
                     }
                     Event::KillSwitch { reason } => tracing::error!(%reason, "kill switch"),
@@ -393,7 +393,6 @@ pub async fn run_with_venue_speedup(
         Some(iv) => {
             let keep = cfg
                 .engine
-                .strategy
                 .history_needed()
                 .max(cfg.engine.warmup_candles as usize);
             let mut h = Vec::new();

@@ -21,13 +21,6 @@ pub(crate) fn e(err: rusqlite::Error) -> String {
     format!("store: {err}")
 }
 
-fn side_str(s: SignalSide) -> &'static str {
-    match s {
-        SignalSide::Buy => "Buy",
-        SignalSide::Sell => "Sell",
-    }
-}
-
 fn side_of(s: &str) -> Result<SignalSide, String> {
     match s {
         "Buy" => Ok(SignalSide::Buy),
@@ -183,8 +176,8 @@ impl Store {
                 st.execute(params![
                     s.symbol,
                     s.strategy,
-                    side_str(s.side),
-                    s.confidence,
+                    s.label(),
+                    s.confidence(),
                     s.reason,
                     s.candle_ms as i64
                 ])

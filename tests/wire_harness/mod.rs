@@ -33,6 +33,8 @@ pub struct Wire {
     pub hold_http: bool,
     pub compute_fails: bool,
     pub hold_compute: bool,
+    /// Jobs never answered (a strategy that hangs): held like `hold_compute` holds every job.
+    pub hung_jobs: Vec<keel_core::engine::JobId>,
     pub held_compute: Vec<(keel_core::engine::JobId, u64, Work)>,
     pub works: Vec<Work>,
     pub events: Vec<Event>,
@@ -79,6 +81,7 @@ impl Wire {
             hold_http: false,
             compute_fails: false,
             hold_compute: false,
+            hung_jobs: Vec::new(),
             held_compute: Vec::new(),
             works: Vec::new(),
             events: Vec::new(),
@@ -197,7 +200,9 @@ impl Wire {
                         );
                     }
                 }
-                Output::Compute { job, run, work } if self.hold_compute => {
+                Output::Compute { job, run, work }
+                    if self.hold_compute || self.hung_jobs.contains(&job) =>
+                {
                     self.works.push(work.clone());
                     self.held_compute.push((job, run, work));
                 }

@@ -12,6 +12,9 @@ use crate::trading::broker::BrokerConfig;
 use crate::trading::strategy::StrategyConfig;
 use crate::wire::topic::{Interval, Topic};
 
+/// Failures in a row after which a strategy is disabled, unless configured.
+pub const STRATEGY_FAILURES_MAX_DEFAULT: u32 = 5;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Linear,
@@ -55,6 +58,10 @@ pub struct EngineConfig {
     pub book_event_interval_ms: u64,
     pub repair_backoff: BackoffConfig,
     pub strategy: StrategyConfig,
+    /// Strategies beside the configured built-ins: a library user's own.
+    pub strategies: Vec<crate::trading::strategy::SharedStrategy>,
+    /// Failures in a row (panics, overruns) after which a strategy is disabled.
+    pub strategy_failures_max: u32,
     /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
@@ -76,6 +83,17 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Closed candles each series should load for every strategy to see its warm-up.
+    pub fn history_needed(&self) -> usize {
+        super::trading::candles_to_keep(
+            self.strategy
+                .strategies()
+                .iter()
+                .chain(&self.strategies)
+                .map(|s| s.0.warmup()),
+        )
+    }
+
     pub fn new(ws_url: impl Into<String>, symbols: Vec<String>) -> Self {
         let ws_url = ws_url.into();
         EngineConfig {
@@ -104,6 +122,8 @@ impl EngineConfig {
                 reset_after_ms: 0,
             },
             strategy: StrategyConfig::default(),
+            strategies: Vec::new(),
+            strategy_failures_max: STRATEGY_FAILURES_MAX_DEFAULT,
             auto_execute: false,
             broker: BrokerConfig::default(),
             orders_next_seq: 0,

@@ -24,6 +24,8 @@ pub enum ComponentId {
     Rest,
     /// Live order execution: down once halted (store failure, refused keys).
     Execution,
+    /// One strategy's slot, by its index; shown by its name.
+    Strategy(u16),
 }
 
 impl fmt::Display for ComponentId {
@@ -35,6 +37,7 @@ impl fmt::Display for ComponentId {
             ComponentId::Market => f.write_str("market"),
             ComponentId::Rest => f.write_str("rest"),
             ComponentId::Execution => f.write_str("execution"),
+            ComponentId::Strategy(i) => write!(f, "strategy.{i}"),
         }
     }
 }
@@ -92,9 +95,27 @@ pub struct Component {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
     components: BTreeMap<ComponentId, Component>,
+    /// Names shown instead of a component's own (a strategy's).
+    names: BTreeMap<ComponentId, String>,
 }
 
 impl Health {
+    /// A component that is never critical and shows as `name`.
+    pub fn register_named(&mut self, id: ComponentId, name: &str, now: Time) {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.names.entry(id) {
+            e.insert(name.to_string());
+            self.register(id, false, now);
+        }
+    }
+
+    /// The name a component is shown by.
+    pub fn name(&self, id: ComponentId) -> String {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
     pub fn register(&mut self, id: ComponentId, critical: bool, now: Time) {
         self.components.entry(id).or_insert(Component {
             status: Status::NotStarted,

@@ -54,8 +54,7 @@ pub use config::{Category, ConfigError, EngineConfig};
 pub use io::{Event, Heartbeat, Input, JobId, Notice, Output, Severity, StoreWrite};
 pub use links::{ARGS_CHARS_PER_LINK_MAX, LINKS_MAX, link_name};
 
-/// The signal cycle's compute jobs.
-pub const SIGNAL_JOB: JobId = JobId(0);
+pub use trading::{SIGNAL_JOB, STRATEGY_JOB_FIRST};
 /// History merges big enough to leave the engine.
 pub const MERGE_JOB: JobId = JobId(1);
 /// How long a live engine waits at exit for the venue to confirm its cancel-alls.
@@ -187,6 +186,8 @@ impl Engine {
             signal_job: config.signal_job.clone(),
             signal_levels: config.signal_levels,
             strategy: config.strategy.clone(),
+            strategies: config.strategies.clone(),
+            strategy_failures_max: config.strategy_failures_max,
             auto_execute: config.auto_execute,
             broker: config.broker.clone(),
             orders_next_seq: config.orders_next_seq,
@@ -262,6 +263,11 @@ impl Engine {
 
     pub fn signal_job(&self) -> &Job {
         self.trading.signal_job()
+    }
+
+    /// Every strategy's slot: name, counters, and why it was disabled if it was.
+    pub fn strategy_slots(&self) -> &[trading::Slot] {
+        self.trading.strategy_slots()
     }
 
     pub fn book_sync(&self) -> &BookSync {
@@ -408,12 +414,11 @@ impl Engine {
                 MERGE_JOB => self
                     .history
                     .handle_compute(now, run, result, &mut self.market),
-                SIGNAL_JOB => {
+                job => {
                     let usable = usable_books(now, &self.market, &self.book_sync, &self.links);
                     self.trading
-                        .handle_compute(now, run, result, rng, &self.market, &usable)
+                        .handle_compute(now, job, run, result, rng, &self.market, &usable)
                 }
-                _ => {}
             },
             Input::ConsumerLag { dropped } => {
                 self.counters.consumer_drops += dropped;

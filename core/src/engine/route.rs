@@ -12,7 +12,7 @@ use super::scheduler::{RestFailure, SchedOutput};
 use super::trading::TradingOutput;
 use super::{
     BAD_FRAME_NOTICE_INTERVAL_MS, DRAIN_PASSES_MAX, Engine, Event, MERGE_JOB, Output, Purpose,
-    SIGNAL_JOB, Severity, link_name,
+    Severity, link_name,
 };
 use crate::market::book::{Applied, BookState, HELD_DELTAS_MAX_DEFAULT};
 use crate::market::{BookId, Handled, MarketError, MarketEvent};
@@ -110,12 +110,24 @@ impl Engine {
             while let Some(o) = self.trading.poll_output() {
                 moved = true;
                 match o {
-                    TradingOutput::Compute { run, work } => {
-                        self.outputs.push_back(Output::Compute {
-                            job: SIGNAL_JOB,
-                            run,
-                            work,
-                        })
+                    TradingOutput::Compute { job, run, work } => {
+                        self.outputs.push_back(Output::Compute { job, run, work })
+                    }
+                    TradingOutput::StrategyHealth {
+                        slot,
+                        name,
+                        status,
+                        error,
+                        detail,
+                    } => {
+                        let id = ComponentId::Strategy(slot as u16);
+                        self.health
+                            .register_named(id, &format!("strategy.{name}"), now);
+                        self.health.set(id, status, now);
+                        if let Some(e) = error {
+                            self.health.error(id, e, now);
+                        }
+                        self.health.set_detail(id, detail);
                     }
                     TradingOutput::Event(e) => self.outputs.push_back(Output::Event(e)),
                     TradingOutput::Private(r) => self.outputs.push_back(Output::Private(r)),

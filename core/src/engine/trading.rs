@@ -9,10 +9,11 @@
 //! the store to make them durable.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::health::Status;
 use super::io::StoreWrite;
-use super::io::{Event, Notice, Severity};
+use super::io::{Event, JobId, Notice, Severity};
 use super::supervisor::{Job, JobConfig, JobOutput, JobState};
 use crate::decimal::Dec;
 use crate::decimal::Level;
@@ -20,12 +21,14 @@ use crate::market::{BookId, Market, SeriesId};
 use crate::rng::Rng;
 use crate::time::Time;
 use crate::trading::broker::{Broker, BrokerConfig, Fill, Position};
-use crate::trading::compute::{BookView, Cycle, Work, WorkResult};
+use crate::trading::compute::{BookView, Cycle, StrategyRun, Work, WorkResult};
 use crate::trading::orders::{
     ExecRecord, OrderRecord, Orders, OrdersConfig, OrdersOutput, Plan, RateLimit, Refused, Request,
 };
 use crate::trading::paper::{PaperBook, PaperVenue};
-use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
+use crate::trading::strategy::{
+    Action, Candle, OpenOrder, SharedStrategy, Signal, StrategyConfig, SymbolInput, Trade,
+};
 use crate::wire::private::Side;
 
 /// Levels of each side a paper order may walk.
@@ -35,12 +38,34 @@ pub const ORDER_BOOK_LEVELS_MAX: usize = 200;
 /// the next round); what is left waits for the next millisecond.
 pub const PAPER_ROUNDS_MAX: usize = 16;
 
+/// Closed candles kept for strategies with these warm-ups: four warm-ups of the longest, at
+/// least [`STRATEGY_CANDLES_MIN`], at most what a series holds.
+pub fn candles_to_keep(warmups: impl Iterator<Item = usize>) -> usize {
+    warmups.max().unwrap_or(0).saturating_mul(4).clamp(
+        STRATEGY_CANDLES_MIN,
+        crate::market::kline::CLOSED_CANDLES_MAX_DEFAULT,
+    )
+}
+
+/// The signal cycle's book statistics.
+pub const SIGNAL_JOB: JobId = JobId(0);
+/// Strategy `i` runs as job `STRATEGY_JOB_FIRST + i`.
+pub const STRATEGY_JOB_FIRST: u32 = 16;
+/// Strategies one engine runs.
+pub const STRATEGIES_MAX: usize = 64;
+/// Closed candles a strategy's window keeps at least, whatever its warm-up.
+pub const STRATEGY_CANDLES_MIN: usize = 200;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TradingConfig {
     pub signal_job: JobConfig,
     /// Levels of each book the signal cycle sees.
     pub signal_levels: usize,
     pub strategy: StrategyConfig,
+    /// Strategies beside the configured built-ins (a library user's own).
+    pub strategies: Vec<SharedStrategy>,
+    /// Failures in a row (panics, overruns) after which a strategy is disabled.
+    pub strategy_failures_max: u32,
     /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
@@ -66,8 +91,17 @@ pub struct Instrument {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TradingOutput {
     Compute {
+        job: JobId,
         run: u64,
         work: Work,
+    },
+    /// Strategy `slot`'s health changed (or its counters did).
+    StrategyHealth {
+        slot: usize,
+        name: String,
+        status: Status,
+        error: Option<String>,
+        detail: String,
     },
     Event(Event),
     Notice(Notice),
@@ -89,6 +123,11 @@ pub struct Trading {
     config: TradingConfig,
     instruments: Vec<Instrument>,
     signals: Job,
+    slots: Vec<Slot>,
+    /// Each instrument's closed candles as strategies see them, kept up to date by appending.
+    windows: Vec<Option<CandleWindow>>,
+    /// The inputs built for a cycle, shared by every strategy that runs at the same instant.
+    inputs: Option<(Time, Arc<Vec<SymbolInput>>)>,
     broker: Broker,
     orders: Option<Orders>,
     /// On paper: the venue that answers the order machine, and its requests waiting for a
@@ -104,8 +143,12 @@ pub struct Trading {
 
 impl Trading {
     pub fn new(config: TradingConfig, instruments: Vec<Instrument>, now: Time) -> Self {
+        let slots = Self::slots(&config, now);
         Trading {
             signals: Job::new(config.signal_job.clone(), now),
+            slots,
+            windows: vec![None; instruments.len()],
+            inputs: None,
             broker: Broker::new(config.broker.clone()),
             orders: config.auto_execute.then(|| {
                 let c = config.orders.clone().unwrap_or_default();
@@ -123,10 +166,35 @@ impl Trading {
         }
     }
 
+    fn slots(config: &TradingConfig, now: Time) -> Vec<Slot> {
+        let job = &config.signal_job;
+        config
+            .strategy
+            .strategies()
+            .into_iter()
+            .chain(config.strategies.iter().cloned())
+            .take(STRATEGIES_MAX)
+            .map(|s| {
+                Slot::new(
+                    s,
+                    job.every_ms,
+                    job.deadline_ms,
+                    config.strategy_failures_max,
+                    now,
+                )
+            })
+            .collect()
+    }
+
     // ----- getters -----
 
     pub fn signal_job(&self) -> &Job {
         &self.signals
+    }
+
+    /// Every strategy's slot: its name, counters and whether it was disabled.
+    pub fn strategy_slots(&self) -> &[Slot] {
+        &self.slots
     }
 
     pub fn broker(&self) -> &Broker {
@@ -164,7 +232,22 @@ impl Trading {
     /// waiting on its schedule is healthy).
     pub fn start(&mut self, now: Time) {
         self.signals = Job::new(self.config.signal_job.clone(), now);
+        self.slots = Self::slots(&self.config, now);
         self.health(Status::Running, None);
+        let mut events = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            events.push((
+                i,
+                SlotEvent::Health {
+                    status: Status::Running,
+                    error: None,
+                    detail: format!("{}: waiting for its first call", slot.name()),
+                },
+            ));
+        }
+        for (i, e) in events {
+            self.on_slot_event(now, i, e, None, None);
+        }
     }
 
     pub fn set_qty_step(&mut self, i: usize, step: Option<Dec>) {
@@ -295,6 +378,13 @@ impl Trading {
     ) {
         self.signals.handle_timeout(now, rng);
         self.drain_job(now, market, usable);
+        let mut events = Vec::new();
+        for i in 0..self.slots.len() {
+            self.slots[i].handle_timeout(now, rng, &mut events);
+            for e in events.drain(..) {
+                self.on_slot_event(now, i, e, Some(market), Some(usable));
+            }
+        }
         if let Some(o) = self.orders.as_mut() {
             o.handle_timeout(now);
         }
@@ -302,31 +392,76 @@ impl Trading {
         self.answer_paper(now, market, usable);
     }
 
-    /// A signal cycle answered. Only the run the job waits for is acted on.
+    /// A compute job answered: the signal cycle's statistics or a strategy's intents. Only the
+    /// run a job waits for is acted on.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_compute(
         &mut self,
         now: Time,
+        job: JobId,
         run: u64,
         result: Result<WorkResult, String>,
         rng: &mut Rng,
         market: &Market,
         usable: &dyn Fn(BookId) -> bool,
     ) {
-        let ok = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        let current = matches!(self.signals.state(), JobState::Running { run: g, .. } if g == run);
-        self.signals.handle_result(now, run, ok, rng);
-        if current && let Ok(WorkResult::Signals { stats, signals }) = result {
-            self.outputs
-                .push_back(TradingOutput::Event(Event::Signals(stats)));
-            if !signals.is_empty() {
-                if self.config.auto_execute {
-                    self.execute(now, market, &signals, usable);
-                }
+        if job == SIGNAL_JOB {
+            let ok = result.as_ref().map(|_| ()).map_err(Clone::clone);
+            let current =
+                matches!(self.signals.state(), JobState::Running { run: g, .. } if g == run);
+            self.signals.handle_result(now, run, ok, rng);
+            if current && let Ok(WorkResult::Signals { stats }) = result {
                 self.outputs
-                    .push_back(TradingOutput::Event(Event::StrategySignals(signals)));
+                    .push_back(TradingOutput::Event(Event::Signals(stats)));
             }
+            self.drain_job(now, market, usable);
+            return;
         }
-        self.drain_job(now, market, usable);
+        let Some(i) = job
+            .0
+            .checked_sub(STRATEGY_JOB_FIRST)
+            .map(|i| i as usize)
+            .filter(|i| *i < self.slots.len())
+        else {
+            return;
+        };
+        let (outcome, said, panicked) = match result {
+            Ok(WorkResult::Said(Ok((said, dropped)))) => {
+                (Ok((said.len() as u64, dropped)), said, false)
+            }
+            Ok(WorkResult::Said(Err(fault))) => (Err(fault.to_string()), Vec::new(), true),
+            Ok(_) => (Err("not a strategy's answer".into()), Vec::new(), false),
+            // The pool caught a panic outside the strategy's own guard.
+            Err(e) => (Err(e), Vec::new(), true),
+        };
+        let mut events = Vec::new();
+        let current = self.slots[i].handle_result(now, run, outcome, panicked, rng, &mut events);
+        for e in events {
+            self.on_slot_event(now, i, e, Some(market), Some(usable));
+        }
+        if current && !said.is_empty() {
+            if self.config.auto_execute {
+                self.execute(now, market, &said, usable);
+            }
+            self.outputs
+                .push_back(TradingOutput::Event(Event::StrategySignals(said)));
+        }
+    }
+
+    /// A signal from outside (the signals API): the same checks and order machine as a
+    /// strategy's.
+    pub fn external_signal(
+        &mut self,
+        now: Time,
+        market: &Market,
+        signal: Signal,
+        usable: &dyn Fn(BookId) -> bool,
+    ) {
+        if self.config.auto_execute {
+            self.execute(now, market, std::slice::from_ref(&signal), usable);
+        }
+        self.outputs
+            .push_back(TradingOutput::Event(Event::StrategySignals(vec![signal])));
     }
 
     // ----- outputs -----
@@ -345,6 +480,7 @@ impl Trading {
             self.paper_at,
         ]
         .into_iter()
+        .chain(self.slots.iter().map(Slot::poll_timeout))
         .flatten()
         .min()
     }
@@ -367,7 +503,11 @@ impl Trading {
         match o {
             JobOutput::Run { run } => {
                 let work = self.signal_work(market, usable);
-                self.outputs.push_back(TradingOutput::Compute { run, work });
+                self.outputs.push_back(TradingOutput::Compute {
+                    job: SIGNAL_JOB,
+                    run,
+                    work,
+                });
             }
             JobOutput::Succeeded { .. } => {
                 if !self.signals.is_crashed() {
@@ -424,7 +564,25 @@ impl Trading {
         if self.store_backlog > 0 {
             return;
         }
-        for s in &decide(signals) {
+        // Views are netted per symbol (the strongest decides); exact orders, targets and
+        // cancels are acted on as said.
+        let views: Vec<Signal> = signals
+            .iter()
+            .filter(|s| matches!(s.action, Action::Signal { .. }))
+            .cloned()
+            .collect();
+        let decided = decide(&views);
+        let exact = signals
+            .iter()
+            .filter(|s| !matches!(s.action, Action::Signal { .. }));
+        for s in decided.iter().chain(exact) {
+            if s.action == Action::Cancel {
+                if let Some(o) = self.orders.as_mut() {
+                    o.cancel_symbol(now, &s.symbol);
+                }
+                self.drain_orders(now);
+                continue;
+            }
             let Some(inst) = self.instruments.iter().find(|i| i.symbol == s.symbol) else {
                 continue;
             };
@@ -518,7 +676,51 @@ impl Trading {
         let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else {
             return;
         };
-        let Some((qty, verdict)) = self.broker.size_order(s, bid.px, ask.px, step) else {
+        let b = &self.broker;
+        let (side, price, tif, sized) = match s.action {
+            Action::Signal { side, .. } => (
+                side,
+                None,
+                None,
+                b.size_order(&s.symbol, side, bid.px, ask.px, step),
+            ),
+            Action::Market { side, qty } => (
+                side,
+                None,
+                None,
+                b.size_exact(&s.symbol, side, qty, bid.px, ask.px, step),
+            ),
+            Action::Limit {
+                side,
+                qty,
+                price,
+                tif,
+            } => (
+                side,
+                Some(price),
+                Some(tif),
+                b.size_exact(&s.symbol, side, qty, bid.px, ask.px, step),
+            ),
+            Action::Target { qty } => {
+                let Some(delta) = qty.checked_sub(b.position_qty(&s.symbol)) else {
+                    return;
+                };
+                let side = if delta.is_negative() {
+                    SignalSide::Sell
+                } else {
+                    SignalSide::Buy
+                };
+                let size = Dec::from_raw(delta.raw().saturating_abs());
+                (
+                    side,
+                    None,
+                    None,
+                    b.size_exact(&s.symbol, side, size, bid.px, ask.px, step),
+                )
+            }
+            Action::Cancel => return,
+        };
+        let Some((qty, verdict)) = sized else {
             return;
         };
         if let Err(why) = verdict {
@@ -531,12 +733,17 @@ impl Trading {
         let Some(orders) = self.orders.as_mut() else {
             return;
         };
-        let plan = Plan::market(
+        let mut plan = Plan::market(
             s.symbol.clone(),
-            s.side.into(),
+            side.into(),
             qty,
             format!("{}: {}", s.strategy, s.reason),
         );
+        if let Some(p) = price {
+            plan.order_type = crate::wire::private::OrderType::Limit;
+            plan.price = Some(p);
+            plan.time_in_force = tif;
+        }
         match orders.place(ts, plan) {
             Ok(_) => {}
             // One order per symbol at a time: the next signal sees the position it made.
@@ -602,45 +809,147 @@ impl Trading {
 
     fn signal_work(&self, market: &Market, usable: &dyn Fn(BookId) -> bool) -> Work {
         let n = self.config.signal_levels;
-        // Strategies see only symbols whose book is synced right now.
-        let keep = self.config.strategy.history_needed().max(1);
-        let mut views = Vec::with_capacity(self.instruments.len());
+        let views = self
+            .instruments
+            .iter()
+            .filter(|i| usable(i.book))
+            .filter_map(|inst| {
+                let b = market.book(inst.book);
+                let (bids, asks) = (b.top_bids(n).ok()?, b.top_asks(n).ok()?);
+                Some(BookView {
+                    symbol: inst.symbol.clone(),
+                    bids: bids.collect(),
+                    asks: asks.collect(),
+                })
+            })
+            .collect();
+        Work::SignalCycle(Cycle { views })
+    }
+
+    fn on_slot_event(
+        &mut self,
+        now: Time,
+        i: usize,
+        e: SlotEvent,
+        market: Option<&Market>,
+        usable: Option<&dyn Fn(BookId) -> bool>,
+    ) {
+        match e {
+            SlotEvent::Run { run } => {
+                let inputs = match (market, usable) {
+                    (Some(m), Some(u)) => self.strategy_inputs(now, m, u),
+                    _ => Arc::new(Vec::new()),
+                };
+                let work = Work::Strategy(StrategyRun {
+                    strategy: self.slots[i].strategy.clone(),
+                    inputs,
+                    confidence_min: self.config.strategy.confidence_min,
+                });
+                self.outputs.push_back(TradingOutput::Compute {
+                    job: JobId(STRATEGY_JOB_FIRST + i as u32),
+                    run,
+                    work,
+                });
+            }
+            SlotEvent::Health {
+                status,
+                error,
+                detail,
+            } => self.outputs.push_back(TradingOutput::StrategyHealth {
+                slot: i,
+                name: self.slots[i].name().to_string(),
+                status,
+                error,
+                detail,
+            }),
+            SlotEvent::Notice { error, text } => self.notice(
+                if error {
+                    Severity::Error
+                } else {
+                    Severity::Warn
+                },
+                text,
+            ),
+        }
+    }
+
+    /// What every strategy sees this cycle, built once per instant and shared: per symbol whose
+    /// book is usable, its candle window (shared, appended to as candles close), the forming
+    /// candle, the top of the book, recent trades, the position and the working orders.
+    fn strategy_inputs(
+        &mut self,
+        now: Time,
+        market: &Market,
+        usable: &dyn Fn(BookId) -> bool,
+    ) -> Arc<Vec<SymbolInput>> {
+        if let Some((at, inputs)) = &self.inputs
+            && *at == now
+        {
+            return inputs.clone();
+        }
+        let keep = candles_to_keep(self.slots.iter().map(|s| s.strategy.0.warmup()));
+        let n = self.config.signal_levels;
         let mut inputs = Vec::with_capacity(self.instruments.len());
-        for inst in self.instruments.iter().filter(|i| usable(i.book)) {
+        for (k, inst) in self.instruments.iter().enumerate() {
+            if !usable(inst.book) {
+                continue;
+            }
             let b = market.book(inst.book);
             let (Ok(bids), Ok(asks)) = (b.top_bids(n), b.top_asks(n)) else {
                 continue;
             };
-            let view = BookView {
+            let (candles, forming) = match inst.series {
+                Some(id) => {
+                    let series = market.series(id);
+                    let w = self.windows[k].get_or_insert_with(CandleWindow::default);
+                    w.refresh(series, keep);
+                    (
+                        w.candles.clone(),
+                        series.forming().map(|f| Candle::from(&f.bar)),
+                    )
+                }
+                None => (Arc::new(Vec::new()), None),
+            };
+            let trades = market.last_trade(&inst.symbol).map_or_else(Vec::new, |t| {
+                t.recent
+                    .iter()
+                    .map(|x| Trade {
+                        ts_ms: x.time_ms,
+                        side: x.side.into(),
+                        price: x.px.to_f64(),
+                        qty: x.qty.to_f64(),
+                    })
+                    .collect()
+            });
+            let position = self.broker.position(&inst.symbol);
+            let open_orders = self.orders.as_ref().map_or_else(Vec::new, |o| {
+                o.working()
+                    .filter(|r| r.plan.symbol == inst.symbol)
+                    .map(|r| OpenOrder {
+                        order_link_id: r.link_id.clone(),
+                        side: r.plan.side.into(),
+                        qty: r.plan.qty,
+                        filled: r.cum_qty,
+                        price: r.plan.price,
+                    })
+                    .collect()
+            });
+            inputs.push(SymbolInput {
                 symbol: inst.symbol.clone(),
+                now_ms: b.last_ts().unwrap_or(0),
+                candles,
+                forming,
                 bids: bids.collect(),
                 asks: asks.collect(),
-            };
-            if let (Some(series), Some(bid), Some(ask)) =
-                (inst.series, view.bids.first(), view.asks.first())
-            {
-                let s = market.series(series);
-                let closed: Vec<f64> = s
-                    .closed()
-                    .rev()
-                    .take(keep)
-                    .map(|c| c.bar.close.to_f64())
-                    .collect();
-                inputs.push(StrategyInput {
-                    symbol: inst.symbol.clone(),
-                    closes: closed.into_iter().rev().collect(),
-                    candle_ms: s.last_closed().map_or(0, |c| c.bar.start_ms),
-                    last: s.forming().map(|f| f.bar.close.to_f64()),
-                    top: Some((*bid, *ask)),
-                });
-            }
-            views.push(view);
+                trades,
+                position: position.map_or(Dec::ZERO, |p| p.qty),
+                entry_price: position.map_or(Dec::ZERO, |p| p.avg_entry),
+                open_orders,
+            });
         }
-        Work::SignalCycle(Cycle {
-            views,
-            strategy: self.config.strategy.clone(),
-            inputs,
-        })
+        let inputs = Arc::new(inputs);
+        self.inputs = Some((now, inputs.clone()));
+        inputs
     }
 
     fn health(&mut self, status: Status, error: Option<String>) {
@@ -655,6 +964,12 @@ impl Trading {
 }
 
 mod decide;
+mod slots;
+mod window;
 
+use crate::trading::strategy::SignalSide;
 pub use decide::decide;
 use decide::reconcile_positions;
+use slots::SlotEvent;
+pub use slots::{Slot, SlotCounters};
+use window::CandleWindow;

@@ -83,6 +83,9 @@ pub struct KlineCounters {
     pub stale: u64,
     pub gaps: u64,
     pub evicted: u64,
+    /// Changes to closed candles other than a new newest one (a correction, a merge): a copy
+    /// kept up to date by appending must be rebuilt.
+    pub rewrites: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +162,7 @@ impl KlineSeries {
         match self.find(bar.start_ms) {
             Ok(i) if self.closed[i].source == CandleSource::Rest => {
                 self.closed[i] = candle;
+                self.counters.rewrites += 1;
                 LiveOutcome::Corrected
             }
             Ok(_) => {
@@ -219,6 +223,7 @@ impl KlineSeries {
     /// superseded, and reports the gaps left.
     fn install(&mut self, merged: Vec<ClosedCandle>, report: &mut MergeReport) {
         self.closed = merged.into();
+        self.counters.rewrites += 1;
         report.evicted = self.evict();
         if let (Some(f), Some(n)) = (self.forming, self.closed.back())
             && f.bar.start_ms <= n.bar.start_ms

@@ -132,10 +132,15 @@ impl std::fmt::Display for MarketError {
 
 impl std::error::Error for MarketError {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Public trades a symbol keeps for its strategies.
+pub const RECENT_TRADES_MAX: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastTrade {
     pub trade: TradeData,
     pub count: u64,
+    /// The latest trades, oldest first, at most [`RECENT_TRADES_MAX`].
+    pub recent: VecDeque<TradeData>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -383,21 +388,23 @@ impl Market {
             }
             Frame::Trade(f) => {
                 if let Some(last) = f.trades.last() {
-                    match self.trades.get_mut(f.symbol) {
-                        Some(t) => {
-                            t.trade = *last;
-                            t.count += f.trades.len() as u64;
-                        }
+                    let t = match self.trades.get_mut(f.symbol) {
+                        Some(t) => t,
                         None if full => return Err(self.too_many_topics()),
-                        None => {
-                            self.trades.insert(
-                                f.symbol.into(),
-                                LastTrade {
-                                    trade: *last,
-                                    count: f.trades.len() as u64,
-                                },
-                            );
+                        None => self.trades.entry(f.symbol.into()).or_insert(LastTrade {
+                            trade: *last,
+                            count: 0,
+                            recent: VecDeque::new(),
+                        }),
+                    };
+                    t.trade = *last;
+                    t.count += f.trades.len() as u64;
+                    let skip = f.trades.len().saturating_sub(RECENT_TRADES_MAX);
+                    for x in &f.trades[skip..] {
+                        if t.recent.len() == RECENT_TRADES_MAX {
+                            t.recent.pop_front();
                         }
+                        t.recent.push_back(*x);
                     }
                 }
                 Handled::Trades {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::decimal::Dec;
-use crate::trading::strategy::{Signal, SignalSide};
+use crate::trading::strategy::SignalSide;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,7 +180,8 @@ impl Broker {
     /// anything is sent.
     pub fn size_order(
         &self,
-        s: &Signal,
+        symbol: &str,
+        side: SignalSide,
         best_bid: Dec,
         best_ask: Dec,
         qty_step: Option<Dec>,
@@ -189,12 +190,9 @@ impl Broker {
         if mid <= 0.0 {
             return None;
         }
-        let current = self
-            .positions
-            .get(&s.symbol)
-            .map_or(0.0, |p| p.qty.to_f64());
+        let current = self.position_qty(symbol).to_f64();
         let unit = self.config.order_notional / mid;
-        let target = match s.side {
+        let target = match side {
             SignalSide::Buy => unit,
             SignalSide::Sell => -unit,
         };
@@ -203,31 +201,69 @@ impl Broker {
         if delta.abs() < unit * 0.1 {
             return None;
         }
-        let step = qty_step
-            .filter(|q| *q > Dec::ZERO)
-            .unwrap_or(Dec::from_raw(1_000_000_000_000)); // 1e-6
-        let raw = Dec::from_f64(delta.abs())?;
-        let qty = Dec::from_raw(raw.raw() / step.raw() * step.raw());
+        let qty = round_down(Dec::from_f64(delta.abs())?, qty_step);
         if qty.is_zero() {
             return None;
         }
+        Some((qty, self.check_target(symbol, target, mid)))
+    }
+
+    /// An exact order of `qty` (rounded down to `qty_step`): its size, or why it may not be
+    /// sent. The limits are checked on the position it would leave.
+    pub fn size_exact(
+        &self,
+        symbol: &str,
+        side: SignalSide,
+        qty: Dec,
+        best_bid: Dec,
+        best_ask: Dec,
+        qty_step: Option<Dec>,
+    ) -> Option<(Dec, Result<(), String>)> {
+        let mid = (best_bid.to_f64() + best_ask.to_f64()) / 2.0;
+        if mid <= 0.0 {
+            return None;
+        }
+        let qty = round_down(qty, qty_step);
+        if qty.is_zero() {
+            return None;
+        }
+        let current = self.position_qty(symbol).to_f64();
+        let target = match side {
+            SignalSide::Buy => current + qty.to_f64(),
+            SignalSide::Sell => current - qty.to_f64(),
+        };
+        Some((qty, self.check_target(symbol, target, mid)))
+    }
+
+    /// The position's size, negative when short.
+    pub fn position_qty(&self, symbol: &str) -> Dec {
+        self.positions.get(symbol).map_or(Dec::ZERO, |p| p.qty)
+    }
+
+    /// Whether a position of `target` in `symbol` (at `mid`) stays within the limits.
+    fn check_target(&self, symbol: &str, target: f64, mid: f64) -> Result<(), String> {
         if let Some(k) = &self.killed {
-            return Some((qty, Err(format!("kill switch: {k}"))));
+            return Err(format!("kill switch: {k}"));
+        }
+        let current = self.position_qty(symbol).to_f64();
+        // Reducing a position is always allowed: it takes risk off.
+        if target.abs() <= current.abs() && target * current >= 0.0 {
+            return Ok(());
         }
         if target.abs() * mid > self.config.position_notional_max {
-            return Some((qty, Err("position limit".into())));
+            return Err("position limit".into());
         }
         let gross_after: f64 = self
             .positions
             .values()
-            .filter(|p| p.symbol != s.symbol)
+            .filter(|p| p.symbol != symbol)
             .map(|p| p.qty.to_f64().abs() * p.avg_entry.to_f64())
             .sum::<f64>()
             + target.abs() * mid;
         if gross_after > self.config.gross_notional_max {
-            return Some((qty, Err("gross exposure limit".into())));
+            return Err("gross exposure limit".into());
         }
-        Some((qty, Ok(())))
+        Ok(())
     }
 
     /// Applies a fill to its position (also used to rebuild positions from stored fills).
@@ -280,23 +316,20 @@ impl Broker {
     }
 }
 
+/// `qty` rounded down to the venue's lot step (1e-6 when it is not known).
+fn round_down(qty: Dec, qty_step: Option<Dec>) -> Dec {
+    let step = qty_step
+        .filter(|q| *q > Dec::ZERO)
+        .unwrap_or(Dec::from_raw(1_000_000_000_000));
+    Dec::from_raw(qty.raw() / step.raw() * step.raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn d(s: &str) -> Dec {
         Dec::parse(s).unwrap()
-    }
-
-    fn sig(side: SignalSide) -> Signal {
-        Signal {
-            symbol: "BTCUSDT".into(),
-            strategy: "test",
-            side,
-            confidence: 1.0,
-            reason: "because".into(),
-            candle_ms: 0,
-        }
     }
 
     fn fill(side: SignalSide, px: &str, qty: &str) -> Fill {
@@ -323,7 +356,13 @@ mod tests {
         let b = Broker::new(cfg());
         // 1,000 at a mid of 99.5 is 10.0502...; the lot step is 0.01.
         let (qty, ok) = b
-            .size_order(&sig(SignalSide::Buy), d("99"), d("100"), Some(d("0.01")))
+            .size_order(
+                "BTCUSDT",
+                SignalSide::Buy,
+                d("99"),
+                d("100"),
+                Some(d("0.01")),
+            )
             .unwrap();
         assert_eq!(qty, d("10.05"));
         assert!(ok.is_ok());
@@ -334,11 +373,11 @@ mod tests {
         let mut b = Broker::new(cfg());
         b.apply_fill(&fill(SignalSide::Buy, "100", "10"));
         assert!(
-            b.size_order(&sig(SignalSide::Buy), d("99"), d("101"), None)
+            b.size_order("BTCUSDT", SignalSide::Buy, d("99"), d("101"), None)
                 .is_none()
         );
         let (qty, _) = b
-            .size_order(&sig(SignalSide::Sell), d("99"), d("101"), None)
+            .size_order("BTCUSDT", SignalSide::Sell, d("99"), d("101"), None)
             .unwrap();
         assert_eq!(qty, d("20"));
     }
@@ -362,7 +401,7 @@ mod tests {
             ..cfg()
         });
         let (_, verdict) = b
-            .size_order(&sig(SignalSide::Buy), d("99"), d("100"), None)
+            .size_order("BTCUSDT", SignalSide::Buy, d("99"), d("100"), None)
             .unwrap();
         assert_eq!(verdict, Err("position limit".into()));
         let mut b = Broker::new(BrokerConfig {
@@ -374,7 +413,7 @@ mod tests {
         assert!(b.check_risk(1, &|_| Some(d("60"))).is_none());
         assert!(b.check_risk(2, &|_| Some(d("1"))).is_some());
         let (_, verdict) = b
-            .size_order(&sig(SignalSide::Sell), d("1"), d("2"), None)
+            .size_order("BTCUSDT", SignalSide::Sell, d("1"), d("2"), None)
             .unwrap();
         assert!(verdict.unwrap_err().starts_with("kill switch"));
     }

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::decimal::Dec;
 use crate::decimal::Level;
 use crate::market::kline::{Bar, ClosedCandle, MergeStats, merge_runs};
-use crate::trading::strategy::{Signal, StrategyConfig, StrategyInput};
+use crate::trading::strategy::{SharedStrategy, Signal, StrategyFault, SymbolInput, evaluate_all};
 
 /// Below this many symbols a signal cycle runs on one thread: handing a few hundred
 /// nanoseconds of work per symbol to the pool costs more than it saves (see BENCHMARKS.md,
@@ -39,18 +39,26 @@ pub struct MergeInput {
     pub rest: Vec<Bar>,
 }
 
-/// One signal cycle: book statistics for every synced book, and every strategy over every
-/// symbol whose book is synced.
+/// One signal cycle: book statistics for every synced book.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cycle {
     pub views: Vec<BookView>,
-    pub strategy: StrategyConfig,
-    pub inputs: Vec<StrategyInput>,
+}
+
+/// One strategy over every symbol whose book is usable. The inputs are shared by every
+/// strategy of the cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyRun {
+    pub strategy: SharedStrategy,
+    pub inputs: std::sync::Arc<Vec<SymbolInput>>,
+    /// Views below this confidence are dropped.
+    pub confidence_min: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
     SignalCycle(Cycle),
+    Strategy(StrategyRun),
     MergeHistory(Vec<MergeInput>),
 }
 
@@ -58,8 +66,10 @@ pub enum Work {
 pub enum WorkResult {
     Signals {
         stats: Vec<SymbolSignal>,
-        signals: Vec<Signal>,
     },
+    /// What a strategy said, with how many malformed intents were dropped; or why it said
+    /// nothing.
+    Said(Result<(Vec<Signal>, u64), StrategyFault>),
     Merged(Vec<(Vec<ClosedCandle>, MergeStats)>),
 }
 
@@ -67,13 +77,13 @@ pub enum WorkResult {
 /// The results are in input order either way.
 pub fn run(work: &Work) -> WorkResult {
     match work {
-        Work::SignalCycle(c) => {
-            let parallel = c.views.len().max(c.inputs.len()) >= SIGNAL_PARALLEL_SYMBOLS_MIN;
-            WorkResult::Signals {
-                stats: signals(&c.views, parallel),
-                signals: strategy_signals(&c.strategy, &c.inputs, parallel),
-            }
-        }
+        Work::SignalCycle(c) => WorkResult::Signals {
+            stats: signals(&c.views, c.views.len() >= SIGNAL_PARALLEL_SYMBOLS_MIN),
+        },
+        Work::Strategy(r) => WorkResult::Said(strategy_signals(
+            r,
+            r.inputs.len() >= SIGNAL_PARALLEL_SYMBOLS_MIN,
+        )),
         Work::MergeHistory(inputs) => {
             let total: usize = inputs.iter().map(|i| i.existing.len() + i.rest.len()).sum();
             WorkResult::Merged(merges(
@@ -92,21 +102,28 @@ pub fn signals(views: &[BookView], parallel: bool) -> Vec<SymbolSignal> {
     }
 }
 
-/// Every strategy over every input; across symbols on the pool when `parallel`. The order is the
-/// inputs' either way.
+/// One strategy over every input; across symbols on the pool when `parallel`. The order is the
+/// inputs' either way, and a panic in any chunk is the run's fault.
 pub fn strategy_signals(
-    cfg: &StrategyConfig,
-    inputs: &[StrategyInput],
+    r: &StrategyRun,
     parallel: bool,
-) -> Vec<Signal> {
-    if parallel {
-        inputs
-            .par_chunks(32)
-            .flat_map_iter(|chunk| cfg.run(chunk))
-            .collect()
-    } else {
-        cfg.run(inputs)
+) -> Result<(Vec<Signal>, u64), StrategyFault> {
+    let s = r.strategy.0.as_ref();
+    if !parallel {
+        return evaluate_all(s, &r.inputs, r.confidence_min);
     }
+    let chunks: Vec<_> = r
+        .inputs
+        .par_chunks(32)
+        .map(|c| evaluate_all(s, c, r.confidence_min))
+        .collect();
+    let (mut said, mut dropped) = (Vec::new(), 0);
+    for c in chunks {
+        let (s, d) = c?;
+        said.extend(s);
+        dropped += d;
+    }
+    Ok((said, dropped))
 }
 
 pub fn merges(inputs: &[MergeInput], parallel: bool) -> Vec<(Vec<ClosedCandle>, MergeStats)> {
@@ -153,8 +170,6 @@ mod tests {
                 bids: vec![l("99", "3")],
                 asks: vec![l("101", "1")],
             }],
-            strategy: StrategyConfig::default(),
-            inputs: Vec::new(),
         });
         let WorkResult::Signals { stats: s, .. } = run(&w) else {
             panic!("not signals")

@@ -8,7 +8,8 @@
 //! - A taker walks the levels it is given (best first), each at its price moved against the
 //!   order by the configured slippage, with the configured fee on each fill.
 //! - Nothing rests: what a market order cannot fill from the book, or what of a limit order does
-//!   not cross, is cancelled at once (as an IOC would be), so cancel-all always finds nothing.
+//!   not cross, is cancelled at once (as an IOC would be), so cancel-all always finds nothing. A
+//!   fill-or-kill order fills whole or not at all; a post-only order is cancelled unfilled.
 //! - Without a synced book for the symbol the create is refused (retCode 10001), never filled
 //!   from a guess.
 //! - Positions and wallet belong to keel's own broker on paper: those endpoints answer 10001.
@@ -183,7 +184,33 @@ impl PaperVenue {
             status: OrderStatus::New,
             execs: Vec::new(),
         };
-        self.fill(&mut o, side, limit, &book.levels, book.ts_ms);
+        let crosses = |l: &Level| match (limit, side) {
+            (None, _) => true,
+            (Some(p), Side::Buy) => l.px <= p,
+            (Some(p), Side::Sell) => l.px >= p,
+        };
+        let taken = match text("timeInForce") {
+            // A post-only order never takes; and nothing rests on paper.
+            "PostOnly" => false,
+            // All or nothing: what the crossing levels hold must cover the order.
+            "FOK" => {
+                let mut available = Dec::ZERO;
+                for l in book.levels.iter().take(PAPER_EXECS_PER_ORDER_MAX) {
+                    if !crosses(l) {
+                        break;
+                    }
+                    available = available.checked_add(l.qty).unwrap_or(available);
+                }
+                available >= qty
+            }
+            _ => true,
+        };
+        if taken {
+            self.fill(&mut o, side, limit, &book.levels, book.ts_ms);
+        } else {
+            self.counters.unfilled += 1;
+            o.status = OrderStatus::Cancelled;
+        }
         self.counters.creates += 1;
         self.orders.insert(link.to_string(), o);
         self.arrival.push_back(link.to_string());

@@ -130,7 +130,7 @@ pub enum OrderType {
     Limit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TimeInForce {
     #[serde(rename = "GTC")]
     Gtc,

@@ -257,6 +257,7 @@ impl Driver {
                 .health()
                 .components()
                 .filter(|(_, c)| c.status != keel_core::engine::health::Status::Running)
+                .map(|(id, c)| (self.engine.health().name(id), c))
                 .map(|(name, c)| match &c.last_error {
                     Some((e, _)) => format!("{name} {} ({e})", c.status.as_str()),
                     None => format!("{name} {}", c.status.as_str()),

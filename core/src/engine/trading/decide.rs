@@ -51,7 +51,7 @@ pub fn decide(signals: &[Signal]) -> Vec<Signal> {
     for s in signals {
         match best.get_mut(s.symbol.as_str()) {
             Some((top, rest)) => {
-                if s.confidence > top.confidence {
+                if s.confidence() > top.confidence() {
                     rest.push(*top);
                     *top = s;
                 } else {
@@ -69,7 +69,9 @@ pub fn decide(signals: &[Signal]) -> Vec<Signal> {
             for r in rest {
                 d.reason.push_str(&format!(
                     "; over {} {:?} {:.2}",
-                    r.strategy, r.side, r.confidence
+                    r.strategy,
+                    r.label(),
+                    r.confidence()
                 ));
             }
             d

@@ -24,7 +24,7 @@ fn frames_that_parse_but_cannot_be_true_are_refused_and_change_nothing() {
     m.handle_frame(Time::ZERO, ticker_ok).unwrap();
     let series = m.series_id("kline.1.BTCUSDT").unwrap();
     let forming = *m.series(series).forming().unwrap();
-    let last_trade = *m.last_trade("BTCUSDT").unwrap();
+    let last_trade = m.last_trade("BTCUSDT").unwrap().clone();
     let ticker = m.ticker("BTCUSDT").cloned();
     let bad = [
         kline(60_000, "100", "104", "90", "105", "1"),
@@ -179,4 +179,26 @@ fn invalidated_books_refuse_reads_until_their_next_snapshot() {
     assert!(m.book(id).best_bid().is_err());
     m.handle_frame(Time::ZERO, SNAP).unwrap();
     assert!(m.book(id).best_bid().is_ok());
+}
+
+#[test]
+fn recent_trades_are_kept_oldest_first_up_to_their_bound() {
+    let mut m = Market::new(MarketConfig::default());
+    let trade = |t: usize| {
+        format!(
+            r#"{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":{t},"data":[{{"T":{t},"s":"BTCUSDT","S":"Buy","v":"1","p":"{}","L":"PlusTick","i":"a{t}","BT":false}}]}}"#,
+            100 + t
+        )
+    };
+    for t in 1..=RECENT_TRADES_MAX + 10 {
+        m.handle_frame(Time::ZERO, &trade(t)).unwrap();
+    }
+    let last = m.last_trade("BTCUSDT").unwrap();
+    assert_eq!(last.count, (RECENT_TRADES_MAX + 10) as u64);
+    assert_eq!(last.recent.len(), RECENT_TRADES_MAX);
+    assert_eq!(last.recent.front().unwrap().time_ms, 11);
+    assert_eq!(
+        last.recent.back().unwrap().time_ms,
+        (RECENT_TRADES_MAX + 10) as u64
+    );
 }

@@ -1,5 +1,5 @@
-//! The kill switch's and the exit's cancel-alls: one per symbol, retried until the venue
-//! confirms each.
+//! Cancel-alls, one per symbol, retried until the venue confirms each: the kill switch's and
+//! the exit's (which halt trading) and a strategy's (which does not).
 
 use std::time::Duration;
 
@@ -22,16 +22,27 @@ impl Orders {
     pub fn cancel_all(&mut self, now: Time, symbols: &[String], why: &str) {
         self.halt(why.to_string());
         for s in symbols {
-            if !self.cancels.iter().any(|c| c.symbol == *s) {
-                self.cancels.push(CancelAll {
-                    symbol: s.clone(),
-                    req: None,
-                    attempts: 0,
-                    next_at: Some(now),
-                });
-            }
+            self.queue_cancel(now, s);
         }
         self.send_cancels(now);
+    }
+
+    /// A strategy's cancel: the symbol's open orders are cancelled at the venue (retried until
+    /// it confirms), and trading goes on.
+    pub fn cancel_symbol(&mut self, now: Time, symbol: &str) {
+        self.queue_cancel(now, symbol);
+        self.send_cancels(now);
+    }
+
+    fn queue_cancel(&mut self, now: Time, symbol: &str) {
+        if !self.cancels.iter().any(|c| c.symbol == symbol) {
+            self.cancels.push(CancelAll {
+                symbol: symbol.to_string(),
+                req: None,
+                attempts: 0,
+                next_at: Some(now),
+            });
+        }
     }
 
     pub(super) fn send_cancels(&mut self, now: Time) {

@@ -1,67 +1,11 @@
-//! Strategies: pure functions from closed candles, the top of the book and the last price to
-//! signals with a side, a confidence and a reason. Two built-ins: an EMA crossover and an RSI
-//! mean reversion. Indicator arithmetic is in f64: it decides, it never prices or sizes.
+//! The built-in strategies, written against the public API like any user's: an EMA crossover
+//! and an RSI mean reversion, each a view with a confidence.
 
-use crate::decimal::{Dec, Level};
+use super::{Context, Intent, SharedStrategy, SignalSide, Strategy};
 
 /// Longest period a built-in strategy may use: more candles than one REST page would never warm
 /// up.
 pub const STRATEGY_PERIOD_MAX: usize = 1000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum SignalSide {
-    Buy,
-    Sell,
-}
-
-impl From<SignalSide> for crate::wire::private::Side {
-    fn from(s: SignalSide) -> Self {
-        match s {
-            SignalSide::Buy => Self::Buy,
-            SignalSide::Sell => Self::Sell,
-        }
-    }
-}
-
-impl From<crate::wire::private::Side> for SignalSide {
-    fn from(s: crate::wire::private::Side) -> Self {
-        match s {
-            crate::wire::private::Side::Buy => Self::Buy,
-            crate::wire::private::Side::Sell => Self::Sell,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Signal {
-    pub symbol: String,
-    pub strategy: &'static str,
-    pub side: SignalSide,
-    /// In [0, 1].
-    pub confidence: f64,
-    pub reason: String,
-    /// The start of the newest closed candle the signal saw.
-    pub candle_ms: u64,
-}
-
-/// What a strategy sees of one symbol.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StrategyInput {
-    pub symbol: String,
-    /// Closes of closed candles, oldest first.
-    pub closes: Vec<f64>,
-    pub candle_ms: u64,
-    /// The latest traded (or forming-candle) price, if any.
-    pub last: Option<f64>,
-    pub top: Option<(Level, Level)>,
-}
-
-pub trait Strategy: Send + Sync + std::fmt::Debug {
-    fn name(&self) -> &'static str;
-    /// Closed candles needed before the strategy says anything.
-    fn warmup(&self) -> usize;
-    fn evaluate(&self, input: &StrategyInput) -> Option<Signal>;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,12 +38,16 @@ pub fn ema(values: impl Iterator<Item = f64>, period: usize) -> Option<f64> {
     e
 }
 
-fn series(input: &StrategyInput) -> impl Iterator<Item = f64> + '_ {
-    input.closes.iter().copied().chain(input.last)
+/// Closes of the closed candles, then the forming candle's.
+fn series<'a>(ctx: &'a Context<'_>) -> impl Iterator<Item = f64> + 'a {
+    ctx.candles
+        .iter()
+        .map(|c| c.close)
+        .chain(ctx.forming.map(|f| f.close))
 }
 
 impl Strategy for EmaCross {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "ema_cross"
     }
 
@@ -108,14 +56,16 @@ impl Strategy for EmaCross {
     }
 
     /// The trend regime: fast above slow is a buy, below a sell, more confident the wider the gap.
-    fn evaluate(&self, input: &StrategyInput) -> Option<Signal> {
-        if input.closes.len() < self.warmup() || self.fast == 0 || self.fast >= self.slow {
-            return None;
+    fn evaluate(&self, ctx: &Context<'_>, out: &mut Vec<Intent>) {
+        if ctx.candles.len() < self.warmup() || self.fast == 0 || self.fast >= self.slow {
+            return;
         }
-        let fast = ema(series(input), self.fast)?;
-        let slow = ema(series(input), self.slow)?;
+        let (Some(fast), Some(slow)) = (ema(series(ctx), self.fast), ema(series(ctx), self.slow))
+        else {
+            return;
+        };
         if slow <= 0.0 || !fast.is_finite() || !slow.is_finite() {
-            return None;
+            return;
         }
         let gap = (fast - slow) / slow;
         let side = if gap > 0.0 {
@@ -123,12 +73,10 @@ impl Strategy for EmaCross {
         } else {
             SignalSide::Sell
         };
-        Some(Signal {
-            symbol: input.symbol.clone(),
-            strategy: self.name(),
+        out.push(Intent::signal(
             side,
-            confidence: (gap.abs() / self.full_gap).min(1.0),
-            reason: format!(
+            (gap.abs() / self.full_gap).min(1.0),
+            format!(
                 "EMA{} {:.6} vs EMA{} {:.6} ({:+.4}%)",
                 self.fast,
                 fast,
@@ -136,8 +84,7 @@ impl Strategy for EmaCross {
                 slow,
                 gap * 100.0
             ),
-            candle_ms: input.candle_ms,
-        })
+        ));
     }
 }
 
@@ -187,7 +134,7 @@ pub fn rsi(values: &[f64], period: usize) -> Option<f64> {
 }
 
 impl Strategy for RsiReversion {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "rsi_reversion"
     }
 
@@ -195,12 +142,14 @@ impl Strategy for RsiReversion {
         self.period + 1
     }
 
-    fn evaluate(&self, input: &StrategyInput) -> Option<Signal> {
-        if input.closes.len() < self.warmup() {
-            return None;
+    fn evaluate(&self, ctx: &Context<'_>, out: &mut Vec<Intent>) {
+        if ctx.candles.len() < self.warmup() {
+            return;
         }
-        let values: Vec<f64> = series(input).collect();
-        let r = rsi(&values, self.period)?;
+        let values: Vec<f64> = series(ctx).collect();
+        let Some(r) = rsi(&values, self.period) else {
+            return;
+        };
         let (side, confidence) = if r <= self.oversold {
             (
                 SignalSide::Buy,
@@ -212,16 +161,13 @@ impl Strategy for RsiReversion {
                 (r - self.overbought) / (100.0 - self.overbought).max(1e-9),
             )
         } else {
-            return None;
+            return;
         };
-        Some(Signal {
-            symbol: input.symbol.clone(),
-            strategy: self.name(),
+        out.push(Intent::signal(
             side,
-            confidence: confidence.clamp(0.0, 1.0),
-            reason: format!("RSI{} {:.1}", self.period, r),
-            candle_ms: input.candle_ms,
-        })
+            confidence.clamp(0.0, 1.0),
+            format!("RSI{} {:.1}", self.period, r),
+        ));
     }
 }
 
@@ -272,73 +218,67 @@ impl StrategyConfig {
         Ok(())
     }
 
-    pub fn strategies(&self) -> Vec<Box<dyn Strategy>> {
-        let mut v: Vec<Box<dyn Strategy>> = Vec::new();
+    pub fn strategies(&self) -> Vec<SharedStrategy> {
+        let mut v = Vec::new();
         if let Some(e) = self.ema_cross {
-            v.push(Box::new(e));
+            v.push(SharedStrategy::new(e));
         }
         if let Some(r) = self.rsi_reversion {
-            v.push(Box::new(r));
+            v.push(SharedStrategy::new(r));
         }
         v
     }
-
-    /// Closed candles a series must keep for every strategy to have its warm-up.
-    pub fn history_needed(&self) -> usize {
-        self.strategies()
-            .iter()
-            .map(|s| s.warmup())
-            .max()
-            .unwrap_or(0)
-            * 4
-    }
-
-    /// Every strategy over every input, keeping what clears the confidence threshold, in input
-    /// order: the same inputs give the same signals whatever thread runs them.
-    pub fn run(&self, inputs: &[StrategyInput]) -> Vec<Signal> {
-        let strategies = self.strategies();
-        inputs
-            .iter()
-            .flat_map(|i| strategies.iter().filter_map(move |s| s.evaluate(i)))
-            .filter(|s| s.confidence >= self.confidence_min)
-            .collect()
-    }
-}
-
-pub fn dec_f64(d: Dec) -> f64 {
-    d.to_f64()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Candle, SymbolInput, evaluate_all};
     use super::*;
+    use crate::decimal::Dec;
+    use std::sync::Arc;
 
-    fn input(closes: Vec<f64>) -> StrategyInput {
-        StrategyInput {
+    fn input(closes: Vec<f64>) -> SymbolInput {
+        SymbolInput {
             symbol: "X".into(),
-            closes,
-            candle_ms: 0,
-            last: None,
-            top: None,
+            now_ms: 0,
+            candles: Arc::new(
+                closes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| Candle {
+                        start_ms: i as u64 * 60_000,
+                        open: c,
+                        high: c,
+                        low: c,
+                        close: c,
+                        ..Candle::default()
+                    })
+                    .collect(),
+            ),
+            forming: None,
+            bids: Vec::new(),
+            asks: Vec::new(),
+            trades: Vec::new(),
+            position: Dec::ZERO,
+            entry_price: Dec::ZERO,
+            open_orders: Vec::new(),
         }
+    }
+
+    fn say(s: &dyn Strategy, closes: Vec<f64>) -> Option<(SignalSide, f64)> {
+        let (said, _) = evaluate_all(s, &[input(closes)], 0.0).unwrap();
+        said.first().and_then(|x| Some((x.side()?, x.confidence())))
     }
 
     #[test]
     fn ema_cross_follows_the_trend_and_waits_for_its_warmup() {
         let s = EmaCross::default();
-        assert!(
-            s.evaluate(&input((0..20).map(|i| i as f64).collect()))
-                .is_none()
-        );
-        let up = s
-            .evaluate(&input((0..60).map(|i| 100.0 + i as f64).collect()))
-            .unwrap();
-        assert_eq!(up.side, SignalSide::Buy);
-        assert!(up.confidence > 0.9);
-        let down = s
-            .evaluate(&input((0..60).map(|i| 200.0 - i as f64).collect()))
-            .unwrap();
-        assert_eq!(down.side, SignalSide::Sell);
+        assert!(say(&s, (0..20).map(|i| i as f64).collect()).is_none());
+        let (side, confidence) = say(&s, (0..60).map(|i| 100.0 + i as f64).collect()).unwrap();
+        assert_eq!(side, SignalSide::Buy);
+        assert!(confidence > 0.9);
+        let (side, _) = say(&s, (0..60).map(|i| 200.0 - i as f64).collect()).unwrap();
+        assert_eq!(side, SignalSide::Sell);
     }
 
     #[test]
@@ -355,29 +295,23 @@ mod tests {
         assert!((40.0..60.0).contains(&r), "{r}");
         let s = RsiReversion::default();
         assert_eq!(
-            s.evaluate(&input((0..30).map(|i| 100.0 - i as f64).collect()))
+            say(&s, (0..30).map(|i| 100.0 - i as f64).collect())
                 .unwrap()
-                .side,
+                .0,
             SignalSide::Buy
         );
-        assert!(s.evaluate(&input(zigzag)).is_none());
+        assert!(say(&s, zigzag).is_none());
     }
 
     #[test]
     fn threshold_filters_weak_signals() {
-        let cfg = StrategyConfig {
-            rsi_reversion: None,
-            confidence_min: 0.99,
-            ..StrategyConfig::default()
-        };
+        let s = EmaCross::default();
         // A gentle trend: a real but weak EMA gap.
         let gentle: Vec<f64> = (0..60).map(|i| 100.0 + i as f64 * 0.001).collect();
-        assert!(cfg.run(&[input(gentle.clone())]).is_empty());
-        let loose = StrategyConfig {
-            confidence_min: 0.0,
-            ..cfg
-        };
-        assert_eq!(loose.run(&[input(gentle)]).len(), 1);
+        let (strict, dropped) = evaluate_all(&s, &[input(gentle.clone())], 0.99).unwrap();
+        assert!(strict.is_empty());
+        assert_eq!(dropped, 1);
+        assert_eq!(evaluate_all(&s, &[input(gentle)], 0.0).unwrap().0.len(), 1);
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! Strategies a user writes, run by the engine in virtual time (no sockets, no threads): one
+//! that hangs and one that panics every third call beside a healthy one. The healthy one keeps
+//! trading; the panics are caught, counted and the strategy called again after a backoff; the
+//! hung one is never called twice at once, is disabled after its crash-loop limit, and /health
+//! names both while the bot stays up.
+
+mod wire_harness;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use keel_core::Dec;
+use keel_core::engine::health::{ComponentId, Overall, Status};
+use keel_core::engine::{JobId, STRATEGY_JOB_FIRST};
+use keel_core::trading::strategy::{
+    Context, Intent, SharedStrategy, SignalSide, Strategy, StrategyConfig,
+};
+use wire_harness::*;
+
+/// Buys, then sells, then buys: a position that keeps changing.
+#[derive(Default)]
+struct Flipper(AtomicU64);
+
+impl Strategy for Flipper {
+    fn name(&self) -> &str {
+        "flipper"
+    }
+    fn evaluate(&self, _: &Context<'_>, out: &mut Vec<Intent>) {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        let side = if n.is_multiple_of(2) {
+            SignalSide::Buy
+        } else {
+            SignalSide::Sell
+        };
+        out.push(Intent::signal(side, 1.0, format!("call {n}")));
+    }
+}
+
+/// Never answers (its jobs are held by the harness, as a strategy stuck in a sleep would be).
+struct Hangs;
+
+impl Strategy for Hangs {
+    fn name(&self) -> &str {
+        "hangs"
+    }
+    fn evaluate(&self, _: &Context<'_>, _: &mut Vec<Intent>) {}
+}
+
+#[derive(Default)]
+struct PanicsEveryThird(AtomicU64);
+
+impl Strategy for PanicsEveryThird {
+    fn name(&self) -> &str {
+        "panics"
+    }
+    fn evaluate(&self, ctx: &Context<'_>, out: &mut Vec<Intent>) {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        if n % 3 == 2 {
+            panic!("call {n} on {} went wrong", ctx.symbol);
+        }
+        // Out of range: dropped and counted, never acted on.
+        out.push(Intent::signal(SignalSide::Sell, 7.0, "overconfident"));
+    }
+}
+
+#[test]
+fn a_hung_and_a_panicking_strategy_cost_only_themselves() {
+    let mut c = config(&["BTCUSDT"]);
+    c.auto_execute = true;
+    c.strategy = StrategyConfig {
+        ema_cross: None,
+        rsi_reversion: None,
+        confidence_min: 0.3,
+    };
+    c.strategies = vec![
+        SharedStrategy::new(Flipper::default()),
+        SharedStrategy::new(Hangs),
+        SharedStrategy::new(PanicsEveryThird::default()),
+    ];
+    let mut w = Wire::new(c);
+    w.hung_jobs = vec![JobId(STRATEGY_JOB_FIRST + 1)];
+    let topic = w.books.keys().next().unwrap().clone();
+    let mut positions = Vec::new();
+    for _ in 0..240 {
+        w.delta(&topic, 0);
+        w.advance(Duration::from_millis(500));
+        let p = w
+            .engine
+            .broker()
+            .position("BTCUSDT")
+            .map_or(Dec::ZERO, |p| p.qty);
+        if positions.last() != Some(&p) {
+            positions.push(p);
+        }
+    }
+    let slots = w.engine.strategy_slots();
+    let names: Vec<&str> = slots.iter().map(|s| s.name()).collect();
+    assert_eq!(names, ["flipper", "hangs", "panics"]);
+
+    // The healthy one traded all along: long, short, long...
+    let flipper = slots[0].counters();
+    assert!(flipper.succeeded >= 20, "{flipper:?}");
+    assert_eq!(flipper.panics + flipper.overruns, 0, "{flipper:?}");
+    assert!(positions.len() >= 10, "positions seen: {positions:?}");
+    assert!(slots[0].disabled().is_none());
+
+    // The hung one: overran once, was never called again while its call was out, and was
+    // disabled after five failures in a row.
+    let hangs = slots[1].counters();
+    assert_eq!(hangs.overruns, 1, "{hangs:?}");
+    assert!(hangs.busy >= 4, "{hangs:?}");
+    assert_eq!(
+        w.held_compute
+            .iter()
+            .filter(|(j, ..)| *j == JobId(STRATEGY_JOB_FIRST + 1))
+            .count(),
+        1,
+        "one call out at a time"
+    );
+    let why = slots[1].disabled().expect("disabled");
+    assert!(why.contains("5 failures in a row"), "{why}");
+
+    // The panicking one: every third call panicked, each caught and counted; it was called
+    // again after each and never reached its limit; its wild intents were dropped.
+    let panics = slots[2].counters();
+    assert!(panics.panics >= 5, "{panics:?}");
+    assert!(panics.succeeded >= 2 * panics.panics - 1, "{panics:?}");
+    assert_eq!(panics.intents, 0);
+    assert!(panics.dropped >= panics.succeeded, "{panics:?}");
+    assert!(slots[2].disabled().is_none());
+
+    // /health names both, and the bot is degraded, not down.
+    let h = w.engine.health();
+    let show = |i: u16| {
+        let id = ComponentId::Strategy(i);
+        (h.name(id), h.get(id).unwrap().clone())
+    };
+    let (name, hung) = show(1);
+    assert_eq!(name, "strategy.hangs");
+    assert_eq!(hung.status, Status::Stopped);
+    assert!(
+        hung.detail.contains("disabled after 5 failures"),
+        "{hung:?}"
+    );
+    assert!(hung.detail.contains("overruns 1"), "{hung:?}");
+    let (name, panicky) = show(2);
+    assert_eq!(name, "strategy.panics");
+    let (err, _) = panicky.last_error.clone().expect("its last panic");
+    assert!(
+        err.contains("panicked: call") && err.contains("went wrong"),
+        "{err}"
+    );
+    assert!(!panicky.detail.contains("panics 0"), "{panicky:?}");
+    let (_, healthy) = show(0);
+    assert_eq!(healthy.status, Status::Running);
+    assert_eq!(h.overall(w.now, Duration::from_secs(60)), Overall::Degraded);
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| n.contains("strategy hangs disabled") && n.contains("the others trade on"))
+    );
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use keel_core::{Market, MarketConfig, Time};
 
 use crate::baselines::{Resort, Typical, floor};
-use keel_runtime::replay::load_lines;
+use crate::replay::load_lines;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CodecReport {
@@ -116,7 +116,7 @@ pub async fn runtime(
     consumer_delay_ms: u64,
 ) -> Result<RuntimeReport, String> {
     let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i}USDT")).collect();
-    let mut file = keel_runtime::config::FileConfig {
+    let mut file = crate::config::FileConfig {
         symbols: Some(names),
         consumer_delay_ms: Some(consumer_delay_ms),
         // A short queue, so that a slow consumer overflows it within the run and the loop is
@@ -135,9 +135,9 @@ pub async fn runtime(
         ..Default::default()
     };
     file.kline_interval = Some("1".into());
-    let cfg = keel_runtime::config::resolve(file, Default::default()).map_err(|e| e.to_string())?;
+    let cfg = crate::config::resolve(file, Default::default()).map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(keel_runtime::run::run_with_venue_speedup(cfg, rx, speedup));
+    let run = tokio::spawn(crate::run::run_with_venue_speedup(cfg, rx, speedup));
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let _ = tx.send(true);
     let report = run.await.map_err(|e| e.to_string())??;
@@ -265,7 +265,7 @@ pub fn tick_to_order(files: &[PathBuf], reps: usize) -> Result<TickToOrderReport
     let dir = std::env::temp_dir().join(format!("keel-bench-commit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut store = keel_runtime::store::Store::open(&dir.join("k.db"))?;
+    let mut store = crate::store::Store::open(&dir.join("k.db"))?;
     let mut commits = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
     for seq in 0..200u64 {
         let rec = keel_core::trading::orders::OrderRecord {

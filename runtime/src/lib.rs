@@ -3,6 +3,10 @@
 pub mod alerts;
 pub mod api;
 pub mod backfill;
+// Only `keel bench` uses these: not part of the library's public surface.
+mod baselines;
+mod bench;
+pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod execution;

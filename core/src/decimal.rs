@@ -178,6 +178,12 @@ impl Dec {
         places
     }
 
+    /// `self` cut to `places` decimal places, toward zero: a price or size on a venue's grid.
+    pub fn truncate_places(self, places: u32) -> Dec {
+        let unit = POW10[(DEC_SCALE_DIGITS - places.min(DEC_SCALE_DIGITS)) as usize] as i128;
+        Dec(self.0 / unit * unit)
+    }
+
     /// `(count, places)` with `self == count * 10^-places` and the fewest places, when `self` is
     /// zero or more and the count fits a `u64`.
     pub fn to_parts(self) -> Option<(u64, u32)> {

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use crate::bench;
 use crate::config::{self, LogFormat, Overrides};
 use crate::driver::Exit;
-use crate::bench;
+use clap::{Parser, Subcommand};
 use keel_venue::{Fault, VenueConfig};
 
 /// Tasks still running when a command ends get this long to finish before the runtime drops them.
@@ -207,8 +207,69 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// What a library user adds to the `keel` command line: their strategies.
+#[derive(Default)]
+pub struct Extras {
+    pub strategies: Vec<keel_core::trading::strategy::SharedStrategy>,
+    /// Run the built-in strategies too (as configured under `[strategy]`).
+    pub builtins: bool,
+}
+
+impl Extras {
+    /// Puts the user's strategies beside (or instead of) the built-ins; names must be unique,
+    /// as /health and the store tell strategies apart by name.
+    pub fn apply(self, engine: &mut keel_core::EngineConfig) -> Result<(), String> {
+        if !self.builtins {
+            engine.strategy.ema_cross = None;
+            engine.strategy.rsi_reversion = None;
+        }
+        engine.strategies = self.strategies;
+        let all = engine.strategy.strategies();
+        let mut names: Vec<&str> = all
+            .iter()
+            .chain(&engine.strategies)
+            .map(|s| s.0.name())
+            .collect();
+        let n = names.len();
+        if n > keel_core::engine::trading::STRATEGIES_MAX {
+            return Err(format!(
+                "{n} strategies: at most {} run at once",
+                keel_core::engine::trading::STRATEGIES_MAX
+            ));
+        }
+        if names.iter().any(|x| x.is_empty() || x.len() > 64) {
+            return Err("a strategy's name must be 1 to 64 characters".into());
+        }
+        names.sort_unstable();
+        names.dedup();
+        if names.len() != n {
+            return Err("two strategies have the same name".into());
+        }
+        Ok(())
+    }
+}
+
+/// The `keel` binary: the built-in strategies only.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    main_with(
+        std::env::args_os(),
+        Extras {
+            strategies: Vec::new(),
+            builtins: true,
+        },
+    )
+}
+
+/// The `keel` command line over `args` (the program name first), with `extras`.
+pub fn main_with<I, T>(args: I, extras: Extras) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.cmd {
         Cmd::Replay {
             each,
@@ -266,6 +327,7 @@ pub fn main() -> ExitCode {
             db,
             consumer_delay_ms,
         } => run_cmd(
+            extras,
             path,
             Overrides {
                 venue,
@@ -293,13 +355,19 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_cmd(path: Option<PathBuf>, overrides: Overrides, secs: Option<f64>) -> Result<(), String> {
+fn run_cmd(
+    extras: Extras,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    secs: Option<f64>,
+) -> Result<(), String> {
     let mut file = match &path {
         Some(p) => config::load_file(p).map_err(|e| e.to_string())?,
         None => config::FileConfig::default(),
     };
     config::apply_env(&mut file, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-    let cfg = config::resolve(file, overrides).map_err(|e| e.to_string())?;
+    let mut cfg = config::resolve(file, overrides).map_err(|e| e.to_string())?;
+    extras.apply(&mut cfg.engine)?;
     let duration = duration(secs)?;
     init_logs(cfg.log_format);
     let rt = event_loop_runtime()?;
@@ -515,18 +583,16 @@ fn backfill_cmd(
     };
     init_logs(LogFormat::Text);
     let rt = runtime()?;
-    let summary = rt.block_on(crate::backfill::run(
-        crate::backfill::BackfillArgs {
-            symbols,
-            interval,
-            days,
-            db,
-            venue,
-            category: "linear".into(),
-            rest,
-            seed: 7,
-        },
-    ))?;
+    let summary = rt.block_on(crate::backfill::run(crate::backfill::BackfillArgs {
+        symbols,
+        interval,
+        days,
+        db,
+        venue,
+        category: "linear".into(),
+        rest,
+        seed: 7,
+    }))?;
     rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
     for (symbol, from, to) in &summary.gaps {
         eprintln!("gap: {symbol} has no candles from {from} to {to}");

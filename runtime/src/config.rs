@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub live: crate::execution::LiveFile,
     #[serde(default)]
     pub alerts: crate::alerts::AlertsFile,
+    #[serde(default)]
+    pub signals: crate::signals_api::SignalsFile,
     /// The ops server's bearer token, from KEEL_OPS_TOKEN only (never the file): required for
     /// every endpoint but /health when set, and required to listen beyond loopback.
     #[serde(skip)]
@@ -141,6 +143,7 @@ pub struct RunConfig {
     pub live: bool,
     pub ops_token: Option<crate::ops::OpsToken>,
     pub alerts: crate::alerts::AlertsConfig,
+    pub signals: crate::signals_api::SignalsConfig,
 }
 
 /// An API key pair. Neither half reaches a log, an error or a Debug print.
@@ -237,6 +240,9 @@ pub fn apply_env(
     }
     if let Some(v) = env("KEEL_TELEGRAM_TOKEN") {
         file.alerts.telegram_token = Some(v);
+    }
+    if let Some(v) = env("KEEL_SIGNALS_TOKEN") {
+        file.signals.token = Some(v);
     }
     if let Some(v) = env("KEEL_TELEGRAM_CHAT_ID") {
         file.alerts.telegram_chat_id = Some(v);
@@ -528,8 +534,10 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         return err("db must be a file path");
     }
     let alerts = crate::alerts::resolve(&file.alerts)?;
+    let signals = crate::signals_api::resolve(&file.signals)?;
     Ok(RunConfig {
         alerts,
+        signals,
         db,
         consumer_events_max,
         venue,

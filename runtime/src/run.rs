@@ -26,6 +26,10 @@ const VENUE_SHUTDOWN_GRACE_MS: u64 = 100;
 
 /// The event loop making no progress for this long is a stall.
 pub const WATCHDOG_STALL_MS: u64 = 250;
+/// Compute threads without user strategies: one per core of the machines we measure on.
+pub const COMPUTE_THREADS_BASE: usize = 2;
+/// Compute threads at most, whatever the number of strategies.
+pub const COMPUTE_THREADS_MAX: usize = 16;
 
 pub fn install_crypto() {
     // Several callers may race here; only the first install counts and that is fine.
@@ -335,9 +339,12 @@ pub async fn run_with_venue_speedup(
     let listener = ops::bind(cfg.ops_addr).await?;
     let ops_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("ops server on http://{ops_addr} (status page at /, /health, /metrics)");
+    let (signals_app, signals_rx) =
+        crate::signals_api::router(&cfg.signals, cfg.engine.symbols.clone());
     let mut app = ops::router(health_rx.clone(), metrics.clone())
         .merge(crate::api::router(api.clone()))
-        .merge(crate::page::router(health_rx, api.clone()));
+        .merge(crate::page::router(health_rx, api.clone()))
+        .merge(signals_app);
     if let Some(t) = cfg.ops_token.clone() {
         app = ops::require_token(app, t);
     }
@@ -364,7 +371,11 @@ pub async fn run_with_venue_speedup(
     let transports = Transports {
         connector: Arc::new(TcpConnector),
         http: Arc::new(ReqwestTransport::new()?),
-        compute: Arc::new(RayonPool::new(2)?),
+        // Each strategy holds at most one thread (never a second call while one is out), so a
+        // thread per user strategy beyond the cores means a hung one never starves the rest.
+        compute: Arc::new(RayonPool::new(
+            (COMPUTE_THREADS_BASE + cfg.engine.strategies.len()).min(COMPUTE_THREADS_MAX),
+        )?),
     };
     // The store first: positions and the order sequence must be restored before any signal.
     // Paper and live orders go through the same order machine and the same tables: ids unique
@@ -457,6 +468,7 @@ pub async fn run_with_venue_speedup(
     .with_api(api.clone())
     .with_alerts(alerts)
     .with_store(&store_handle)
+    .with_signals(signals_rx)
     .with_credentials(if live { cfg.credentials.clone() } else { None });
     let (exit, engine) = driver.run(shutdown).await;
     // Everything the driver queued is committed before we return: drop our sender and wait.

@@ -58,6 +58,9 @@ pub enum Input<'a> {
         run: u64,
         result: Result<WorkResult, String>,
     },
+    /// A signal from outside the engine (the signals API), checked and acted on like a
+    /// strategy's.
+    Signal(crate::trading::strategy::Signal),
     /// Events a consumer could not take (its channel was full) since the last report.
     ConsumerLag {
         dropped: u64,

@@ -446,6 +446,21 @@ impl Engine {
             }
             Input::Durable { link_id } => self.trading.durable(now, &link_id),
             Input::StoreFailed { error } => self.trading.store_failed(now, &error),
+            Input::Signal(signal) => {
+                if self.phase == Phase::Running {
+                    let usable = usable_books(now, &self.market, &self.book_sync, &self.links);
+                    self.trading
+                        .external_signal(now, &self.market, signal, &usable);
+                } else {
+                    self.notice(
+                        Severity::Warn,
+                        format!(
+                            "signal for {} from {} not acted on: the engine is not trading yet",
+                            signal.symbol, signal.strategy
+                        ),
+                    );
+                }
+            }
             Input::Shutdown => self.begin_shutdown(now),
         }
         self.drain_children(now);

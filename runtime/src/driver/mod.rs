@@ -171,6 +171,8 @@ pub struct Driver {
     alerts: crate::alerts::Alerts,
     /// The overall health last alerted on.
     alerted_overall: Option<keel_core::engine::health::Overall>,
+    /// Signals from the signals API.
+    signals_rx: Option<mpsc::Receiver<keel_core::trading::strategy::Signal>>,
 }
 
 /// How a run ended.
@@ -216,7 +218,17 @@ impl Driver {
             page_sampled: None,
             alerts: crate::alerts::Alerts::off(),
             alerted_overall: None,
+            signals_rx: None,
         }
+    }
+
+    /// Signals from outside (the signals API) are acted on like the strategies' own.
+    pub fn with_signals(
+        mut self,
+        rx: mpsc::Receiver<keel_core::trading::strategy::Signal>,
+    ) -> Driver {
+        self.signals_rx = Some(rx);
+        self
     }
 
     /// The key pair private requests are signed with; without one they are refused unsent.
@@ -348,6 +360,10 @@ impl Driver {
                 }
                 _ = publish.tick() => self.publish(),
                 Some(msg) = self.inbox_rx.recv() => self.on_msg(msg),
+                Some(signal) = next_signal(&mut self.signals_rx) => {
+                    let now = self.now();
+                    self.engine.handle_input(now, Input::Signal(signal));
+                }
             }
         }
     }
@@ -691,5 +707,15 @@ pub struct ConsumerStats {
 impl ConsumerStats {
     pub fn taken(&self) -> u64 {
         self.taken.load(Ordering::Relaxed)
+    }
+}
+
+/// The next external signal; never ready without a signals API.
+async fn next_signal(
+    rx: &mut Option<mpsc::Receiver<keel_core::trading::strategy::Signal>>,
+) -> Option<keel_core::trading::strategy::Signal> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -100,17 +100,30 @@ pub fn sigterm(child: &Child) {
 
 /// A minimal HTTP/1.1 POST of a JSON body on 127.0.0.1: the status.
 pub fn post(port: u16, path: &str, body: &str) -> Option<u16> {
+    post_with_token(port, path, body, None).map(|(status, _)| status)
+}
+
+/// As [`post`], with `Authorization: Bearer <token>` when one is given: (status, body).
+pub fn post_with_token(
+    port: u16,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
 }
 
 /// Reads a child's pipe to its end on a thread of its own (a pipe nobody reads fills, and stalls

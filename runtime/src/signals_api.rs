@@ -1,0 +1,336 @@
+//! `POST /api/signals`: signals from outside (a Python model, a notebook, another service) into
+//! the same risk checks and order machine as the strategies' own. Off unless a token is set
+//! (`KEEL_SIGNALS_TOKEN`); every request needs `Authorization: Bearer <token>`. A bad body gets
+//! 400 naming the field, a wrong token 401, more than the configured rate 429; an accepted
+//! signal is handed to the event loop through a bounded queue (503 when it is full) and answered
+//! 202. The handler never waits for the loop.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use keel_core::Dec;
+use keel_core::trading::strategy::{Action, Signal, SignalSide, TimeInForce};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::config::ConfigError;
+
+/// Signals waiting for the event loop; past this the API answers 503.
+pub const SIGNALS_QUEUED_MAX: usize = 256;
+/// Longest `reason` accepted, in bytes.
+pub const REASON_BYTES_MAX: usize = 512;
+/// The strategy name external signals carry.
+pub const EXTERNAL_STRATEGY: &str = "api";
+
+/// `[signals]` in the config file. The token comes from `KEEL_SIGNALS_TOKEN` only.
+#[derive(Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsFile {
+    /// Signals accepted per second (the burst is the same); default 10.
+    pub per_second_max: Option<u32>,
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for SignalsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalsFile")
+            .field("per_second_max", &self.per_second_max)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignalsConfig {
+    /// `None`: the API is off.
+    pub token: Option<String>,
+    pub per_second_max: u32,
+}
+
+impl std::fmt::Debug for SignalsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalsConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("per_second_max", &self.per_second_max)
+            .finish()
+    }
+}
+
+pub fn resolve(file: &SignalsFile) -> Result<SignalsConfig, ConfigError> {
+    let per_second_max = file.per_second_max.unwrap_or(10);
+    if !(1..=10_000).contains(&per_second_max) {
+        return Err(ConfigError(format!(
+            "signals.per_second_max must be in 1..=10000, not {per_second_max}"
+        )));
+    }
+    let token = file.token.clone().filter(|t| !t.is_empty());
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(ConfigError(
+            "KEEL_SIGNALS_TOKEN must be at least 16 characters: it lets its holder trade".into(),
+        ));
+    }
+    Ok(SignalsConfig {
+        token,
+        per_second_max,
+    })
+}
+
+/// A token bucket: `rate` a second, bursts of `rate`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct SignalsState {
+    token: Option<String>,
+    rate: f64,
+    bucket: Mutex<Bucket>,
+    symbols: Vec<String>,
+    tx: mpsc::Sender<Signal>,
+}
+
+/// The body: `{"symbol", "side", "confidence", "reason", "order": {"type", "qty", "price",
+/// "tif"}}`; `reason` and `order` are optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    symbol: String,
+    side: String,
+    confidence: f64,
+    #[serde(default)]
+    reason: String,
+    order: Option<OrderBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBody {
+    #[serde(rename = "type")]
+    kind: String,
+    qty: serde_json::Value,
+    price: Option<serde_json::Value>,
+    tif: Option<TimeInForce>,
+}
+
+/// A refusal: the HTTP status, the field at fault (if one is) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub field: Option<&'static str>,
+    pub error: String,
+}
+
+impl Refusal {
+    fn bad(field: &'static str, error: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 400,
+            field: Some(field),
+            error: error.into(),
+        }
+    }
+}
+
+/// Reads a signal from a request body; every refusal names the field.
+pub fn parse(body: &[u8], symbols: &[String]) -> Result<Signal, Refusal> {
+    let b: Body = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        // serde names the field in its message ("missing field `side`", "unknown field `x`").
+        let field = [
+            "symbol",
+            "side",
+            "confidence",
+            "reason",
+            "order",
+            "type",
+            "qty",
+            "price",
+            "tif",
+        ]
+        .into_iter()
+        .find(|f| text.contains(&format!("`{f}`")));
+        Refusal {
+            status: 400,
+            field,
+            error: format!("the body is not a signal: {text}"),
+        }
+    })?;
+    if !symbols.contains(&b.symbol) {
+        return Err(Refusal::bad(
+            "symbol",
+            format!(
+                "{:?} is not traded here (symbols: {})",
+                b.symbol,
+                symbols.join(",")
+            ),
+        ));
+    }
+    let side = match b.side.to_ascii_lowercase().as_str() {
+        "buy" => SignalSide::Buy,
+        "sell" => SignalSide::Sell,
+        _ => return Err(Refusal::bad("side", "must be \"buy\" or \"sell\"")),
+    };
+    if !b.confidence.is_finite() || !(0.0..=1.0).contains(&b.confidence) {
+        return Err(Refusal::bad("confidence", "must be a number from 0 to 1"));
+    }
+    if b.reason.len() > REASON_BYTES_MAX || b.reason.chars().any(char::is_control) {
+        return Err(Refusal::bad(
+            "reason",
+            format!("must be at most {REASON_BYTES_MAX} bytes of printable text"),
+        ));
+    }
+    let action = match b.order {
+        None => Action::Signal {
+            side,
+            confidence: b.confidence,
+        },
+        Some(o) => {
+            let qty = positive(&o.qty).ok_or_else(|| {
+                Refusal::bad("qty", "must be a positive number (\"0.01\" or 0.01)")
+            })?;
+            match (o.kind.to_ascii_lowercase().as_str(), o.price) {
+                ("market", None) => Action::Market { side, qty },
+                ("market", Some(_)) => {
+                    return Err(Refusal::bad("price", "a market order takes no price"));
+                }
+                ("limit", Some(p)) => Action::Limit {
+                    side,
+                    qty,
+                    price: positive(&p)
+                        .ok_or_else(|| Refusal::bad("price", "must be a positive number"))?,
+                    tif: o.tif.unwrap_or(TimeInForce::Gtc),
+                },
+                ("limit", None) => return Err(Refusal::bad("price", "a limit order needs one")),
+                _ => return Err(Refusal::bad("type", "must be \"market\" or \"limit\"")),
+            }
+        }
+    };
+    Ok(Signal {
+        symbol: b.symbol,
+        strategy: EXTERNAL_STRATEGY.into(),
+        action,
+        reason: b.reason,
+        candle_ms: 0,
+    })
+}
+
+fn positive(v: &serde_json::Value) -> Option<Dec> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    Dec::parse(&text).ok().filter(|d| *d > Dec::ZERO)
+}
+
+/// The route, and the receiving end the event loop reads accepted signals from.
+pub fn router(cfg: &SignalsConfig, symbols: Vec<String>) -> (Router, mpsc::Receiver<Signal>) {
+    let (tx, rx) = mpsc::channel(SIGNALS_QUEUED_MAX);
+    let rate = f64::from(cfg.per_second_max);
+    let state = Arc::new(SignalsState {
+        token: cfg.token.clone(),
+        rate,
+        bucket: Mutex::new(Bucket {
+            tokens: rate,
+            at: now(),
+        }),
+        symbols,
+        tx,
+    });
+    let app = Router::new()
+        .route("/api/signals", post(post_signal))
+        .with_state(state);
+    (app, rx)
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn post_signal(
+    State(s): State<Arc<SignalsState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(token) = &s.token else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            json!({"error": "the signals API is off: set KEEL_SIGNALS_TOKEN to turn it on"}),
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !keel_core::wire::sign::signatures_equal(given, token) {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "missing or wrong bearer token (Authorization: Bearer ...)"}),
+        );
+    }
+    if let Some(wait) = s.take() {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut r = answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": format!("more than {} signals a second", s.rate), "retry_after_s": secs}),
+        );
+        if let Ok(v) = secs.to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let signal = match parse(&body, &s.symbols) {
+        Ok(x) => x,
+        Err(r) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"error": r.error, "field": r.field}),
+            );
+        }
+    };
+    let shown = json!({"accepted": true, "signal": &signal});
+    match s.tx.try_send(signal) {
+        Ok(()) => answer(StatusCode::ACCEPTED, shown),
+        Err(_) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the engine is behind on signals: try again shortly"}),
+        ),
+    }
+}
+
+impl SignalsState {
+    /// Takes a token; when none is left, how long until one is.
+    fn take(&self) -> Option<Duration> {
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now();
+        let earned = t.saturating_duration_since(b.at).as_secs_f64() * self.rate;
+        b.tokens = (b.tokens + earned).min(self.rate);
+        b.at = t;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

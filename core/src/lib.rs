@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backtest;
 pub mod decimal;
 pub mod engine;
 pub mod market;

@@ -108,6 +108,8 @@ pub struct RestFile {
 pub struct JobsFile {
     pub signal_every_ms: Option<u64>,
     pub signal_deadline_ms: Option<u64>,
+    /// Failures in a row (panics, overruns) after which a strategy is disabled.
+    pub strategy_failures_max: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -513,6 +515,14 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         10,
         86_400_000,
     )?;
+    if let Some(n) = file.jobs.strategy_failures_max {
+        if !(1..=1_000).contains(&n) {
+            return err(format!(
+                "jobs.strategy_failures_max must be in 1..=1000, not {n}"
+            ));
+        }
+        e.strategy_failures_max = n;
+    }
     let live = crate::execution::resolve_mode(&venue, o.paper, o.live, &file.live)?;
     // Asking for live trading is asking for orders.
     if o.live {

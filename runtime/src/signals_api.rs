@@ -97,29 +97,6 @@ struct SignalsState {
     tx: mpsc::Sender<Signal>,
 }
 
-/// The body: `{"symbol", "side", "confidence", "reason", "order": {"type", "qty", "price",
-/// "tif"}}`; `reason` and `order` are optional.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    symbol: String,
-    side: String,
-    confidence: f64,
-    #[serde(default)]
-    reason: String,
-    order: Option<OrderBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OrderBody {
-    #[serde(rename = "type")]
-    kind: String,
-    qty: serde_json::Value,
-    price: Option<serde_json::Value>,
-    tif: Option<TimeInForce>,
-}
-
 /// A refusal: the HTTP status, the field at fault (if one is) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -138,87 +115,121 @@ impl Refusal {
     }
 }
 
-/// Reads a signal from a request body; every refusal names the field.
+/// Reads a signal from a request body: `{"symbol", "side", "confidence", "reason", "order":
+/// {"type", "qty", "price", "tif"}}`, `reason` and `order` optional. Every refusal of a field
+/// names it (read field by field: serde's own type errors do not say which).
 pub fn parse(body: &[u8], symbols: &[String]) -> Result<Signal, Refusal> {
-    let b: Body = serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        // serde names the field in its message ("missing field `side`", "unknown field `x`").
-        let field = [
-            "symbol",
-            "side",
-            "confidence",
-            "reason",
-            "order",
-            "type",
-            "qty",
-            "price",
-            "tif",
-        ]
-        .into_iter()
-        .find(|f| text.contains(&format!("`{f}`")));
-        Refusal {
-            status: 400,
-            field,
-            error: format!("the body is not a signal: {text}"),
-        }
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(body).map_err(|e| Refusal {
+        status: 400,
+        field: None,
+        error: format!("the body is not JSON: {e}"),
     })?;
-    if !symbols.contains(&b.symbol) {
+    let Value::Object(o) = v else {
+        return Err(Refusal {
+            status: 400,
+            field: None,
+            error: "the body must be a JSON object".into(),
+        });
+    };
+    known_keys(&o, &["symbol", "side", "confidence", "reason", "order"])?;
+    let text = |o: &serde_json::Map<String, Value>, k: &'static str| match o.get(k) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(Refusal::bad(k, "must be a string")),
+    };
+    let symbol = text(&o, "symbol")?.ok_or_else(|| Refusal::bad("symbol", "is required"))?;
+    if !symbols.contains(&symbol) {
         return Err(Refusal::bad(
             "symbol",
             format!(
-                "{:?} is not traded here (symbols: {})",
-                b.symbol,
+                "{symbol:?} is not traded here (symbols: {})",
                 symbols.join(",")
             ),
         ));
     }
-    let side = match b.side.to_ascii_lowercase().as_str() {
-        "buy" => SignalSide::Buy,
-        "sell" => SignalSide::Sell,
+    let side = match text(&o, "side")?.map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("buy") => SignalSide::Buy,
+        Some("sell") => SignalSide::Sell,
         _ => return Err(Refusal::bad("side", "must be \"buy\" or \"sell\"")),
     };
-    if !b.confidence.is_finite() || !(0.0..=1.0).contains(&b.confidence) {
-        return Err(Refusal::bad("confidence", "must be a number from 0 to 1"));
-    }
-    if b.reason.len() > REASON_BYTES_MAX || b.reason.chars().any(char::is_control) {
+    let confidence = o
+        .get("confidence")
+        .and_then(Value::as_f64)
+        .filter(|c| c.is_finite() && (0.0..=1.0).contains(c))
+        .ok_or_else(|| Refusal::bad("confidence", "must be a number from 0 to 1"))?;
+    let reason = text(&o, "reason")?.unwrap_or_default();
+    if reason.len() > REASON_BYTES_MAX || reason.chars().any(char::is_control) {
         return Err(Refusal::bad(
             "reason",
             format!("must be at most {REASON_BYTES_MAX} bytes of printable text"),
         ));
     }
-    let action = match b.order {
-        None => Action::Signal {
-            side,
-            confidence: b.confidence,
-        },
-        Some(o) => {
-            let qty = positive(&o.qty).ok_or_else(|| {
+    let action = match o.get("order") {
+        None | Some(Value::Null) => Action::Signal { side, confidence },
+        Some(Value::Object(order)) => {
+            known_keys(order, &["type", "qty", "price", "tif"])?;
+            let qty = order.get("qty").and_then(positive).ok_or_else(|| {
                 Refusal::bad("qty", "must be a positive number (\"0.01\" or 0.01)")
             })?;
-            match (o.kind.to_ascii_lowercase().as_str(), o.price) {
-                ("market", None) => Action::Market { side, qty },
-                ("market", Some(_)) => {
+            let price = match order.get("price") {
+                None | Some(Value::Null) => None,
+                Some(p) => Some(
+                    positive(p)
+                        .ok_or_else(|| Refusal::bad("price", "must be a positive number"))?,
+                ),
+            };
+            let tif = match text(order, "tif")?.as_deref() {
+                None | Some("GTC") => TimeInForce::Gtc,
+                Some("IOC") => TimeInForce::Ioc,
+                Some("FOK") => TimeInForce::Fok,
+                Some("PostOnly") => TimeInForce::PostOnly,
+                Some(_) => {
+                    return Err(Refusal::bad("tif", "must be GTC, IOC, FOK or PostOnly"));
+                }
+            };
+            let kind = text(order, "type")?.map(|t| t.to_ascii_lowercase());
+            match (kind.as_deref(), price) {
+                (Some("market"), None) => Action::Market { side, qty },
+                (Some("market"), Some(_)) => {
                     return Err(Refusal::bad("price", "a market order takes no price"));
                 }
-                ("limit", Some(p)) => Action::Limit {
+                (Some("limit"), Some(price)) => Action::Limit {
                     side,
                     qty,
-                    price: positive(&p)
-                        .ok_or_else(|| Refusal::bad("price", "must be a positive number"))?,
-                    tif: o.tif.unwrap_or(TimeInForce::Gtc),
+                    price,
+                    tif,
                 },
-                ("limit", None) => return Err(Refusal::bad("price", "a limit order needs one")),
+                (Some("limit"), None) => {
+                    return Err(Refusal::bad("price", "a limit order needs one"));
+                }
                 _ => return Err(Refusal::bad("type", "must be \"market\" or \"limit\"")),
             }
         }
+        Some(_) => return Err(Refusal::bad("order", "must be an object")),
     };
     Ok(Signal {
-        symbol: b.symbol,
+        symbol,
         strategy: EXTERNAL_STRATEGY.into(),
         action,
-        reason: b.reason,
+        reason,
         candle_ms: 0,
     })
+}
+
+/// Refuses a key the body may not have, naming it.
+fn known_keys(
+    o: &serde_json::Map<String, serde_json::Value>,
+    known: &[&'static str],
+) -> Result<(), Refusal> {
+    match o.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(Refusal {
+            status: 400,
+            field: None,
+            error: format!("unknown field `{k}` (known: {})", known.join(", ")),
+        }),
+    }
 }
 
 fn positive(v: &serde_json::Value) -> Option<Dec> {

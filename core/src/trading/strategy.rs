@@ -342,31 +342,36 @@ pub fn evaluate_all(
     inputs: &[SymbolInput],
     confidence_min: f64,
 ) -> Result<(Vec<Signal>, u64), StrategyFault> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut said = Vec::new();
-        let mut dropped = 0;
-        let mut out = Vec::new();
-        for i in inputs {
-            if i.candles.len() < strategy.warmup() {
-                continue;
-            }
-            out.clear();
-            strategy.evaluate(&i.context(), &mut out);
-            for intent in out.drain(..) {
-                if !well_formed(&intent.action, confidence_min) {
-                    dropped += 1;
-                    continue;
-                }
-                said.push(Signal {
-                    symbol: i.symbol.clone(),
-                    strategy: strategy.name().to_string(),
-                    action: intent.action,
-                    reason: intent.reason,
-                    candle_ms: i.candles.last().map_or(0, |c| c.start_ms),
-                });
-            }
+    let mut said = Vec::new();
+    let mut scratch = Vec::new();
+    let mut dropped = 0;
+    for i in inputs {
+        if i.candles.len() < strategy.warmup() {
+            continue;
         }
-        (said, dropped)
+        dropped += evaluate_one(
+            strategy,
+            &i.context(),
+            confidence_min,
+            &mut scratch,
+            &mut said,
+        )?;
+    }
+    Ok((said, dropped))
+}
+
+/// One call of `strategy` on one symbol: what it said goes to `said` (`scratch` is its buffer,
+/// reused across calls); returns how many intents were dropped as malformed. A panic is caught.
+pub fn evaluate_one(
+    strategy: &dyn Strategy,
+    ctx: &Context<'_>,
+    confidence_min: f64,
+    scratch: &mut Vec<Intent>,
+    said: &mut Vec<Signal>,
+) -> Result<u64, StrategyFault> {
+    scratch.clear();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        strategy.evaluate(ctx, scratch)
     }))
     .map_err(|p| {
         StrategyFault::Panicked(
@@ -375,7 +380,22 @@ pub fn evaluate_all(
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into()),
         )
-    })
+    })?;
+    let mut dropped = 0;
+    for intent in scratch.drain(..) {
+        if !well_formed(&intent.action, confidence_min) {
+            dropped += 1;
+            continue;
+        }
+        said.push(Signal {
+            symbol: ctx.symbol.to_string(),
+            strategy: strategy.name().to_string(),
+            action: intent.action,
+            reason: intent.reason,
+            candle_ms: ctx.candles.last().map_or(0, |c| c.start_ms),
+        });
+    }
+    Ok(dropped)
 }
 
 fn well_formed(a: &Action, confidence_min: f64) -> bool {

@@ -347,8 +347,9 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
         if broker.positions().any(|p| !p.qty.is_zero()) {
             exposed += 1;
         }
-        if e > peak {
-            (peak, peak_ms) = (e, close_ms);
+        if e > peak || equity.is_empty() {
+            // The starting balance is the first peak, dated at the first close.
+            (peak, peak_ms) = (e.max(peak), close_ms);
         }
         if peak - e > t.max_drawdown {
             t.max_drawdown = peak - e;

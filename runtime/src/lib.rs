@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod api;
 pub mod backfill;
+pub mod backtest;
 pub mod bot;
 // Only `keel bench` uses these: not part of the library's public surface.
 mod baselines;

@@ -7,7 +7,7 @@ use super::{Context, Intent, SharedStrategy, SignalSide, Strategy};
 /// up.
 pub const STRATEGY_PERIOD_MAX: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmaCross {
     pub fast: usize,
@@ -88,7 +88,7 @@ impl Strategy for EmaCross {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RsiReversion {
     pub period: usize,
@@ -172,7 +172,7 @@ impl Strategy for RsiReversion {
 }
 
 /// The configured strategies and the confidence a signal needs to be emitted.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrategyConfig {
     pub ema_cross: Option<EmaCross>,

@@ -1,0 +1,266 @@
+//! The trading machine's execution: what a strategy said becomes orders through the broker's
+//! checks and the order machine, and on paper the paper venue answers them.
+
+use super::*;
+
+impl Trading {
+    /// Paper-trades signals against the current books; a book that is not synced, not fresh or
+    /// not on a live link is never traded against.
+    pub(super) fn execute(
+        &mut self,
+        now: Time,
+        market: &Market,
+        signals: &[Signal],
+        usable: &dyn Fn(BookId) -> bool,
+    ) {
+        if self.store_backlog > 0 {
+            return;
+        }
+        // Views are netted per symbol (the strongest decides); exact orders, targets and
+        // cancels are acted on as said.
+        let views: Vec<Signal> = signals
+            .iter()
+            .filter(|s| matches!(s.action, Action::Signal { .. }))
+            .cloned()
+            .collect();
+        let decided = decide(&views);
+        let exact = signals
+            .iter()
+            .filter(|s| !matches!(s.action, Action::Signal { .. }));
+        for s in decided.iter().chain(exact) {
+            if s.action == Action::Cancel {
+                if let Some(o) = self.orders.as_mut() {
+                    o.cancel_symbol(now, &s.symbol);
+                }
+                self.drain_orders(now);
+                continue;
+            }
+            let Some(inst) = self.instruments.iter().find(|i| i.symbol == s.symbol) else {
+                continue;
+            };
+            if !usable(inst.book) {
+                continue;
+            }
+            let b = market.book(inst.book);
+            let (Ok(bids), Ok(asks)) = (
+                b.top_bids(ORDER_BOOK_LEVELS_MAX),
+                b.top_asks(ORDER_BOOK_LEVELS_MAX),
+            ) else {
+                continue;
+            };
+            let (bids, asks): (Vec<Level>, Vec<Level>) = (bids.collect(), asks.collect());
+            let ts = b.last_ts().unwrap_or(0);
+            let step = inst.qty_step;
+            let instruments = &self.instruments;
+            let marks = |sym: &str| {
+                let i = instruments.iter().find(|i| i.symbol == sym)?;
+                market.book(i.book).mid().ok()
+            };
+            if let Some(reason) = self.broker.check_risk(ts, &marks) {
+                if let Some(o) = self.orders.as_mut() {
+                    let symbols: Vec<String> =
+                        self.instruments.iter().map(|i| i.symbol.clone()).collect();
+                    o.cancel_all(now, &symbols, &format!("kill switch: {reason}"));
+                }
+                self.outputs.push_back(TradingOutput::Notice(Notice {
+                    level: Severity::Error,
+                    text: format!("kill switch: {reason}"),
+                }));
+                self.outputs
+                    .push_back(TradingOutput::Event(Event::KillSwitch { reason }));
+            }
+            self.send(now, s, &bids, &asks, step, ts);
+        }
+    }
+
+    /// On paper, the order machine's requests are answered here, each create against its
+    /// symbol's book as it stands now (none when the book is not usable: refused, not guessed).
+    pub(super) fn answer_paper(
+        &mut self,
+        now: Time,
+        market: &Market,
+        usable: &dyn Fn(BookId) -> bool,
+    ) {
+        for _ in 0..PAPER_ROUNDS_MAX {
+            if self.paper_queue.is_empty() {
+                break;
+            }
+            let round: Vec<Request> = self.paper_queue.drain(..).collect();
+            for r in round {
+                let (status, body) = {
+                    let Some(venue) = self.paper.as_mut() else {
+                        return;
+                    };
+                    let instruments = &self.instruments;
+                    venue.answer(&r, |symbol, side| {
+                        let inst = instruments.iter().find(|i| i.symbol == symbol)?;
+                        if !usable(inst.book) {
+                            return None;
+                        }
+                        let b = market.book(inst.book);
+                        let levels = match side {
+                            Side::Buy => b.top_asks(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
+                            Side::Sell => b.top_bids(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
+                        };
+                        Some(PaperBook {
+                            levels,
+                            ts_ms: b.last_ts().unwrap_or(0),
+                        })
+                    })
+                };
+                if let Some(o) = self.orders.as_mut() {
+                    o.handle_answer(now, r.id, status, &body, 0, None);
+                }
+                self.drain_orders(now);
+            }
+        }
+        // Past the bound, the rest waits a millisecond: a deadline at `now` would spin the loop.
+        self.paper_at =
+            (!self.paper_queue.is_empty()).then(|| now + std::time::Duration::from_millis(1));
+    }
+
+    /// A decision becomes a market order for the order machine, sized and risk-checked by the
+    /// broker; it is sent once the store holds its intent.
+    pub(super) fn send(
+        &mut self,
+        now: Time,
+        s: &Signal,
+        bids: &[Level],
+        asks: &[Level],
+        step: Option<Dec>,
+        ts: u64,
+    ) {
+        let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else {
+            return;
+        };
+        let b = &self.broker;
+        let (side, price, tif, sized) = match s.action {
+            Action::Signal { side, .. } => (
+                side,
+                None,
+                None,
+                b.size_order(&s.symbol, side, bid.px, ask.px, step),
+            ),
+            Action::Market { side, qty } => (
+                side,
+                None,
+                None,
+                b.size_exact(&s.symbol, side, qty, bid.px, ask.px, step),
+            ),
+            Action::Limit {
+                side,
+                qty,
+                price,
+                tif,
+            } => (
+                side,
+                Some(price),
+                Some(tif),
+                b.size_exact(&s.symbol, side, qty, bid.px, ask.px, step),
+            ),
+            Action::Target { qty } => {
+                let Some(delta) = qty.checked_sub(b.position_qty(&s.symbol)) else {
+                    return;
+                };
+                let side = if delta.is_negative() {
+                    SignalSide::Sell
+                } else {
+                    SignalSide::Buy
+                };
+                let size = Dec::from_raw(delta.raw().saturating_abs());
+                (
+                    side,
+                    None,
+                    None,
+                    b.size_exact(&s.symbol, side, size, bid.px, ask.px, step),
+                )
+            }
+            Action::Cancel => return,
+        };
+        let Some((qty, verdict)) = sized else {
+            return;
+        };
+        if let Err(why) = verdict {
+            self.notice(
+                Severity::Warn,
+                format!("{} order not sent: {why}", s.symbol),
+            );
+            return;
+        }
+        let Some(orders) = self.orders.as_mut() else {
+            return;
+        };
+        let mut plan = Plan::market(
+            s.symbol.clone(),
+            side.into(),
+            qty,
+            format!("{}: {}", s.strategy, s.reason),
+        );
+        if let Some(p) = price {
+            plan.order_type = crate::wire::private::OrderType::Limit;
+            plan.price = Some(p);
+            plan.time_in_force = tif;
+        }
+        match orders.place(ts, plan) {
+            Ok(_) => {}
+            // One order per symbol at a time: the next signal sees the position it made.
+            Err(Refused::Busy) => {}
+            Err(r) => self.notice(
+                Severity::Warn,
+                format!("{} order not sent: {r:?}", s.symbol),
+            ),
+        }
+        self.drain_orders(now);
+    }
+
+    pub(super) fn drain_orders(&mut self, now: Time) {
+        let Some(orders) = self.orders.as_mut() else {
+            return;
+        };
+        while let Some(o) = orders.poll_output() {
+            match o {
+                OrdersOutput::Persist(rec) => self
+                    .outputs
+                    .push_back(TradingOutput::Store(StoreWrite::Order(rec))),
+                OrdersOutput::Fill(x) => {
+                    self.broker.apply_fill(&Fill::from(&x));
+                    self.outputs
+                        .push_back(TradingOutput::Store(StoreWrite::Fill(x)));
+                }
+                OrdersOutput::Request(r) if self.paper.is_some() => {
+                    self.paper_queue.push_back(r);
+                    self.paper_at = Some(self.paper_at.map_or(now, |t| t.min(now)));
+                }
+                OrdersOutput::Request(r) => self.outputs.push_back(TradingOutput::Private(r)),
+                OrdersOutput::Halted(why) => {
+                    self.outputs.push_back(TradingOutput::Notice(Notice {
+                        level: Severity::Error,
+                        text: format!("live trading halted: {why}"),
+                    }));
+                    self.outputs.push_back(TradingOutput::Halted(why));
+                }
+                OrdersOutput::VenueWallet(w) => self.wallet = Some(w),
+                OrdersOutput::VenuePositions(rows) => {
+                    let diffs = reconcile_positions(&mut self.broker, &rows);
+                    // A position that differed from the venue's is worth a person's look.
+                    for d in &diffs {
+                        self.outputs.push_back(TradingOutput::Notice(Notice {
+                            level: Severity::Error,
+                            text: format!("reconcile: {d}"),
+                        }));
+                    }
+                    orders.note_diffs(diffs.len() as u64);
+                }
+                OrdersOutput::Notice { error, text } => {
+                    let level = if error {
+                        Severity::Error
+                    } else {
+                        Severity::Info
+                    };
+                    self.outputs
+                        .push_back(TradingOutput::Notice(Notice { level, text }));
+                }
+            }
+        }
+    }
+}

@@ -458,53 +458,12 @@ fn order_for(
     close: Dec,
     step: Option<Dec>,
 ) -> Option<Result<Working, String>> {
-    let (side, limit, tif, sized) = match s.action {
-        Action::Signal { side, .. } => (
-            side,
-            None,
-            None,
-            broker.size_order(&s.symbol, side, close, close, step),
-        ),
-        Action::Market { side, qty } => (
-            side,
-            None,
-            None,
-            broker.size_exact(&s.symbol, side, qty, close, close, step),
-        ),
-        Action::Limit {
-            side,
-            qty,
-            price,
-            tif,
-        } => (
-            side,
-            Some(price),
-            Some(tif),
-            broker.size_exact(&s.symbol, side, qty, close, close, step),
-        ),
-        Action::Target { qty } => {
-            let delta = qty.checked_sub(broker.position_qty(&s.symbol))?;
-            let side = if delta.is_negative() {
-                SignalSide::Sell
-            } else {
-                SignalSide::Buy
-            };
-            let size = Dec::from_raw(delta.raw().saturating_abs());
-            (
-                side,
-                None,
-                None,
-                broker.size_exact(&s.symbol, side, size, close, close, step),
-            )
-        }
-        Action::Cancel => return None,
-    };
-    let (qty, verdict) = sized?;
-    Some(verdict.map(|()| Working {
-        side,
-        qty,
-        limit,
-        tif,
+    let sized = broker.size_action(&s.symbol, &s.action, close, close, step)?;
+    Some(sized.verdict.map(|()| Working {
+        side: sized.side,
+        qty: sized.qty,
+        limit: sized.price,
+        tif: sized.tif,
         strategy: s.strategy.clone(),
         link: String::new(),
     }))

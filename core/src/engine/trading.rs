@@ -588,7 +588,6 @@ mod slots;
 mod strategies;
 mod window;
 
-use crate::trading::strategy::SignalSide;
 pub use decide::decide;
 use decide::reconcile_positions;
 use slots::SlotEvent;

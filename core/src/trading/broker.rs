@@ -5,7 +5,18 @@
 use std::collections::BTreeMap;
 
 use crate::decimal::Dec;
-use crate::trading::strategy::SignalSide;
+use crate::trading::strategy::{Action, SignalSide, TimeInForce};
+
+/// An order sized for an action, and whether the limits allow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sized {
+    pub side: SignalSide,
+    pub qty: Dec,
+    /// A limit order's price and time in force; `None` for a market order.
+    pub price: Option<Dec>,
+    pub tif: Option<TimeInForce>,
+    pub verdict: Result<(), String>,
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -233,6 +244,69 @@ impl Broker {
             SignalSide::Sell => current - qty.to_f64(),
         };
         Some((qty, self.check_target(symbol, target, mid)))
+    }
+
+    /// The order `action` asks for on `symbol`, sized and checked: a view sized as
+    /// [`Broker::size_order`], an exact order as [`Broker::size_exact`], a target as the
+    /// difference from the position. `None` when there is nothing to send (already there, a
+    /// size below the lot step, a cancel).
+    pub fn size_action(
+        &self,
+        symbol: &str,
+        action: &Action,
+        best_bid: Dec,
+        best_ask: Dec,
+        qty_step: Option<Dec>,
+    ) -> Option<Sized> {
+        let (side, price, tif, sized) = match *action {
+            Action::Signal { side, .. } => (
+                side,
+                None,
+                None,
+                self.size_order(symbol, side, best_bid, best_ask, qty_step),
+            ),
+            Action::Market { side, qty } => (
+                side,
+                None,
+                None,
+                self.size_exact(symbol, side, qty, best_bid, best_ask, qty_step),
+            ),
+            Action::Limit {
+                side,
+                qty,
+                price,
+                tif,
+            } => (
+                side,
+                Some(price),
+                Some(tif),
+                self.size_exact(symbol, side, qty, best_bid, best_ask, qty_step),
+            ),
+            Action::Target { qty } => {
+                let delta = qty.checked_sub(self.position_qty(symbol))?;
+                let side = if delta.is_negative() {
+                    SignalSide::Sell
+                } else {
+                    SignalSide::Buy
+                };
+                let size = Dec::from_raw(delta.raw().saturating_abs());
+                (
+                    side,
+                    None,
+                    None,
+                    self.size_exact(symbol, side, size, best_bid, best_ask, qty_step),
+                )
+            }
+            Action::Cancel => return None,
+        };
+        let (qty, verdict) = sized?;
+        Some(Sized {
+            side,
+            qty,
+            price,
+            tif,
+            verdict,
+        })
     }
 
     /// The position's size, negative when short.

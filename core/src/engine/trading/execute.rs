@@ -2,6 +2,7 @@
 //! checks and the order machine, and on paper the paper venue answers them.
 
 use super::*;
+use crate::trading::broker::Sized;
 
 impl Trading {
     /// Paper-trades signals against the current books; a book that is not synced, not fresh or
@@ -133,51 +134,16 @@ impl Trading {
         let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else {
             return;
         };
-        let b = &self.broker;
-        let (side, price, tif, sized) = match s.action {
-            Action::Signal { side, .. } => (
-                side,
-                None,
-                None,
-                b.size_order(&s.symbol, side, bid.px, ask.px, step),
-            ),
-            Action::Market { side, qty } => (
-                side,
-                None,
-                None,
-                b.size_exact(&s.symbol, side, qty, bid.px, ask.px, step),
-            ),
-            Action::Limit {
-                side,
-                qty,
-                price,
-                tif,
-            } => (
-                side,
-                Some(price),
-                Some(tif),
-                b.size_exact(&s.symbol, side, qty, bid.px, ask.px, step),
-            ),
-            Action::Target { qty } => {
-                let Some(delta) = qty.checked_sub(b.position_qty(&s.symbol)) else {
-                    return;
-                };
-                let side = if delta.is_negative() {
-                    SignalSide::Sell
-                } else {
-                    SignalSide::Buy
-                };
-                let size = Dec::from_raw(delta.raw().saturating_abs());
-                (
-                    side,
-                    None,
-                    None,
-                    b.size_exact(&s.symbol, side, size, bid.px, ask.px, step),
-                )
-            }
-            Action::Cancel => return,
-        };
-        let Some((qty, verdict)) = sized else {
+        let Some(Sized {
+            side,
+            qty,
+            price,
+            tif,
+            verdict,
+        }) = self
+            .broker
+            .size_action(&s.symbol, &s.action, bid.px, ask.px, step)
+        else {
             return;
         };
         if let Err(why) = verdict {

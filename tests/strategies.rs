@@ -1,11 +1,8 @@
 //! Strategies on real Bybit klines: the REST fixtures (newest first, as Bybit sends them) put
 //! in time order, checked against the direction of the prices themselves.
 
-use std::sync::Arc;
-
-use keel_core::Dec;
 use keel_core::trading::strategy::{
-    Candle, EmaCross, RsiReversion, Signal, SignalSide, Strategy, StrategyConfig, SymbolInput, ema,
+    EmaCross, RsiReversion, Signal, SignalSide, Strategy, StrategyConfig, SymbolInput, ema,
     evaluate_all, rsi,
 };
 use keel_core::wire::rest::parse_kline;
@@ -40,28 +37,7 @@ fn all_real_series() -> Vec<Vec<f64>> {
 }
 
 fn input(closes: Vec<f64>) -> SymbolInput {
-    SymbolInput {
-        symbol: "BTCUSDT".into(),
-        now_ms: 0,
-        candles: Arc::new(
-            closes
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Candle {
-                    start_ms: i as u64 * 60_000,
-                    close: *c,
-                    ..Candle::default()
-                })
-                .collect(),
-        ),
-        forming: None,
-        bids: Vec::new(),
-        asks: Vec::new(),
-        trades: Vec::new(),
-        position: Dec::ZERO,
-        entry_price: Dec::ZERO,
-        open_orders: Vec::new(),
-    }
+    SymbolInput::from_closes("BTCUSDT", &closes)
 }
 
 /// What `s` says about these closes, if anything.

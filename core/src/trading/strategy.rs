@@ -262,6 +262,36 @@ pub struct SymbolInput {
 }
 
 impl SymbolInput {
+    /// A symbol with one-minute candles at these closes (open, high and low the same) and
+    /// nothing else: no book, trades, position or orders. Where a strategy's tests start.
+    pub fn from_closes(symbol: impl Into<String>, closes: &[f64]) -> SymbolInput {
+        SymbolInput {
+            symbol: symbol.into(),
+            now_ms: 0,
+            candles: Arc::new(
+                closes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| Candle {
+                        start_ms: i as u64 * 60_000,
+                        open: c,
+                        high: c,
+                        low: c,
+                        close: c,
+                        ..Candle::default()
+                    })
+                    .collect(),
+            ),
+            forming: None,
+            bids: Vec::new(),
+            asks: Vec::new(),
+            trades: Vec::new(),
+            position: Dec::ZERO,
+            entry_price: Dec::ZERO,
+            open_orders: Vec::new(),
+        }
+    }
+
     pub fn context(&self) -> Context<'_> {
         Context {
             symbol: &self.symbol,

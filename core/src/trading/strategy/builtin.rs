@@ -446,34 +446,9 @@ mod tests {
     use super::super::{Candle, SymbolInput, evaluate_all};
     use super::*;
     use crate::decimal::Dec;
-    use std::sync::Arc;
 
     fn input(closes: Vec<f64>) -> SymbolInput {
-        SymbolInput {
-            symbol: "X".into(),
-            now_ms: 0,
-            candles: Arc::new(
-                closes
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, c)| Candle {
-                        start_ms: i as u64 * 60_000,
-                        open: c,
-                        high: c,
-                        low: c,
-                        close: c,
-                        ..Candle::default()
-                    })
-                    .collect(),
-            ),
-            forming: None,
-            bids: Vec::new(),
-            asks: Vec::new(),
-            trades: Vec::new(),
-            position: Dec::ZERO,
-            entry_price: Dec::ZERO,
-            open_orders: Vec::new(),
-        }
+        SymbolInput::from_closes("X", &closes)
     }
 
     fn say(s: &dyn Strategy, closes: Vec<f64>) -> Option<(SignalSide, f64)> {

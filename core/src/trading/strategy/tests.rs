@@ -1,26 +1,8 @@
 use super::*;
 
 fn input(symbol: &str, candles: usize) -> SymbolInput {
-    SymbolInput {
-        symbol: symbol.into(),
-        now_ms: 0,
-        candles: Arc::new(
-            (0..candles)
-                .map(|i| Candle {
-                    start_ms: i as u64 * 60_000,
-                    close: 100.0 + i as f64,
-                    ..Candle::default()
-                })
-                .collect(),
-        ),
-        forming: None,
-        bids: Vec::new(),
-        asks: Vec::new(),
-        trades: Vec::new(),
-        position: Dec::ZERO,
-        entry_price: Dec::ZERO,
-        open_orders: Vec::new(),
-    }
+    let closes: Vec<f64> = (0..candles).map(|i| 100.0 + i as f64).collect();
+    SymbolInput::from_closes(symbol, &closes)
 }
 
 /// Says whatever it was built to say, on every symbol.

@@ -186,7 +186,7 @@ impl Broker {
     }
 
     /// The size of the order a signal asks for, or why it may not be sent: a buy targets a long
-    /// of one order's notional, a sell a short; `None` when already there. Quantities are
+    /// of one order's notional, a sell a short; `None` when already there or past it. Quantities are
     /// rounded down to `qty_step` (the venue's lot size). Risk limits are checked here, before
     /// anything is sent.
     pub fn size_order(
@@ -208,8 +208,15 @@ impl Broker {
             SignalSide::Sell => -unit,
         };
         let delta = target - current;
-        // Already at (or within a tenth of an order of) the target: nothing to do.
-        if delta.abs() < unit * 0.1 {
+        // Already at (or within a tenth of an order of) the target: nothing to do. Nor past it
+        // in the view's own direction (a long bigger than a buy's target, after the price rose):
+        // a view only ever trades its way, so its order is always of its side; adding to such a
+        // position would aim at a target that keeps running away.
+        let toward = match side {
+            SignalSide::Buy => delta > 0.0,
+            SignalSide::Sell => delta < 0.0,
+        };
+        if !toward || delta.abs() < unit * 0.1 {
             return None;
         }
         let qty = round_down(Dec::from_f64(delta.abs())?, qty_step);
@@ -454,6 +461,30 @@ mod tests {
             .size_order("BTCUSDT", SignalSide::Sell, d("99"), d("101"), None)
             .unwrap();
         assert_eq!(qty, d("20"));
+    }
+
+    /// A long bought at 100 for one order's notional is past a buy's target once the price has
+    /// risen: the buy sends nothing (it once bought the difference again, and again, doubling).
+    #[test]
+    fn a_view_past_its_target_in_its_own_direction_sends_nothing() {
+        let mut b = Broker::new(cfg());
+        b.apply_fill(&fill(SignalSide::Buy, "100", "10"));
+        assert!(
+            b.size_order("BTCUSDT", SignalSide::Buy, d("124"), d("126"), None)
+                .is_none(),
+            "10 at 125 is past a 1000 notional long"
+        );
+        b.apply_fill(&fill(SignalSide::Sell, "100", "20"));
+        assert!(
+            b.size_order("BTCUSDT", SignalSide::Sell, d("124"), d("126"), None)
+                .is_none()
+        );
+        // Below the target (the price fell), a buy tops it up: of its own side, to the target.
+        let (qty, ok) = b
+            .size_order("BTCUSDT", SignalSide::Buy, d("49"), d("51"), None)
+            .unwrap();
+        assert_eq!(qty, d("30"));
+        assert!(ok.is_ok());
     }
 
     #[test]

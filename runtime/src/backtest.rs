@@ -11,6 +11,8 @@ use keel_core::trading::strategy::{Candle, SharedStrategy, StrategyConfig};
 use keel_core::wire::topic::{Interval, civil_from_days};
 use rayon::prelude::*;
 
+pub mod capture;
+
 /// Combinations one sweep may run.
 pub const SWEEP_COMBINATIONS_MAX: usize = 10_000;
 
@@ -493,6 +495,46 @@ pub fn sweep(
         std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(s)
+}
+
+/// A capture backtest's terminal summary.
+pub fn render_capture(r: &capture::CaptureReport, secs: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "BACKTEST  {} frames of {} ({} to {}), {} refused",
+        r.frames,
+        r.symbols.join(","),
+        date(r.start_ms),
+        date(r.end_ms),
+        r.bad_frames
+    );
+    let filled = r.orders.iter().filter(|o| o.stage == "filled").count();
+    let _ = writeln!(
+        s,
+        "signals {}, orders {} ({} filled), fills {}, PnL {:.2}",
+        r.signals.len(),
+        r.orders.len(),
+        filled,
+        r.fills.len(),
+        r.pnl
+    );
+    for p in &r.positions {
+        let _ = writeln!(
+            s,
+            "  {:<12} position {:>12}  realised {:>10.2}  unrealised {:>10.2}",
+            p["symbol"].as_str().unwrap_or_default(),
+            p["qty"].as_str().unwrap_or_default(),
+            p["realized_net"].as_f64().unwrap_or_default(),
+            p["unrealized"].as_f64().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "simulated in {secs:.3} s: {:.0} frames/s on one core",
+        r.frames as f64 / secs.max(1e-9)
+    );
+    s
 }
 
 #[cfg(test)]

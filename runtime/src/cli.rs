@@ -101,6 +101,10 @@ struct BacktestCli {
     /// Rows of a sweep to print.
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Run the engine itself over these capture files (one raw frame per line), paper-trading
+    /// against its own books, instead of over stored candles.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    capture: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -663,6 +667,24 @@ fn backtest_cmd(a: BacktestCli, extras: &Extras) -> Result<(), String> {
     })?;
     if !(a.balance.is_finite() && a.balance > 0.0) {
         return Err("--balance must be a positive amount".into());
+    }
+    if !a.capture.is_empty() {
+        let c = crate::backtest::capture::CaptureArgs {
+            files: a.capture,
+            strategy,
+            strategies: extras.strategies.clone(),
+            broker,
+            signal_every_ms: file.jobs.signal_every_ms.unwrap_or(5_000),
+        };
+        let start = std::time::Instant::now();
+        let report = crate::backtest::capture::run(&c)?;
+        let secs = start.elapsed().as_secs_f64();
+        if let Some(p) = &a.json {
+            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+            std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        print!("{}", crate::backtest::render_capture(&report, secs));
+        return Ok(());
     }
     let args = crate::backtest::BacktestArgs {
         db: a.db,

@@ -63,8 +63,8 @@ fn capture(symbols: &[&str], minutes: u64, seed: u64) -> String {
             c.1 = c.1.max(px[k]);
             c.2 = c.2.min(px[k]);
             let start = t - t % 60_000;
-            let closing = (t + 200) % 60_000 == 0;
-            if step % 5 == 0 || closing {
+            let closing = (t + 200).is_multiple_of(60_000);
+            if step.is_multiple_of(5) || closing {
                 let _ = writeln!(
                     out,
                     r#"{{"topic":"kline.1.{s}","data":[{{"start":{start},"end":{},"interval":"1","open":"{:.2}","close":"{:.2}","high":"{:.2}","low":"{:.2}","volume":"10","turnover":"1000","confirm":{closing},"timestamp":{t}}}],"ts":{t},"type":"snapshot"}}"#,
@@ -78,7 +78,7 @@ fn capture(symbols: &[&str], minutes: u64, seed: u64) -> String {
             if closing {
                 *c = (px[k], px[k], px[k]);
             }
-            if step % 3 == 0 {
+            if step.is_multiple_of(3) {
                 let _ = writeln!(
                     out,
                     r#"{{"topic":"publicTrade.{s}","type":"snapshot","ts":{t},"data":[{{"T":{t},"s":"{s}","S":"Buy","v":"0.5","p":"{mid:.2}","L":"PlusTick","i":"t{step}","BT":false}}]}}"#

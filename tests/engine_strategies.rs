@@ -160,3 +160,89 @@ fn a_hung_and_a_panicking_strategy_cost_only_themselves() {
             .any(|n| n.contains("strategy hangs disabled") && n.contains("the others trade on"))
     );
 }
+
+/// With `strategies_on_close`, a strategy is called the moment a candle closes (what it sees is
+/// the market as of that close), not at its next scheduled call up to `signal_every_ms` later;
+/// a close while a call runs brings the next call forward to when that one answers.
+#[test]
+fn a_closing_candle_calls_every_strategy_at_once_when_asked_to() {
+    let mut c = config(&["BTCUSDT"]);
+    c.kline_interval = Some(keel_core::wire::topic::Interval::Min1);
+    c.warmup_candles = 0;
+    c.strategy = StrategyConfig {
+        ema_cross: None,
+        rsi_reversion: None,
+        confidence_min: 0.3,
+    };
+    c.strategies = vec![SharedStrategy::new(Flipper::default())];
+    c.signal_job.every_ms = 3_600_000;
+    c.strategies_on_close = true;
+    let mut w = Wire::new(c);
+    w.advance(Duration::from_secs(1));
+    let link = keel_core::engine::link::LinkId(0);
+    let kline = |start: u64, confirm: bool| {
+        format!(
+            r#"{{"topic":"kline.1.BTCUSDT","data":[{{"start":{start},"end":{},"interval":"1","open":"100","close":"100","high":"100","low":"100","volume":"1","turnover":"100","confirm":{confirm},"timestamp":{start}}}],"ts":{start},"type":"snapshot"}}"#,
+            start + 59_999
+        )
+    };
+    let strategy_works = |w: &Wire| {
+        w.works
+            .iter()
+            .filter(|x| matches!(x, keel_core::trading::compute::Work::Strategy(_)))
+            .count()
+    };
+    let conn = w.open[&link];
+    let forming = kline(60_000, false);
+    w.input(keel_core::Input::WsFrame {
+        link,
+        conn,
+        text: &forming,
+    });
+    w.advance(Duration::from_millis(1));
+    assert_eq!(strategy_works(&w), 0, "a forming candle calls nobody");
+    let closed = kline(60_000, true);
+    w.input(keel_core::Input::WsFrame {
+        link,
+        conn,
+        text: &closed,
+    });
+    // The call is due now: the next timer turn (no time passes) makes it.
+    w.advance(Duration::ZERO);
+    assert_eq!(strategy_works(&w), 1, "the close called the strategy");
+    let called = w.works.iter().rev().find_map(|x| match x {
+        keel_core::trading::compute::Work::Strategy(r) => Some(r.inputs.clone()),
+        _ => None,
+    });
+    let inputs = called.unwrap();
+    assert_eq!(inputs[0].candles.last().unwrap().start_ms, 60_000);
+    // A close while a call is out: the next call follows the answer at once.
+    w.hold_compute = true;
+    let next = kline(120_000, true);
+    w.input(keel_core::Input::WsFrame {
+        link,
+        conn,
+        text: &next,
+    });
+    w.advance(Duration::ZERO);
+    assert_eq!(strategy_works(&w), 2);
+    let again = kline(180_000, true);
+    w.input(keel_core::Input::WsFrame {
+        link,
+        conn,
+        text: &again,
+    });
+    w.advance(Duration::ZERO);
+    assert_eq!(strategy_works(&w), 2, "one call at a time");
+    w.hold_compute = false;
+    for (job, run, work) in std::mem::take(&mut w.held_compute) {
+        let result = Ok(keel_core::trading::compute::run(&work));
+        w.input(keel_core::Input::ComputeDone { job, run, result });
+    }
+    w.advance(Duration::ZERO);
+    assert_eq!(
+        strategy_works(&w),
+        3,
+        "the close that came meanwhile got its call"
+    );
+}

@@ -675,6 +675,7 @@ fn backtest_cmd(a: BacktestCli, extras: &Extras) -> Result<(), String> {
             strategies: extras.strategies.clone(),
             broker,
             signal_every_ms: file.jobs.signal_every_ms.unwrap_or(5_000),
+            on_close: file.jobs.strategies_on_candle_close.unwrap_or(false),
         };
         let start = std::time::Instant::now();
         let report = crate::backtest::capture::run(&c)?;

@@ -110,6 +110,9 @@ pub struct JobsFile {
     pub signal_deadline_ms: Option<u64>,
     /// Failures in a row (panics, overruns) after which a strategy is disabled.
     pub strategy_failures_max: Option<u32>,
+    /// Call every strategy when a candle closes too (what a backtest over a capture and a live
+    /// run then see alike).
+    pub strategies_on_candle_close: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,6 +518,7 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         10,
         86_400_000,
     )?;
+    e.strategies_on_close = file.jobs.strategies_on_candle_close.unwrap_or(false);
     if let Some(n) = file.jobs.strategy_failures_max {
         if !(1..=1_000).contains(&n) {
             return err(format!(

@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub strategies: Vec<crate::trading::strategy::SharedStrategy>,
     /// Failures in a row (panics, overruns) after which a strategy is disabled.
     pub strategy_failures_max: u32,
+    /// Call every strategy when a candle closes, as well as on its schedule.
+    pub strategies_on_close: bool,
     /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
@@ -124,6 +126,7 @@ impl EngineConfig {
             strategy: StrategyConfig::default(),
             strategies: Vec::new(),
             strategy_failures_max: STRATEGY_FAILURES_MAX_DEFAULT,
+            strategies_on_close: false,
             auto_execute: false,
             broker: BrokerConfig::default(),
             orders_next_seq: 0,

@@ -188,6 +188,7 @@ impl Engine {
             strategy: config.strategy.clone(),
             strategies: config.strategies.clone(),
             strategy_failures_max: config.strategy_failures_max,
+            strategies_on_close: config.strategies_on_close,
             auto_execute: config.auto_execute,
             broker: config.broker.clone(),
             orders_next_seq: config.orders_next_seq,

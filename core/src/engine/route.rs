@@ -401,6 +401,9 @@ impl Engine {
                 });
             }
             MarketEvent::CandleClosed { series, candle } => {
+                if self.phase == super::Phase::Running {
+                    self.trading.candle_closed(now);
+                }
                 let symbol = self.market.series_symbol(series).to_string();
                 let interval = self.market.series(series).interval();
                 self.outputs.push_back(Output::Event(Event::CandleClosed {

@@ -137,6 +137,18 @@ impl Job {
         self.last_error.as_ref()
     }
 
+    /// Brings an idle job's next run forward to `at` (a run waiting out a backoff keeps
+    /// waiting); returns whether it will run by then.
+    pub fn run_by(&mut self, at: Time) -> bool {
+        match &mut self.state {
+            JobState::Idle { next_at } => {
+                *next_at = (*next_at).min(at);
+                true
+            }
+            JobState::Running { .. } | JobState::Backoff { .. } => false,
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Time, rng: &mut Rng) {
         match self.state {
             JobState::Idle { next_at } | JobState::Backoff { until: next_at } if now >= next_at => {

@@ -66,6 +66,8 @@ pub struct TradingConfig {
     pub strategies: Vec<SharedStrategy>,
     /// Failures in a row (panics, overruns) after which a strategy is disabled.
     pub strategy_failures_max: u32,
+    /// Call every strategy when a candle closes, as well as on its schedule.
+    pub strategies_on_close: bool,
     /// Turn signals into orders.
     pub auto_execute: bool,
     pub broker: BrokerConfig,
@@ -445,6 +447,16 @@ impl Trading {
             }
             self.outputs
                 .push_back(TradingOutput::Event(Event::StrategySignals(said)));
+        }
+    }
+
+    /// A candle closed: with `strategies_on_close`, every strategy is called now, so what it
+    /// sees is the market as of that close (the same in a live run and a backtest).
+    pub fn candle_closed(&mut self, now: Time) {
+        if self.config.strategies_on_close {
+            for s in &mut self.slots {
+                s.call_now(now);
+            }
         }
     }
 

@@ -30,6 +30,8 @@ pub struct CaptureArgs {
     pub strategies: Vec<SharedStrategy>,
     pub broker: BrokerConfig,
     pub signal_every_ms: u64,
+    /// Call the strategies at every candle close too.
+    pub on_close: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -276,6 +278,7 @@ pub fn run(args: &CaptureArgs) -> Result<CaptureReport, String> {
         ..Default::default()
     });
     cfg.signal_job.every_ms = args.signal_every_ms;
+    cfg.strategies_on_close = args.on_close;
     cfg.validate().map_err(|e| e.0)?;
     let symbols = cfg.symbols.clone();
     let engine = Engine::new(cfg, Time::ZERO).map_err(|e| e.to_string())?;

@@ -47,6 +47,8 @@ pub struct Slot {
     pub strategy: SharedStrategy,
     job: Job,
     in_flight: Option<u64>,
+    /// A call was asked for while one ran: the next starts as soon as this one answers.
+    again: bool,
     disabled: Option<String>,
     counters: SlotCounters,
 }
@@ -75,6 +77,7 @@ impl Slot {
             strategy,
             job: Job::new(cfg, now),
             in_flight: None,
+            again: false,
             disabled: None,
             counters: SlotCounters::default(),
         }
@@ -102,6 +105,13 @@ impl Slot {
             return None;
         }
         self.job.poll_timeout()
+    }
+
+    /// Calls the strategy at `now` (a candle closed), or right after the call running now.
+    pub fn call_now(&mut self, now: Time) {
+        if self.disabled.is_none() && !self.job.run_by(now) {
+            self.again = matches!(self.job.state(), JobState::Running { .. });
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Time, rng: &mut Rng, out: &mut Vec<SlotEvent>) {
@@ -143,6 +153,9 @@ impl Slot {
         } else if panicked {
             // A late call that panicked is still a panic.
             self.counters.panics += 1;
+        }
+        if std::mem::take(&mut self.again) {
+            self.job.run_by(now);
         }
         self.drain(now, rng, out);
         current

@@ -47,6 +47,10 @@ struct VenueArgs {
     /// Replay speed, 1 = as recorded.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Start the replay when every replayed topic has a subscriber, and play it once: a client
+    /// then sees the whole capture from its first frame.
+    #[arg(long)]
+    replay_from_subscribe: bool,
     /// The synthetic price's volatility: its standard deviation over a minute, in bps.
     #[arg(long, value_name = "BPS", default_value_t = 2.0)]
     volatility_bps: f64,
@@ -440,6 +444,7 @@ fn venue_cmd(args: VenueArgs) -> Result<(), String> {
         fault: faults,
         replay,
         speed,
+        replay_from_subscribe,
         volatility_bps,
         api_key,
         api_secret,
@@ -467,7 +472,10 @@ fn venue_cmd(args: VenueArgs) -> Result<(), String> {
     let feed = if replay.is_empty() {
         None
     } else {
-        Some(keel_venue::replay::ReplayFeed::load(&replay, speed)?)
+        let mut feed = keel_venue::replay::ReplayFeed::load(&replay, speed)?;
+        feed.hold_until_subscribed = replay_from_subscribe;
+        feed.once = replay_from_subscribe;
+        Some(feed)
     };
     init_logs(LogFormat::Text);
     if !(0.0..=VOLATILITY_BPS_MAX).contains(&volatility_bps) {

@@ -28,6 +28,11 @@ pub struct ReplayFeed {
     pub symbols: BTreeSet<String>,
     pub topics: BTreeSet<String>,
     pub passes: u64,
+    /// Wait until every replayed topic has a subscriber before the first frame goes out, so a
+    /// client sees the capture from its start (what a comparison with a backtest needs).
+    pub hold_until_subscribed: bool,
+    /// Play the capture once, then nothing more.
+    pub once: bool,
 }
 
 impl ReplayFeed {
@@ -81,11 +86,16 @@ impl ReplayFeed {
             symbols,
             topics,
             passes: 0,
+            hold_until_subscribed: false,
+            once: false,
         })
     }
 
     /// The frames due at venue time `now_ms`; the replay starts over when it ends.
     pub fn due(&mut self, now_ms: u64) -> Vec<Recorded> {
+        if self.once && self.passes > 0 {
+            return Vec::new();
+        }
         let started = *self.pass_started_ms.get_or_insert(now_ms);
         let first_ts = self.frames[0].ts;
         let elapsed = ((now_ms - started) as f64 * self.speed) as u64;

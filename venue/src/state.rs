@@ -413,7 +413,18 @@ impl Venue {
             let st = &mut *st;
             if let Some(feed) = st.replay.as_mut() {
                 let linear = &st.cats[Category::Linear.index()];
-                for r in feed.due(now_ms) {
+                let waiting = feed.hold_until_subscribed
+                    && feed.passes == 0
+                    && !feed
+                        .topics
+                        .iter()
+                        .all(|t| linear.topics.get(t).is_some_and(|t| t.subscribers > 0));
+                let due = if waiting {
+                    Vec::new()
+                } else {
+                    feed.due(now_ms)
+                };
+                for r in due {
                     if linear
                         .topics
                         .get(&r.topic)

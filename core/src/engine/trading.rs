@@ -128,8 +128,10 @@ pub struct Trading {
     slots: Vec<Slot>,
     /// Each instrument's closed candles as strategies see them, kept up to date by appending.
     windows: Vec<Option<CandleWindow>>,
-    /// The inputs built for a cycle, shared by every strategy that runs at the same instant.
-    inputs: Option<(Time, Arc<Vec<SymbolInput>>)>,
+    /// The inputs built for a cycle, shared by every strategy that runs at the same instant on
+    /// the same market and account (a frame, an order or a fill in between changes what they
+    /// see).
+    inputs: Option<([u64; 4], Arc<Vec<SymbolInput>>)>,
     broker: Broker,
     orders: Option<Orders>,
     /// On paper: the venue that answers the order machine, and its requests waiting for a

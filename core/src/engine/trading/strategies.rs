@@ -60,8 +60,15 @@ impl Trading {
         market: &Market,
         usable: &dyn Fn(BookId) -> bool,
     ) -> Arc<Vec<SymbolInput>> {
-        if let Some((at, inputs)) = &self.inputs
-            && *at == now
+        let orders = self.orders.as_ref();
+        let at = [
+            now.as_millis(),
+            market.counters().frames,
+            orders.map_or(0, |o| o.next_seq()),
+            orders.map_or(0, |o| o.counters().fills),
+        ];
+        if let Some((built, inputs)) = &self.inputs
+            && *built == at
         {
             return inputs.clone();
         }
@@ -126,7 +133,7 @@ impl Trading {
             });
         }
         let inputs = Arc::new(inputs);
-        self.inputs = Some((now, inputs.clone()));
+        self.inputs = Some((at, inputs.clone()));
         inputs
     }
 }

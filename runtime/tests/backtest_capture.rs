@@ -5,96 +5,14 @@
 
 mod common;
 
-use std::fmt::Write as _;
-
 use common::*;
-
-/// Bybit-shaped frames for `symbols` over `minutes`, one line each, in time order.
-fn capture(symbols: &[&str], minutes: u64, seed: u64) -> String {
-    let mut out = String::new();
-    let mut x = seed;
-    let mut rnd = move || {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) as f64 / (1u64 << 31) as f64
-    };
-    let t0 = 1_790_000_000_000u64 - 1_790_000_000_000 % 60_000;
-    let mut px: Vec<f64> = symbols.iter().map(|_| 100.0).collect();
-    let mut u: Vec<u64> = vec![1; symbols.len()];
-    let mut candle: Vec<(f64, f64, f64)> = px.iter().map(|p| (*p, *p, *p)).collect();
-    // Each book is one level a side around the walk: a delta removes the old touch.
-    let mut touch: Vec<f64> = vec![100.0; symbols.len()];
-    for (k, s) in symbols.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            r#"{{"topic":"orderbook.50.{s}","type":"snapshot","ts":{t0},"data":{{"s":"{s}","b":[["99.90","50000"]],"a":[["100.10","50000"]],"u":1,"seq":1}},"cts":{t0}}}"#
-        );
-        let _ = k;
-    }
-    for step in 1..=minutes * 60 * 5 {
-        let t = t0 + step * 200;
-        for (k, s) in symbols.iter().enumerate() {
-            // A trending walk: a slow sine and noise, in cents.
-            let drift = ((step as f64) / 900.0 + k as f64).sin() * 0.02;
-            px[k] = (px[k] + drift + (rnd() - 0.5) * 0.05).max(1.0);
-            let mid = (px[k] * 10.0).round() / 10.0;
-            u[k] += 1;
-            let gone = if (mid - touch[k]).abs() > 1e-9 {
-                (
-                    format!(r#"["{:.2}","0"],"#, touch[k] - 0.1),
-                    format!(r#"["{:.2}","0"],"#, touch[k] + 0.1),
-                )
-            } else {
-                (String::new(), String::new())
-            };
-            touch[k] = mid;
-            let _ = writeln!(
-                out,
-                r#"{{"topic":"orderbook.50.{s}","type":"delta","ts":{t},"data":{{"s":"{s}","b":[{}["{:.2}","50000"]],"a":[{}["{:.2}","50000"]],"u":{},"seq":{}}},"cts":{t}}}"#,
-                gone.0,
-                mid - 0.1,
-                gone.1,
-                mid + 0.1,
-                u[k],
-                u[k]
-            );
-            let c = &mut candle[k];
-            c.1 = c.1.max(px[k]);
-            c.2 = c.2.min(px[k]);
-            let start = t - t % 60_000;
-            let closing = (t + 200).is_multiple_of(60_000);
-            if step.is_multiple_of(5) || closing {
-                let _ = writeln!(
-                    out,
-                    r#"{{"topic":"kline.1.{s}","data":[{{"start":{start},"end":{},"interval":"1","open":"{:.2}","close":"{:.2}","high":"{:.2}","low":"{:.2}","volume":"10","turnover":"1000","confirm":{closing},"timestamp":{t}}}],"ts":{t},"type":"snapshot"}}"#,
-                    start + 59_999,
-                    c.0,
-                    px[k],
-                    c.1.max(c.0).max(px[k]),
-                    c.2.min(c.0).min(px[k]),
-                );
-            }
-            if closing {
-                *c = (px[k], px[k], px[k]);
-            }
-            if step.is_multiple_of(3) {
-                let _ = writeln!(
-                    out,
-                    r#"{{"topic":"publicTrade.{s}","type":"snapshot","ts":{t},"data":[{{"T":{t},"s":"{s}","S":"Buy","v":"0.5","p":"{mid:.2}","L":"PlusTick","i":"t{step}","BT":false}}]}}"#
-                );
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn a_capture_backtest_trades_the_engine_over_recorded_frames_and_repeats_exactly() {
     let db = temp_db("capture");
     let dir = std::path::Path::new(&db).parent().unwrap().to_path_buf();
     let file = dir.join("capture.jsonl");
-    std::fs::write(&file, capture(&["AAAUSDT", "BBBUSDT"], 30, 7)).unwrap();
+    std::fs::write(&file, synthetic_capture(&["AAAUSDT", "BBBUSDT"], 30, 7)).unwrap();
     let config = dir.join("fast.toml");
     std::fs::write(
         &config,

@@ -20,13 +20,19 @@ use serde::Serialize;
 use crate::decimal::{Dec, Level};
 use crate::engine::trading::candles_to_keep;
 use crate::trading::broker::{Broker, BrokerConfig, Fill};
+
+mod ledger;
+
 use crate::trading::strategy::{
     Action, Candle, Context, OpenOrder, SharedStrategy, Signal, SignalSide, TimeInForce,
     evaluate_one,
 };
+pub use ledger::Ledger;
+#[cfg(test)]
+use ledger::{daily_returns, ratios, thin};
 
 /// One UTC day, the period of the Sharpe and Sortino ratios.
-const DAY_MS: u64 = 86_400_000;
+pub(crate) const DAY_MS: u64 = 86_400_000;
 /// Equity points a report keeps (evenly spaced; the extremes are in the totals).
 pub const EQUITY_POINTS_MAX: usize = 2_000;
 
@@ -77,7 +83,7 @@ pub struct SymbolReport {
     pub avg_duration_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Totals {
     pub start_ms: u64,
     pub end_ms: u64,
@@ -130,20 +136,8 @@ struct Working {
     link: String,
 }
 
-#[derive(Debug, Clone)]
-struct OpenTrade {
-    strategy: String,
-    entry_ms: u64,
-    entry_price: f64,
-    /// Realised PnL net of fees before the trade's first fill.
-    base: f64,
-    fees_base: f64,
-    qty_max: f64,
-}
-
 struct Book {
     working: Option<Working>,
-    open: Option<OpenTrade>,
 }
 
 /// Runs the backtest. `Err` names what cannot be run (no strategy, no candles).
@@ -158,17 +152,9 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
         return Err("the starting balance must be positive".into());
     }
     let keep = candles_to_keep(cfg.strategies.iter().map(|s| s.0.warmup()));
-    let mut broker = Broker::new(cfg.broker.clone());
-    let mut books: Vec<Book> = data
-        .iter()
-        .map(|_| Book {
-            working: None,
-            open: None,
-        })
-        .collect();
+    let mut ledger = Ledger::new(cfg.broker.clone(), cfg.balance);
+    let mut books: Vec<Book> = data.iter().map(|_| Book { working: None }).collect();
     let mut next = vec![0usize; data.len()];
-    let mut trades = Vec::new();
-    let mut equity: Vec<(u64, f64)> = Vec::new();
     let mut t = Totals {
         start_ms: u64::MAX,
         end_ms: 0,
@@ -195,9 +181,6 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
         kill_switch: None,
     };
     let mut marks: Vec<Option<Dec>> = vec![None; data.len()];
-    let (mut peak, mut peak_ms) = (cfg.balance, 0u64);
-    let mut exposed = 0u64;
-    let mut steps = 0u64;
     let mut scratch = Vec::new();
     let mut said: Vec<Signal> = Vec::new();
     let mut seq = 0u64;
@@ -231,8 +214,7 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                             fee: fee(px, w.qty, cfg.broker.fee_bps),
                             ts_ms: now,
                         };
-                        t.fills += 1;
-                        apply(&mut broker, &mut books[k], &fill, &w.strategy, &mut trades);
+                        ledger.fill(&fill, &w.strategy);
                     }
                     None if matches!(w.tif, Some(TimeInForce::Gtc | TimeInForce::PostOnly)) => {
                         books[k].working = Some(w);
@@ -249,7 +231,11 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                 px: close,
                 qty: Dec::MAX,
             }];
-            let pos = broker.position(&d.symbol).cloned().unwrap_or_default();
+            let pos = ledger
+                .broker()
+                .position(&d.symbol)
+                .cloned()
+                .unwrap_or_default();
             let open: Vec<OpenOrder> = books[k]
                 .working
                 .iter()
@@ -310,7 +296,7 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                     if books[k].working.is_some() {
                         continue;
                     }
-                    match order_for(&broker, x, close, d.qty_step) {
+                    match order_for(ledger.broker(), x, close, d.qty_step) {
                         Some(Ok(mut w)) => {
                             if w.tif == Some(TimeInForce::PostOnly)
                                 && w.limit.is_some_and(|p| match w.side {
@@ -336,82 +322,21 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
         let symbols: Vec<&str> = data.iter().map(|d| d.symbol.as_str()).collect();
         let mark = |s: &str| symbols.iter().position(|x| *x == s).and_then(|k| marks[k]);
         let close_ms = now + cfg.interval_ms;
-        if let Some(reason) = broker.check_risk(close_ms, &mark) {
+        if let Some(reason) = ledger.broker_mut().check_risk(close_ms, &mark) {
             t.kill_switch.get_or_insert(reason);
             for b in &mut books {
                 b.working = None;
             }
         }
-        let e = equity_now(&broker, cfg.balance, &mark);
-        steps += 1;
-        if broker.positions().any(|p| !p.qty.is_zero()) {
-            exposed += 1;
-        }
-        if e > peak || equity.is_empty() {
-            // The starting balance is the first peak, dated at the first close.
-            (peak, peak_ms) = (e.max(peak), close_ms);
-        }
-        if peak - e > t.max_drawdown {
-            t.max_drawdown = peak - e;
-            t.max_drawdown_pct = (peak - e) / peak * 100.0;
-            t.drawdown_peak_ms = peak_ms;
-            t.drawdown_trough_ms = close_ms;
-        }
-        equity.push((close_ms, e));
+        ledger.sample(close_ms, &mark);
     }
     let symbols: Vec<&str> = data.iter().map(|d| d.symbol.as_str()).collect();
     let mark = |s: &str| symbols.iter().position(|x| *x == s).and_then(|k| marks[k]);
-    t.final_equity = equity_now(&broker, cfg.balance, &mark);
-    t.pnl = t.final_equity - cfg.balance;
-    t.return_pct = t.pnl / cfg.balance * 100.0;
-    t.fees = broker.positions().map(|p| p.fees.to_f64()).sum();
-    t.exposure_pct = exposed as f64 / steps.max(1) as f64 * 100.0;
-    t.trades = trades.len() as u64;
-    let wins = trades.iter().filter(|x: &&TradeRecord| x.pnl > 0.0).count();
-    t.win_pct = pct(wins as u64, t.trades);
-    let gross_win: f64 = trades.iter().map(|x| x.pnl.max(0.0)).sum();
-    let gross_loss: f64 = trades.iter().map(|x| (-x.pnl).max(0.0)).sum();
-    t.profit_factor = (gross_loss > 0.0).then(|| gross_win / gross_loss);
-    (t.sharpe, t.sortino) = ratios(&daily_returns(&equity, cfg.balance));
-    let per_symbol = data
+    let listed: Vec<(String, u64)> = data
         .iter()
-        .map(|d| {
-            let mine: Vec<&TradeRecord> = trades.iter().filter(|x| x.symbol == d.symbol).collect();
-            let n = mine.len() as u64;
-            let wins = mine.iter().filter(|x| x.pnl > 0.0).count() as u64;
-            SymbolReport {
-                symbol: d.symbol.clone(),
-                candles: d.candles.len() as u64,
-                trades: n,
-                wins,
-                win_pct: pct(wins, n),
-                pnl: mine.iter().map(|x| x.pnl).sum(),
-                fees: broker.position(&d.symbol).map_or(0.0, |p| p.fees.to_f64()),
-                avg_duration_s: if n == 0 {
-                    0.0
-                } else {
-                    mine.iter()
-                        .map(|x| (x.exit_ms - x.entry_ms) as f64 / 1e3)
-                        .sum::<f64>()
-                        / n as f64
-                },
-            }
-        })
+        .map(|d| (d.symbol.clone(), d.candles.len() as u64))
         .collect();
-    Ok(Report {
-        symbols: per_symbol,
-        totals: t,
-        trades,
-        equity: thin(&equity, EQUITY_POINTS_MAX),
-    })
-}
-
-fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64 * 100.0
-    }
+    Ok(ledger.finish(t, &listed, &mark))
 }
 
 fn fee(px: Dec, qty: Dec, fee_bps: f64) -> Dec {
@@ -467,128 +392,6 @@ fn order_for(
         strategy: s.strategy.clone(),
         link: String::new(),
     }))
-}
-
-/// Applies a fill and keeps the trade list: a position leaving flat opens a trade, one
-/// reaching flat (or flipping) closes it.
-fn apply(
-    broker: &mut Broker,
-    book: &mut Book,
-    fill: &Fill,
-    strategy: &str,
-    trades: &mut Vec<TradeRecord>,
-) {
-    let net = |b: &Broker| {
-        b.position(&fill.symbol).map_or((0.0, 0.0, 0.0), |p| {
-            (
-                p.qty.to_f64(),
-                p.realized_pnl.to_f64() - p.fees.to_f64(),
-                p.fees.to_f64(),
-            )
-        })
-    };
-    let (q0, base0, fees0) = net(broker);
-    broker.apply_fill(fill);
-    let (q1, base1, fees1) = net(broker);
-    let px = fill.px.to_f64();
-    if let Some(o) = book.open.as_mut() {
-        o.qty_max = o.qty_max.max(q1.abs());
-    }
-    let closed = q0 != 0.0 && (q1 == 0.0 || q0.signum() != q1.signum());
-    if closed && let Some(o) = book.open.take() {
-        trades.push(TradeRecord {
-            symbol: fill.symbol.clone(),
-            side: if q0 > 0.0 { "long" } else { "short" },
-            strategy: o.strategy,
-            entry_ms: o.entry_ms,
-            exit_ms: fill.ts_ms,
-            entry_price: o.entry_price,
-            exit_price: px,
-            qty: o.qty_max,
-            pnl: base1 - o.base,
-            fees: fees1 - o.fees_base,
-        });
-    }
-    if q1 != 0.0 && (q0 == 0.0 || closed) {
-        // A new trade: from flat its entry fee is its own; after a flip it went to the last.
-        let (base, fees_base) = if closed {
-            (base1, fees1)
-        } else {
-            (base0, fees0)
-        };
-        book.open = Some(OpenTrade {
-            strategy: strategy.to_string(),
-            entry_ms: fill.ts_ms,
-            entry_price: px,
-            base,
-            fees_base,
-            qty_max: q1.abs(),
-        });
-    }
-}
-
-fn equity_now(broker: &Broker, balance: f64, mark: &dyn Fn(&str) -> Option<Dec>) -> f64 {
-    balance
-        + broker
-            .positions()
-            .map(|p| {
-                p.realized_pnl.to_f64() - p.fees.to_f64()
-                    + mark(&p.symbol).map_or(0.0, |m| p.unrealized(m).to_f64())
-            })
-            .sum::<f64>()
-}
-
-/// Each day's return, from the last equity of each UTC day (the first day from the balance).
-fn daily_returns(equity: &[(u64, f64)], balance: f64) -> Vec<f64> {
-    let mut closes: Vec<f64> = Vec::new();
-    let mut day = None;
-    for &(t, e) in equity {
-        let d = t / DAY_MS;
-        if day == Some(d) {
-            *closes.last_mut().expect("a day was pushed") = e;
-        } else {
-            closes.push(e);
-            day = Some(d);
-        }
-    }
-    let mut prev = balance;
-    closes
-        .into_iter()
-        .map(|e| {
-            let r = e / prev - 1.0;
-            prev = e;
-            r
-        })
-        .collect()
-}
-
-/// (Sharpe, Sortino), annualised over 365 days with no risk-free rate.
-fn ratios(r: &[f64]) -> (Option<f64>, Option<f64>) {
-    if r.len() < 2 {
-        return (None, None);
-    }
-    let n = r.len() as f64;
-    let mean = r.iter().sum::<f64>() / n;
-    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let down = (r.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
-    let year = 365f64.sqrt();
-    (
-        (sd > 0.0).then(|| mean / sd * year),
-        (down > 0.0).then(|| mean / down * year),
-    )
-}
-
-/// At most `max` points, evenly spaced, the last kept.
-fn thin(points: &[(u64, f64)], max: usize) -> Vec<(u64, f64)> {
-    if points.len() <= max {
-        return points.to_vec();
-    }
-    let step = points.len().div_ceil(max);
-    let mut out: Vec<(u64, f64)> = points.iter().step_by(step).copied().collect();
-    if out.last() != points.last() {
-        out.extend(points.last());
-    }
-    out
 }
 
 #[cfg(test)]

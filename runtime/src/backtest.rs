@@ -172,6 +172,14 @@ pub fn render(r: &Report, args: &BacktestArgs, strategies: &[&str]) -> String {
         date(t.end_ms),
         strategies.join(", ")
     );
+    s.push_str(&render_figures(r, args.balance));
+    s
+}
+
+/// The per-symbol table and the totals, for either kind of backtest.
+pub fn render_figures(r: &Report, balance: f64) -> String {
+    let t = &r.totals;
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "{:<12} {:>7} {:>7} {:>13} {:>11} {:>14}",
@@ -214,7 +222,7 @@ pub fn render(r: &Report, args: &BacktestArgs, strategies: &[&str]) -> String {
         ("return", format!("{:.2} %", t.return_pct)),
         (
             "starting / final equity",
-            format!("{:.2} / {:.2}", args.balance, t.final_equity),
+            format!("{:.2} / {:.2}", balance, t.final_equity),
         ),
         (
             "max drawdown",
@@ -497,41 +505,31 @@ pub fn sweep(
     Ok(s)
 }
 
-/// A capture backtest's terminal summary.
-pub fn render_capture(r: &capture::CaptureReport, secs: f64) -> String {
+/// A capture backtest's terminal report.
+pub fn render_capture(r: &capture::CaptureReport, balance: f64, secs: f64) -> String {
+    let t = &r.report.totals;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "BACKTEST  {} frames of {} ({} to {}), {} refused",
+        "BACKTEST  {} frames of {} ({} to {}), {} refused; {} signals, {} orders",
         r.frames,
-        r.symbols.join(","),
-        date(r.start_ms),
-        date(r.end_ms),
-        r.bad_frames
-    );
-    let filled = r.orders.iter().filter(|o| o.stage == "filled").count();
-    let _ = writeln!(
-        s,
-        "signals {}, orders {} ({} filled), fills {}, PnL {:.2}",
+        r.report
+            .symbols
+            .iter()
+            .map(|x| x.symbol.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        date(t.start_ms),
+        date(t.end_ms),
+        r.bad_frames,
         r.signals.len(),
-        r.orders.len(),
-        filled,
-        r.fills.len(),
-        r.pnl
+        r.orders.len()
     );
-    for p in &r.positions {
-        let _ = writeln!(
-            s,
-            "  {:<12} position {:>12}  realised {:>10.2}  unrealised {:>10.2}",
-            p["symbol"].as_str().unwrap_or_default(),
-            p["qty"].as_str().unwrap_or_default(),
-            p["realized_net"].as_f64().unwrap_or_default(),
-            p["unrealized"].as_f64().unwrap_or_default()
-        );
-    }
+    s.push_str(&render_figures(&r.report, balance));
     let _ = writeln!(
         s,
-        "simulated in {secs:.3} s: {:.0} frames/s on one core",
+        "{:<42} {secs:.3} s, {:.0} frames/s on one core",
+        "simulated in",
         r.frames as f64 / secs.max(1e-9)
     );
     s

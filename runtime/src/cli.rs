@@ -684,6 +684,7 @@ fn backtest_cmd(a: BacktestCli, extras: &Extras) -> Result<(), String> {
             broker,
             signal_every_ms: file.jobs.signal_every_ms.unwrap_or(5_000),
             on_close: file.jobs.strategies_on_candle_close.unwrap_or(false),
+            balance: a.balance,
         };
         let start = std::time::Instant::now();
         let report = crate::backtest::capture::run(&c)?;
@@ -692,7 +693,10 @@ fn backtest_cmd(a: BacktestCli, extras: &Extras) -> Result<(), String> {
             let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
             std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        print!("{}", crate::backtest::render_capture(&report, secs));
+        print!(
+            "{}",
+            crate::backtest::render_capture(&report, a.balance, secs)
+        );
         return Ok(());
     }
     let args = crate::backtest::BacktestArgs {

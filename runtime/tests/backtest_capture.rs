@@ -79,4 +79,19 @@ fn a_capture_backtest_trades_the_engine_over_recorded_frames_and_repeats_exactly
         assert!((sum - qty).abs() < 1e-9, "{o} vs fills {sum}");
     }
     assert!(printed.contains("frames/s"), "{printed}");
+    // The same figures as a backtest over candles: trades from the fills, equity, drawdown.
+    let trades = v["trades"].as_array().unwrap();
+    assert!(!trades.is_empty());
+    assert_eq!(
+        v["totals"]["trades"].as_u64().unwrap() as usize,
+        trades.len()
+    );
+    assert_eq!(
+        v["totals"]["fills"].as_u64().unwrap() as usize,
+        v["fills"].as_array().unwrap().len()
+    );
+    assert!(v["equity"].as_array().unwrap().len() > 100);
+    for want in ["TOTAL", "max drawdown", "profit factor", "exposure"] {
+        assert!(printed.contains(want), "{want} missing:\n{printed}");
+    }
 }

@@ -86,6 +86,7 @@ fn a_capture_backtest_and_a_live_run_on_its_replay_say_and_order_the_same() {
         broker: Default::default(),
         signal_every_ms: 86_400_000,
         on_close: true,
+        balance: 10_000.0,
     })
     .unwrap();
     let bt_said: Said = bt

@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use keel_core::backtest::{Ledger, Report, Totals};
 use keel_core::engine::StoreWrite;
 use keel_core::engine::link::LinkId;
-use keel_core::trading::broker::BrokerConfig;
+use keel_core::trading::broker::{BrokerConfig, Fill};
 use keel_core::trading::compute;
 use keel_core::trading::orders::{OrderRecord, OrdersConfig, Stage};
 use keel_core::trading::strategy::{SharedStrategy, Signal, StrategyConfig};
@@ -32,7 +33,12 @@ pub struct CaptureArgs {
     pub signal_every_ms: u64,
     /// Call the strategies at every candle close too.
     pub on_close: bool,
+    /// Starting equity for the report's figures.
+    pub balance: f64,
 }
+
+/// Market time between two samples of the equity.
+pub const EQUITY_SAMPLE_MS: u64 = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderRow {
@@ -59,17 +65,14 @@ pub struct FillRow {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaptureReport {
+    /// The same figures as a backtest over candles: per symbol, totals, every trade, equity.
+    #[serde(flatten)]
+    pub report: Report,
     pub frames: u64,
     pub bad_frames: u64,
-    pub symbols: Vec<String>,
-    pub start_ms: u64,
-    pub end_ms: u64,
     pub signals: Vec<Signal>,
     pub orders: Vec<OrderRow>,
     pub fills: Vec<FillRow>,
-    /// Per symbol: position, realised PnL net of fees, unrealised at the last mid.
-    pub positions: Vec<serde_json::Value>,
-    pub pnl: f64,
     /// What the engine said (books out of sync, orders not sent and why), the first
     /// [`NOTICES_KEPT_MAX`] of `notices_total`.
     pub notices: Vec<String>,
@@ -144,6 +147,8 @@ struct Wire {
     fills: Vec<FillRow>,
     notices: Vec<String>,
     notices_total: u64,
+    /// The fills again, through a broker of its own: trades, equity, drawdown.
+    ledger: Ledger,
 }
 
 impl Wire {
@@ -227,7 +232,13 @@ impl Wire {
                         self.engine.handle_input(now, Input::Durable { link_id });
                     }
                 }
-                Output::Store(StoreWrite::Fill(x)) => self.fills.push(FillRow {
+                Output::Store(StoreWrite::Fill(x)) => {
+                    // The strategy that made the order: its reason starts with its name.
+                    let strategy = self.orders.get(&x.link_id).map_or("", |o| {
+                        o.plan.reason.split(": ").next().unwrap_or_default()
+                    });
+                    self.ledger.fill(&Fill::from(&x), strategy);
+                    self.fills.push(FillRow {
                     exec_id: x.exec_id,
                     order_link_id: x.link_id,
                     symbol: x.symbol,
@@ -236,7 +247,8 @@ impl Wire {
                     qty: x.qty.to_string(),
                     fee: x.fee.to_string(),
                     ts_ms: x.ts_ms,
-                }),
+                    })
+                }
                 Output::Notice(n) => {
                     self.notices_total += 1;
                     if self.notices.len() < NOTICES_KEPT_MAX {
@@ -291,10 +303,12 @@ pub fn run(args: &CaptureArgs) -> Result<CaptureReport, String> {
         fills: Vec::new(),
         notices: Vec::new(),
         notices_total: 0,
+        ledger: Ledger::new(args.broker.clone(), args.balance),
     };
     w.pump(Time::ZERO);
     let first = lines.iter().find_map(|l| ts_of(l)).unwrap_or(0);
     let (mut now_ms, mut frames, mut bad) = (0u64, 0u64, 0u64);
+    let mut next_sample = EQUITY_SAMPLE_MS;
     for l in &lines {
         // Time never runs backwards: a frame stamped earlier than the last is read at the last.
         now_ms = now_ms.max(ts_of(l).map_or(0, |t| t.saturating_sub(first)));
@@ -312,23 +326,13 @@ pub fn run(args: &CaptureArgs) -> Result<CaptureReport, String> {
             .handle_input(now, Input::WsFrame { link, conn, text });
         w.pump(now);
         frames += 1;
+        while next_sample <= now_ms {
+            let e = &w.engine;
+            w.ledger.sample(first + next_sample, &|s: &str| e.mark(s));
+            next_sample += EQUITY_SAMPLE_MS;
+        }
     }
     w.run_timers_until(Time::from_millis(now_ms + TAIL_MS));
-    let e = &w.engine;
-    let mut pnl = 0.0;
-    let positions = e
-        .broker()
-        .positions()
-        .map(|p| {
-            let unrealised = e.mark(&p.symbol).map_or(0.0, |m| p.unrealized(m).to_f64());
-            let net = p.realized_pnl.to_f64() - p.fees.to_f64();
-            pnl += net + unrealised;
-            serde_json::json!({
-                "symbol": p.symbol, "qty": p.qty.to_string(), "avg_entry": p.avg_entry.to_string(),
-                "realized_net": net, "unrealized": unrealised,
-            })
-        })
-        .collect();
     let orders = w
         .orders
         .values()
@@ -342,17 +346,24 @@ pub fn run(args: &CaptureArgs) -> Result<CaptureReport, String> {
             reason: r.plan.reason.clone(),
         })
         .collect();
-    Ok(CaptureReport {
-        frames,
-        bad_frames: bad,
-        symbols,
+    let e = &w.engine;
+    let marks = |s: &str| e.mark(s);
+    let totals = Totals {
         start_ms: first,
         end_ms: first + now_ms,
+        signals: w.signals.len() as u64,
+        orders: w.orders.len() as u64,
+        ..Totals::default()
+    };
+    let listed: Vec<(String, u64)> = symbols.iter().map(|s| (s.clone(), 0)).collect();
+    let report = w.ledger.finish(totals, &listed, &marks);
+    Ok(CaptureReport {
+        report,
+        frames,
+        bad_frames: bad,
         signals: w.signals,
         orders,
         fills: w.fills,
-        positions,
-        pnl,
         notices: w.notices,
         notices_total: w.notices_total,
     })

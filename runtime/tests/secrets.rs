@@ -56,6 +56,7 @@ fn credentials_in_the_venue_url_appear_in_no_output_and_no_health() {
 const API_KEY: &str = "KeyAbCdEf0123456789";
 const API_SECRET: &str = "SecretZyXwVu9876543210abcdef";
 const OPS_TOKEN: &str = "OpsTokenQwErTy5678";
+const SIGNALS_TOKEN: &str = "SignalsTokenPoIuYt4321";
 
 /// A live run that trades: keys in the environment, an ops token, credentials in the venue
 /// URL, logging at debug. Everything it prints and every endpoint it serves is searched for
@@ -89,6 +90,7 @@ fn a_live_run_that_trades_prints_and_serves_no_key_secret_token_or_url_password(
         .env("KEEL_API_KEY", API_KEY)
         .env("KEEL_API_SECRET", API_SECRET)
         .env("KEEL_OPS_TOKEN", OPS_TOKEN)
+        .env("KEEL_SIGNALS_TOKEN", SIGNALS_TOKEN)
         .env("RUST_LOG", "debug");
     let child = Printing::spawn(cmd);
     let mut served = String::new();
@@ -111,6 +113,18 @@ fn a_live_run_that_trades_prints_and_serves_no_key_secret_token_or_url_password(
             served.push_str(&body);
         }
     }
+    // A signal sent with the signals token, and one with a wrong token: neither answer (nor the
+    // log of what the signal did) shows the token.
+    for token in [SIGNALS_TOKEN, "wrong-token-0123456789"] {
+        if let Some((_, body)) = post_with_token(
+            ops,
+            "/api/signals",
+            r#"{"symbol":"BTCUSDT","side":"buy","confidence":0.5,"reason":"secrets test"}"#,
+            Some(token),
+        ) {
+            served.push_str(&body);
+        }
+    }
     // Without the token: refused, and the refusal names no secret either.
     let refused = get(ops, "/api/orders").unwrap();
     assert_eq!(refused.0, 401, "{refused:?}");
@@ -126,6 +140,7 @@ fn a_live_run_that_trades_prints_and_serves_no_key_secret_token_or_url_password(
         API_KEY,
         API_SECRET,
         OPS_TOKEN,
+        SIGNALS_TOKEN,
         USER,
         PASSWORD,
         &PASSWORD[..6],

@@ -273,7 +273,7 @@ fn date(ms: u64) -> String {
 
 /// The equity curve as an SVG line chart. Written by hand: one polyline and a few labels do not
 /// need a plotting library's build.
-fn write_svg(path: &Path, r: &Report, balance: f64) -> Result<(), String> {
+pub fn write_svg(path: &Path, r: &Report, balance: f64) -> Result<(), String> {
     let (w, h, pad) = (900.0, 360.0, 50.0);
     let pts = &r.equity;
     let (t0, t1) = (

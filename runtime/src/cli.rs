@@ -693,6 +693,9 @@ fn backtest_cmd(a: BacktestCli, extras: &Extras) -> Result<(), String> {
             let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
             std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
         }
+        if let Some(p) = &a.equity {
+            crate::backtest::write_svg(p, &report.report, a.balance)?;
+        }
         print!(
             "{}",
             crate::backtest::render_capture(&report, a.balance, secs)

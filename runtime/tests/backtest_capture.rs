@@ -27,6 +27,8 @@ fn a_capture_backtest_trades_the_engine_over_recorded_frames_and_repeats_exactly
             .arg(&config)
             .arg("--json")
             .arg(dir.join(json))
+            .arg("--equity")
+            .arg(dir.join("equity.svg"))
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -91,6 +93,8 @@ fn a_capture_backtest_trades_the_engine_over_recorded_frames_and_repeats_exactly
         v["fills"].as_array().unwrap().len()
     );
     assert!(v["equity"].as_array().unwrap().len() > 100);
+    let image = std::fs::read_to_string(dir.join("equity.svg")).unwrap();
+    assert!(image.starts_with("<svg") && image.contains("<polyline"));
     for want in ["TOTAL", "max drawdown", "profit factor", "exposure"] {
         assert!(printed.contains(want), "{want} missing:\n{printed}");
     }

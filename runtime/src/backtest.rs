@@ -12,6 +12,7 @@ use keel_core::wire::topic::{Interval, civil_from_days};
 use rayon::prelude::*;
 
 pub mod capture;
+pub mod command;
 
 /// Combinations one sweep may run.
 pub const SWEEP_COMBINATIONS_MAX: usize = 10_000;

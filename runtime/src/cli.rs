@@ -153,6 +153,9 @@ enum Cmd {
         /// 10x Bybit's push rate) and report ingest latency and loop lag.
         #[arg(long, value_name = "SECS")]
         runtime: Option<f64>,
+        /// Measure each file on its own (one row a shape) instead of all together.
+        #[arg(long)]
+        each: bool,
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -316,7 +319,15 @@ where
             json,
             reps,
             runtime: secs,
+            each: true,
             files,
+        } if secs.is_none() => bench_each(json, reps, &files),
+        Cmd::Bench {
+            json,
+            reps,
+            runtime: secs,
+            files,
+            ..
         } => bench_cmd(json, reps, secs, files),
         Cmd::Run {
             config: path,
@@ -479,6 +490,43 @@ fn venue_cmd(args: VenueArgs) -> Result<(), String> {
         crate::run::venue_main(addr, vc, feed, scheduled, rx).await
     })?;
     rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
+    Ok(())
+}
+
+/// `keel bench --each`: the codec on every file alone, in one process: a row a shape, with the
+/// issue's goals (at least 10x cheaper than the typical implementation, within 15x of the floor).
+fn bench_each(json: bool, reps: usize, files: &[PathBuf]) -> Result<(), String> {
+    let mut rows = Vec::new();
+    for f in files {
+        let r = bench::codec(std::slice::from_ref(f), reps)
+            .map_err(|e| format!("keel bench: {}: {e}", f.display()))?;
+        rows.push((f.display().to_string(), r));
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(f, r)| serde_json::json!({"file": f, "codec": r}))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:>7} {:>8} {:>9} {:>13} {:>11}  goals",
+        "file", "frames", "B/frame", "keel ns", "typical/keel", "keel/floor"
+    );
+    for (f, r) in &rows {
+        let met = r.typical_vs_keel >= 10.0 && r.keel_vs_floor <= 15.0;
+        println!(
+            "{:<40} {:>7} {:>8.0} {:>9.0} {:>12.2}x {:>10.2}x  {}",
+            f,
+            r.frames,
+            r.bytes_per_frame,
+            r.keel_ns_per_frame,
+            r.typical_vs_keel,
+            r.keel_vs_floor,
+            if met { "met" } else { "not met" }
+        );
+    }
     Ok(())
 }
 

@@ -103,3 +103,26 @@ fn venue_refuses_a_volatility_out_of_range() {
             .contains("--volatility-bps")
     );
 }
+
+#[test]
+fn bench_each_measures_every_file_alone_in_one_run() {
+    let files = [
+        fixture("ws/linear/orderbook.200.BTCUSDT.jsonl"),
+        fixture("ws/linear/orderbook.200.SOLUSDT.jsonl"),
+    ];
+    let out = keel()
+        .args(["bench", "--each", "--json", "--reps", "1"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, f) in rows.iter().zip(&files) {
+        assert_eq!(row["file"], f.display().to_string());
+        let frames = std::fs::read_to_string(f).unwrap().lines().count() as u64;
+        assert_eq!(row["codec"]["frames"].as_u64(), Some(frames));
+        assert!(row["codec"]["keel_ns_per_frame"].as_f64().unwrap() > 0.0);
+    }
+}

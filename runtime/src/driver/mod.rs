@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use keel_core::engine::link::LinkId;
 use keel_core::engine::scheduler::{HttpError, RequestId};
-use keel_core::engine::{Event, Input, JobId, Output, Severity};
+use keel_core::engine::{Event, Input, JobId, Output};
 use keel_core::trading::compute::WorkResult;
 use keel_core::{Engine, Time};
 use tokio::sync::{mpsc, watch};
@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 mod connection;
 mod lag;
 mod private;
+mod report;
 mod store_sink;
 
 use connection::connection;
@@ -247,40 +248,6 @@ impl Driver {
     pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Driver {
         self.alerts = alerts;
         self
-    }
-
-    fn alert(&self, kind: crate::alerts::AlertKind, text: &str) {
-        let now = self.now();
-        let status = self.engine.overall(now).as_str();
-        self.alerts
-            .offer(kind, text, status, (self.config.wall_ms)());
-    }
-
-    /// Alerts a change of the overall health, naming the components at fault. The first
-    /// reading is where a run starts, not a change (a start is degraded until the books sync;
-    /// its "-> ok" says the bot is up); a run that is stopping takes its links down on purpose.
-    fn alert_on_health_change(&mut self, overall: keel_core::engine::health::Overall) {
-        if self.alerted_overall == Some(overall) || !self.engine.is_running() {
-            return;
-        }
-        if let Some(was) = self.alerted_overall.replace(overall) {
-            let why: Vec<String> = self
-                .engine
-                .health()
-                .components()
-                .filter(|(_, c)| c.status != keel_core::engine::health::Status::Running)
-                .map(|(id, c)| (self.engine.health().name(id), c))
-                .map(|(name, c)| match &c.last_error {
-                    Some((e, _)) => format!("{name} {} ({e})", c.status.as_str()),
-                    None => format!("{name} {}", c.status.as_str()),
-                })
-                .collect();
-            let mut text = format!("health {} -> {}", was.as_str(), overall.as_str());
-            if !why.is_empty() {
-                text = format!("{text}: {}", why.join(", "));
-            }
-            self.alert(crate::alerts::AlertKind::Health, &text);
-        }
     }
 
     pub fn with_observer(mut self, o: Box<dyn Observer>) -> Driver {
@@ -533,80 +500,9 @@ impl Driver {
                     }),
                 );
             }
-            Output::Event(e) => {
-                if let Some(st) = self.store.as_mut() {
-                    use crate::store::StoreCmd;
-                    let cmd = match &e {
-                        Event::StrategySignals(s) => Some(StoreCmd::Signals(s.clone())),
-                        Event::CandleClosed {
-                            symbol,
-                            interval,
-                            candle,
-                        } => Some(StoreCmd::Candle {
-                            symbol: symbol.clone(),
-                            interval: *interval,
-                            bar: candle.bar,
-                        }),
-                        _ => None,
-                    };
-                    // Signals and candles give way to order writes: behind held writes, or
-                    // on a full queue, they are dropped and counted.
-                    if let Some(cmd) = cmd
-                        && (!st.held.is_empty() || st.tx.try_send(cmd).is_err())
-                    {
-                        st.dropped += 1;
-                    }
-                }
-                if let Some(api) = &self.api {
-                    let mut a = api.lock().unwrap_or_else(|p| p.into_inner());
-                    match &e {
-                        Event::StrategySignals(s) => a.push_signals(s),
-                        Event::KillSwitch { reason } => a.kill_switch = Some(reason.clone()),
-                        _ => {}
-                    }
-                }
-                if let Event::KillSwitch { reason } = &e {
-                    self.alert(crate::alerts::AlertKind::KillSwitch, reason);
-                }
-                let e = Arc::new(e);
-                for c in &self.consumers {
-                    if c.tx.try_send(e.clone()).is_err() {
-                        self.dropped_unreported += 1;
-                    }
-                }
-            }
-            Output::Notice(n) => match n.level {
-                Severity::Info => tracing::info!("{}", n.text),
-                Severity::Warn => tracing::warn!("{}", n.text),
-                Severity::Error => {
-                    tracing::error!("{}", n.text);
-                    self.alert(crate::alerts::AlertKind::Error, &n.text);
-                }
-            },
-            Output::Heartbeat(h) => {
-                tracing::info!(
-                    uptime_s = h.uptime.as_secs(),
-                    status = h.status.as_str(),
-                    symbols = h.symbols,
-                    synced_books = h.synced_books,
-                    frames_per_s = format!("{:.1}", h.frames_per_s),
-                    reconnects = h.reconnects,
-                    loop_lag_max_ms = format!("{:.2}", h.loop_lag_max.as_secs_f64() * 1e3),
-                    "heartbeat"
-                );
-                if self.alerts.heartbeat {
-                    let text = format!(
-                        "heartbeat: up {} s, {}/{} books synced, {:.0} frames/s, {} reconnects, loop lag max {:.2} ms",
-                        h.uptime.as_secs(),
-                        h.synced_books,
-                        h.symbols,
-                        h.frames_per_s,
-                        h.reconnects,
-                        h.loop_lag_max.as_secs_f64() * 1e3
-                    );
-                    self.alert(crate::alerts::AlertKind::Heartbeat, &text);
-                }
-            }
+            Output::Event(e) => self.on_event(e),
+            Output::Notice(n) => self.on_notice(n),
+            Output::Heartbeat(h) => self.on_heartbeat(h),
             Output::Fatal(msg) => self.fatal = Some(msg),
             Output::Stopped => {
                 self.close_all();

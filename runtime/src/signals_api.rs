@@ -14,8 +14,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use keel_core::Dec;
+use keel_core::engine::limiter::WindowLimiter;
 use keel_core::trading::strategy::{Action, Signal, SignalSide, TimeInForce};
+use keel_core::{Dec, Time};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -83,16 +84,12 @@ pub fn resolve(file: &SignalsFile) -> Result<SignalsConfig, ConfigError> {
     })
 }
 
-/// A token bucket: `rate` a second, bursts of `rate`.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 struct SignalsState {
     token: Option<String>,
-    rate: f64,
-    bucket: Mutex<Bucket>,
+    per_second_max: u32,
+    /// The project's one rate limiter (a rolling one-second window), on time since `origin`.
+    limiter: Mutex<WindowLimiter>,
+    origin: Instant,
     symbols: Vec<String>,
     tx: mpsc::Sender<Signal>,
 }
@@ -244,14 +241,14 @@ fn positive(v: &serde_json::Value) -> Option<Dec> {
 /// The route, and the receiving end the event loop reads accepted signals from.
 pub fn router(cfg: &SignalsConfig, symbols: Vec<String>) -> (Router, mpsc::Receiver<Signal>) {
     let (tx, rx) = mpsc::channel(SIGNALS_QUEUED_MAX);
-    let rate = f64::from(cfg.per_second_max);
     let state = Arc::new(SignalsState {
         token: cfg.token.clone(),
-        rate,
-        bucket: Mutex::new(Bucket {
-            tokens: rate,
-            at: now(),
-        }),
+        per_second_max: cfg.per_second_max,
+        limiter: Mutex::new(WindowLimiter::new(
+            cfg.per_second_max,
+            Duration::from_secs(1),
+        )),
+        origin: now(),
         symbols,
         tx,
     });
@@ -300,7 +297,7 @@ async fn post_signal(
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut r = answer(
             StatusCode::TOO_MANY_REQUESTS,
-            json!({"error": format!("more than {} signals a second", s.rate), "retry_after_s": secs}),
+            json!({"error": format!("more than {} signals a second", s.per_second_max), "retry_after_s": secs}),
         );
         if let Ok(v) = secs.to_string().parse() {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -327,18 +324,14 @@ async fn post_signal(
 }
 
 impl SignalsState {
-    /// Takes a token; when none is left, how long until one is.
+    /// Takes one of the second's signals; when none is left, how long until one is.
     fn take(&self) -> Option<Duration> {
-        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let t = now();
-        let earned = t.saturating_duration_since(b.at).as_secs_f64() * self.rate;
-        b.tokens = (b.tokens + earned).min(self.rate);
-        b.at = t;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let t = Time::from_nanos(now().saturating_duration_since(self.origin).as_nanos() as u64);
+        if l.try_take(t) {
             None
         } else {
-            Some(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
+            Some(l.earliest(t).since(t))
         }
     }
 }

@@ -59,6 +59,29 @@ impl<'a> JStr<'a> {
     }
 }
 
+/// A frame's `topic` and `ts`, read as the top-level keys they are (the scan stops once both
+/// are found, which Bybit writes before the data): how a capture is routed and timed without
+/// decoding it twice. `None` for text that is not an object with a plain-string topic.
+pub fn topic_and_ts(text: &str) -> Option<(&str, Option<u64>)> {
+    let mut s = Scanner::new(text);
+    s.begin_object().ok()?;
+    let (mut topic, mut ts) = (None, None);
+    let mut first = true;
+    while let Some(k) = s.next_key(&mut first).ok()? {
+        if k.is("topic") {
+            topic = Some(s.string().ok()?.plain()?);
+        } else if k.is("ts") {
+            ts = Some(s.u64().ok()?);
+        } else {
+            s.skip().ok()?;
+        }
+        if topic.is_some() && ts.is_some() {
+            break;
+        }
+    }
+    Some((topic?, ts))
+}
+
 pub struct Scanner<'a> {
     text: &'a str,
     pos: usize,
@@ -532,6 +555,23 @@ fn unescape(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frames_topic_and_ts_are_read_wherever_its_keys_stand() {
+        let linear =
+            r#"{"topic":"orderbook.50.X","type":"delta","ts":17,"data":{"b":[],"a":[],"u":1}}"#;
+        assert_eq!(topic_and_ts(linear), Some(("orderbook.50.X", Some(17))));
+        let kline =
+            r#"{"topic":"kline.1.X","data":[{"start":1,"ts":99}],"ts":42,"type":"snapshot"}"#;
+        assert_eq!(
+            topic_and_ts(kline),
+            Some(("kline.1.X", Some(42))),
+            "a nested ts is not it"
+        );
+        assert_eq!(topic_and_ts(r#"{"topic":"t"}"#), Some(("t", None)));
+        assert_eq!(topic_and_ts(r#"{"op":"pong"}"#), None);
+        assert_eq!(topic_and_ts("not json"), None);
+    }
 
     fn skip_all(s: &str) -> Result<(), JsonError> {
         let mut sc = Scanner::new(s);

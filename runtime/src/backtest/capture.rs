@@ -15,6 +15,7 @@ use keel_core::trading::broker::{BrokerConfig, Fill};
 use keel_core::trading::compute;
 use keel_core::trading::orders::{OrderRecord, OrdersConfig, Stage};
 use keel_core::trading::strategy::{SharedStrategy, Signal, StrategyConfig};
+use keel_core::wire::json::topic_and_ts;
 use keel_core::wire::topic::Interval;
 use keel_core::{Engine, EngineConfig, Input, Output, Time};
 use serde::Serialize;
@@ -122,19 +123,17 @@ fn shape(lines: &[Vec<u8>]) -> Result<EngineConfig, String> {
     Ok(c)
 }
 
+/// The frame's topic and time, read by the wire's own scanner.
+fn header(line: &[u8]) -> Option<(&str, Option<u64>)> {
+    topic_and_ts(std::str::from_utf8(line).ok()?)
+}
+
 fn topic_of(line: &[u8]) -> Option<&str> {
-    let at = memchr::memmem::find(line, br#""topic":""#)? + 9;
-    let end = memchr::memchr(b'"', &line[at..])? + at;
-    std::str::from_utf8(&line[at..end]).ok()
+    header(line).map(|(t, _)| t)
 }
 
 fn ts_of(line: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(line, br#""ts":"#)? + 5;
-    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&line[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    header(line).and_then(|(_, ts)| ts)
 }
 
 struct Wire {
@@ -311,10 +310,11 @@ pub fn run(args: &CaptureArgs) -> Result<CaptureReport, String> {
     let mut next_sample = EQUITY_SAMPLE_MS;
     for l in &lines {
         // Time never runs backwards: a frame stamped earlier than the last is read at the last.
-        now_ms = now_ms.max(ts_of(l).map_or(0, |t| t.saturating_sub(first)));
+        let (topic, ts) = header(l).unwrap_or(("", None));
+        now_ms = now_ms.max(ts.map_or(0, |t| t.saturating_sub(first)));
         let now = Time::from_millis(now_ms);
         w.run_timers_until(now);
-        let (Some(topic), Ok(text)) = (topic_of(l), std::str::from_utf8(l)) else {
+        let Ok(text) = std::str::from_utf8(l) else {
             bad += 1;
             continue;
         };

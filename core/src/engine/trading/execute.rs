@@ -42,14 +42,11 @@ impl Trading {
             if !usable(inst.book) {
                 continue;
             }
+            // Sizing reads the touch only; the paper venue walks the book when it answers.
             let b = market.book(inst.book);
-            let (Ok(bids), Ok(asks)) = (
-                b.top_bids(ORDER_BOOK_LEVELS_MAX),
-                b.top_asks(ORDER_BOOK_LEVELS_MAX),
-            ) else {
+            let (Ok(bid), Ok(ask)) = (b.best_bid(), b.best_ask()) else {
                 continue;
             };
-            let (bids, asks): (Vec<Level>, Vec<Level>) = (bids.collect(), asks.collect());
             let ts = b.last_ts().unwrap_or(0);
             let step = inst.qty_step;
             let instruments = &self.instruments;
@@ -70,7 +67,7 @@ impl Trading {
                 self.outputs
                     .push_back(TradingOutput::Event(Event::KillSwitch { reason }));
             }
-            self.send(now, s, &bids, &asks, step, ts);
+            self.send(now, s, bid, ask, step, ts);
         }
     }
 
@@ -126,14 +123,11 @@ impl Trading {
         &mut self,
         now: Time,
         s: &Signal,
-        bids: &[Level],
-        asks: &[Level],
+        bid: Level,
+        ask: Level,
         step: Option<Dec>,
         ts: u64,
     ) {
-        let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else {
-            return;
-        };
         let Some(Sized {
             side,
             qty,

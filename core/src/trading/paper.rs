@@ -184,11 +184,7 @@ impl PaperVenue {
             status: OrderStatus::New,
             execs: Vec::new(),
         };
-        let crosses = |l: &Level| match (limit, side) {
-            (None, _) => true,
-            (Some(p), Side::Buy) => l.px <= p,
-            (Some(p), Side::Sell) => l.px >= p,
-        };
+        let crosses = |l: &Level| crosses(limit, side, l.px);
         let taken = match text("timeInForce") {
             // A post-only order never takes; and nothing rests on paper.
             "PostOnly" => false,
@@ -232,12 +228,7 @@ impl PaperVenue {
         let mut left = o.qty;
         let mut notional = Dec::ZERO;
         for l in levels.iter().take(PAPER_EXECS_PER_ORDER_MAX) {
-            let crosses = match (limit, side) {
-                (None, _) => true,
-                (Some(p), Side::Buy) => l.px <= p,
-                (Some(p), Side::Sell) => l.px >= p,
-            };
-            if left.is_zero() || !crosses {
+            if left.is_zero() || !crosses(limit, side, l.px) {
                 break;
             }
             let take = left.min(l.qty);
@@ -387,6 +378,15 @@ fn err(code: i64, msg: &str) -> String {
 
 fn refuse(why: &str) -> String {
     err(RET_CODE_BAD_PARAMETER, &why.replace('"', "'"))
+}
+
+/// Whether a level at `px` is within an order's limit (a market order takes any).
+fn crosses(limit: Option<Dec>, side: Side, px: Dec) -> bool {
+    match (limit, side) {
+        (None, _) => true,
+        (Some(p), Side::Buy) => px <= p,
+        (Some(p), Side::Sell) => px >= p,
+    }
 }
 
 #[cfg(test)]

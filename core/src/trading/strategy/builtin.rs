@@ -10,7 +10,6 @@
 //! (1 - 2/(slow + 1))^window for the EMA, at most e^-8 (3e-4) at four warm-ups and 5e-9 for the
 //! default EMA 21 over the 200-candle floor.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{Candle, Context, Intent, SharedStrategy, SignalSide, Strategy};
@@ -276,14 +275,14 @@ pub trait Indicator: Send + Sync + 'static {
 /// from the window.
 pub struct Stepping<P: Indicator> {
     params: P,
-    states: Mutex<HashMap<String, (u64, P::State)>>,
+    states: Mutex<crate::FastMap<String, (u64, P::State)>>,
 }
 
 impl<P: Indicator> Stepping<P> {
     pub fn new(params: P) -> Self {
         Stepping {
             params,
-            states: Mutex::new(HashMap::new()),
+            states: Mutex::new(crate::FastMap::default()),
         }
     }
 

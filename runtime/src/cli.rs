@@ -319,16 +319,13 @@ where
             json,
             reps,
             runtime: secs,
-            each: true,
+            each,
             files,
-        } if secs.is_none() => bench_each(json, reps, &files),
-        Cmd::Bench {
-            json,
-            reps,
-            runtime: secs,
-            files,
-            ..
-        } => bench_cmd(json, reps, secs, files),
+        } => match (each, secs) {
+            (true, Some(_)) => Err("--each measures the files only: leave out --runtime".into()),
+            (true, None) => bench_each(json, reps, &files),
+            (false, _) => bench_cmd(json, reps, secs, files),
+        },
         Cmd::Run {
             config: path,
             venue_url,

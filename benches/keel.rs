@@ -14,17 +14,21 @@ use std::time::Duration;
 
 use baselines::{Resort, Typical, floor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use keel_core::backtest::{self, BacktestConfig, SymbolCandles};
 use keel_core::decimal::Level;
 use keel_core::engine::link::LinkId;
 use keel_core::market::book::OrderBook;
 use keel_core::market::kline::{Bar, CandleSource, ClosedCandle};
 use keel_core::rng::Rng;
+use keel_core::trading::broker::BrokerConfig;
 use keel_core::trading::compute::{self, BookView, MergeInput};
+use keel_core::trading::strategy::{Candle, StrategyConfig};
 use keel_core::wire::codec::Decoder;
 use keel_core::wire::frame::{BookFrame, UpdateKind, WireLevel};
+use keel_core::wire::topic::Interval;
 use keel_core::{Dec, Engine, EngineConfig, Input, Market, MarketConfig, Time};
 use keel_suite::fixtures_dir;
-use keel_venue::market::{SymbolMarket, SymbolSpec};
+use keel_venue::market::{SymbolMarket, SymbolSpec, history_candle};
 
 fn lines(rel: &str) -> Vec<String> {
     std::fs::read_to_string(fixtures_dir().join(rel))
@@ -291,6 +295,113 @@ fn compute_crossover(c: &mut Criterion) {
     g.finish();
 }
 
+/// `symbols` x `days` of one-minute candles: the venue's history path (what `keel backfill`
+/// stores from the embedded venue: smooth waves, few crossings) or a random walk (a regime change
+/// every few hours, many more orders).
+fn backtest_data(symbols: usize, days: u64, walk: bool) -> Vec<SymbolCandles> {
+    const NAMES: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"];
+    let minutes = days * 1440;
+    (0..symbols)
+        .map(|k| {
+            let name = NAMES
+                .get(k)
+                .map_or_else(|| format!("X{k}USDT"), |n| n.to_string());
+            let spec = SymbolSpec::guess(&name);
+            let mut rng = Rng::new(k as u64 + 1);
+            let mut px = spec.start_price.to_f64();
+            let mut drift = 0.0;
+            let candles = (0..minutes)
+                .map(|m| {
+                    let start_ms = 1_700_000_000_000 - 1_700_000_000_000 % 60_000 + m * 60_000;
+                    if walk {
+                        if rng.up_to(240) == 0 {
+                            drift = (rng.unit() - 0.5) * 4e-4;
+                        }
+                        let open = px;
+                        px *= 1.0 + drift + (rng.unit() - 0.5) * 2e-3;
+                        let wick = px * rng.unit() * 5e-4;
+                        return Candle {
+                            start_ms,
+                            open,
+                            high: open.max(px) + wick,
+                            low: open.min(px) - wick,
+                            close: px,
+                            volume: 1.0 + rng.unit() * 100.0,
+                            turnover: px * 50.0,
+                        };
+                    }
+                    let c = history_candle(&spec, 7, Interval::Min1, start_ms);
+                    let f = |ticks: i64| spec.px(ticks).to_f64();
+                    Candle {
+                        start_ms,
+                        open: f(c.open),
+                        high: f(c.high),
+                        low: f(c.low),
+                        close: f(c.close),
+                        volume: c.volume_lots as f64,
+                        turnover: c.notional as f64,
+                    }
+                })
+                .collect();
+            SymbolCandles {
+                symbol: name,
+                candles,
+                qty_step: Some(spec.qty_step),
+            }
+        })
+        .collect()
+}
+
+/// Candle backtests with the built-in strategies (EMA 9/21 and RSI 14, as configured by
+/// default), one thread: candles per second.
+fn backtest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("backtest_candles");
+    let cfg = BacktestConfig {
+        strategies: StrategyConfig::default().strategies(),
+        confidence_min: StrategyConfig::default().confidence_min,
+        broker: BrokerConfig::default(),
+        balance: 10_000.0,
+        interval_ms: 60_000,
+    };
+    for (symbols, days, walk) in [(1, 90, false), (3, 30, false), (3, 30, true), (30, 3, true)] {
+        let data = backtest_data(symbols, days, walk);
+        let n: usize = data.iter().map(|d| d.candles.len()).sum();
+        g.throughput(Throughput::Elements(n as u64));
+        let shape = if walk { "walk" } else { "venue" };
+        let once = backtest::run(
+            BacktestConfig {
+                strategies: StrategyConfig::default().strategies(),
+                ..cfg.clone()
+            },
+            &data,
+        )
+        .unwrap()
+        .totals;
+        // What each shape asks of the order path, beside the figure.
+        eprintln!(
+            "backtest_candles {shape}_{symbols}_symbols: {n} candles, {} signals, {} orders, {} refused, kill switch: {}",
+            once.signals,
+            once.orders,
+            once.refused,
+            once.kill_switch.is_some()
+        );
+        g.bench_function(
+            BenchmarkId::new(format!("{shape}_{symbols}_symbols"), n),
+            |b| {
+                b.iter(|| {
+                    // Fresh strategies every run: each keeps its indicators per symbol.
+                    let cfg = BacktestConfig {
+                        strategies: StrategyConfig::default().strategies(),
+                        ..cfg.clone()
+                    };
+                    black_box(backtest::run(cfg, &data).unwrap().totals.orders)
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -301,6 +412,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = parse, apply, engine, replay_vs_baselines, compute_crossover
+    targets = parse, apply, engine, replay_vs_baselines, compute_crossover, backtest
 }
 criterion_main!(benches);

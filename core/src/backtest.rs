@@ -19,13 +19,13 @@ use serde::Serialize;
 
 use crate::decimal::{Dec, Level};
 use crate::engine::trading::candles_to_keep;
-use crate::trading::broker::{Broker, BrokerConfig, Fill};
+use crate::trading::broker::{Broker, BrokerConfig, Fill, Refusal};
 
 mod ledger;
 
 use crate::trading::strategy::{
-    Action, Candle, Context, OpenOrder, SharedStrategy, Signal, SignalSide, TimeInForce,
-    evaluate_one,
+    Action, Candle, Context, Intent, OpenOrder, SharedStrategy, SignalSide, Strategy, TimeInForce,
+    evaluate_intents, evaluate_intents_mut,
 };
 pub use ledger::Ledger;
 #[cfg(test)]
@@ -132,16 +132,45 @@ struct Working {
     qty: Dec,
     limit: Option<Dec>,
     tif: Option<TimeInForce>,
-    strategy: String,
+    /// Which of the configured strategies placed it.
+    strategy: usize,
     link: String,
+}
+
+/// A strategy as the loop calls it.
+enum Callee<'a> {
+    Alone(&'a mut dyn Strategy),
+    Shared(&'a dyn Strategy),
+}
+
+impl Callee<'_> {
+    fn get(&self) -> &dyn Strategy {
+        match self {
+            Callee::Alone(s) => &**s,
+            Callee::Shared(s) => *s,
+        }
+    }
+}
+
+/// A symbol's position as the broker last left it, in both forms the loop reads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    qty: Dec,
+    entry: Dec,
+    qty_f64: f64,
+    entry_f64: f64,
 }
 
 struct Book {
     working: Option<Working>,
 }
 
-/// Runs the backtest. `Err` names what cannot be run (no strategy, no candles).
-pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, String> {
+/// Runs the backtest. `Err` names what cannot be run (no strategy, no candles). A strategy the
+/// configuration holds the only reference to is called through
+/// [`crate::trading::strategy::Strategy::evaluate_mut`] (the
+/// built-ins then reach their indicators without a lock); a shared one through `evaluate`:
+/// the report is the same.
+pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, String> {
     if cfg.strategies.is_empty() {
         return Err("no strategy to test".into());
     }
@@ -152,7 +181,23 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
         return Err("the starting balance must be positive".into());
     }
     let keep = candles_to_keep(cfg.strategies.iter().map(|s| s.0.warmup()));
+    // Which strategies the configuration holds alone, asked once: `Arc::get_mut` is an atomic
+    // operation, as dear as the lock it would save if asked at every call.
+    let alone: Vec<bool> = cfg
+        .strategies
+        .iter_mut()
+        .map(|s| std::sync::Arc::get_mut(&mut s.0).is_some())
+        .collect();
+    let mut callees: Vec<Callee<'_>> = Vec::with_capacity(alone.len());
+    for (s, alone) in cfg.strategies.iter_mut().zip(alone) {
+        callees.push(if alone {
+            Callee::Alone(std::sync::Arc::get_mut(&mut s.0).ok_or("a strategy is shared")?)
+        } else {
+            Callee::Shared(s.0.as_ref())
+        });
+    }
     let mut ledger = Ledger::new(cfg.broker.clone(), cfg.balance);
+    ledger.reserve_samples(data.iter().map(|d| d.candles.len()).max().unwrap_or(0));
     let mut books: Vec<Book> = data.iter().map(|_| Book { working: None }).collect();
     let mut next = vec![0usize; data.len()];
     let mut t = Totals {
@@ -181,8 +226,13 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
         kill_switch: None,
     };
     let mut marks: Vec<Option<Dec>> = vec![None; data.len()];
-    let mut scratch = Vec::new();
-    let mut said: Vec<Signal> = Vec::new();
+    // Per symbol: the mark as f64, and the position's size and entry, refreshed at each fill:
+    // the open PnL at every step is then a few multiplications, not a decimal walk of the
+    // broker's positions.
+    let mut mark_f64 = vec![0.0f64; data.len()];
+    let mut held = vec![Held::default(); data.len()];
+    let symbols: Vec<&str> = data.iter().map(|d| d.symbol.as_str()).collect();
+    let mut said: Vec<Intent> = Vec::new();
     let mut seq = 0u64;
     // The earliest candle not yet seen, over every symbol.
     while let Some(now) = data
@@ -206,7 +256,7 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                 match fill_price(&w, c, cfg.broker.slippage_bps) {
                     Some(px) => {
                         let fill = Fill {
-                            client_order_id: w.link.clone(),
+                            client_order_id: w.link,
                             symbol: d.symbol.clone(),
                             side: w.side,
                             px,
@@ -214,7 +264,17 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                             fee: fee(px, w.qty, cfg.broker.fee_bps),
                             ts_ms: now,
                         };
-                        ledger.fill(&fill, &w.strategy);
+                        ledger.fill(&fill, callees[w.strategy].get().name());
+                        held[k] =
+                            ledger
+                                .broker()
+                                .position(&d.symbol)
+                                .map_or(Held::default(), |p| Held {
+                                    qty: p.qty,
+                                    entry: p.avg_entry,
+                                    qty_f64: p.qty.to_f64(),
+                                    entry_f64: p.avg_entry.to_f64(),
+                                });
                     }
                     None if matches!(w.tif, Some(TimeInForce::Gtc | TimeInForce::PostOnly)) => {
                         books[k].working = Some(w);
@@ -226,16 +286,17 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                 continue;
             };
             marks[k] = Some(close);
+            mark_f64[k] = c.close;
             let lo = (i + 1).saturating_sub(keep);
             let level = [Level {
                 px: close,
                 qty: Dec::MAX,
             }];
-            let pos = ledger
-                .broker()
-                .position(&d.symbol)
-                .cloned()
-                .unwrap_or_default();
+            let Held {
+                qty: position,
+                entry: entry_price,
+                ..
+            } = held[k];
             let open: Vec<OpenOrder> = books[k]
                 .working
                 .iter()
@@ -255,40 +316,36 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                 bids: &level,
                 asks: &level,
                 trades: &[],
-                position: pos.qty,
-                entry_price: pos.avg_entry,
+                position,
+                entry_price,
                 open_orders: &open,
             };
-            for s in &cfg.strategies {
-                if i + 1 < s.0.warmup() {
+            for (j, s) in callees.iter_mut().enumerate() {
+                if i + 1 < s.get().warmup() {
                     continue;
                 }
-                said.clear();
-                match evaluate_one(
-                    s.0.as_ref(),
-                    &ctx,
-                    cfg.confidence_min,
-                    &mut scratch,
-                    &mut said,
-                ) {
-                    Ok(_) => {}
-                    Err(_) => {
-                        t.faults += 1;
-                        continue;
+                let called = match s {
+                    Callee::Alone(s) => {
+                        evaluate_intents_mut(*s, &ctx, cfg.confidence_min, &mut said)
                     }
+                    Callee::Shared(s) => evaluate_intents(*s, &ctx, cfg.confidence_min, &mut said),
+                };
+                if called.is_err() {
+                    t.faults += 1;
+                    continue;
                 }
                 t.signals += said.len() as u64;
-                // As live: a strategy's views on one symbol are netted (the strongest decides).
-                let views: Vec<Signal> = said
-                    .iter()
-                    .filter(|x| matches!(x.action, Action::Signal { .. }))
-                    .cloned()
-                    .collect();
-                let decided = crate::engine::trading::decide(&views);
-                for x in decided.iter().chain(
-                    said.iter()
-                        .filter(|x| !matches!(x.action, Action::Signal { .. })),
-                ) {
+                // As live (`engine::trading::decide`): a strategy's views on one symbol are
+                // netted, the strongest deciding (the first of equals), before its other actions.
+                let view = |x: &&Intent| matches!(x.action, Action::Signal { .. });
+                let top = said.iter().filter(view).reduce(|top, x| {
+                    if x.action.confidence() > top.action.confidence() {
+                        x
+                    } else {
+                        top
+                    }
+                });
+                for x in top.into_iter().chain(said.iter().filter(|x| !view(x))) {
                     if x.action == Action::Cancel {
                         books[k].working = None;
                         continue;
@@ -296,7 +353,7 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
                     if books[k].working.is_some() {
                         continue;
                     }
-                    match order_for(ledger.broker(), x, close, d.qty_step) {
+                    match order_for(ledger.broker(), &d.symbol, &x.action, close, d.qty_step, j) {
                         Some(Ok(mut w)) => {
                             if w.tif == Some(TimeInForce::PostOnly)
                                 && w.limit.is_some_and(|p| match w.side {
@@ -319,18 +376,22 @@ pub fn run(cfg: &BacktestConfig, data: &[SymbolCandles]) -> Result<Report, Strin
             }
         }
         // Everything at `now` has closed: the kill switch, then the equity.
-        let symbols: Vec<&str> = data.iter().map(|d| d.symbol.as_str()).collect();
-        let mark = |s: &str| symbols.iter().position(|x| *x == s).and_then(|k| marks[k]);
         let close_ms = now + cfg.interval_ms;
-        if let Some(reason) = ledger.broker_mut().check_risk(close_ms, &mark) {
+        let unrealized: f64 = held
+            .iter()
+            .zip(&mark_f64)
+            .zip(&marks)
+            .filter(|((h, _), m)| h.qty_f64 != 0.0 && m.is_some())
+            .map(|((h, px), _)| (px - h.entry_f64) * h.qty_f64)
+            .sum();
+        if let Some(reason) = ledger.broker_mut().check_loss(close_ms, unrealized) {
             t.kill_switch.get_or_insert(reason);
             for b in &mut books {
                 b.working = None;
             }
         }
-        ledger.sample(close_ms, &mark);
+        ledger.sample_at(close_ms, unrealized);
     }
-    let symbols: Vec<&str> = data.iter().map(|d| d.symbol.as_str()).collect();
     let mark = |s: &str| symbols.iter().position(|x| *x == s).and_then(|k| marks[k]);
     let listed: Vec<(String, u64)> = data
         .iter()
@@ -379,17 +440,19 @@ fn fill_price(w: &Working, c: &Candle, slippage_bps: f64) -> Option<Dec> {
 /// nothing to do.
 fn order_for(
     broker: &Broker,
-    s: &Signal,
+    symbol: &str,
+    action: &Action,
     close: Dec,
     step: Option<Dec>,
-) -> Option<Result<Working, String>> {
-    let sized = broker.size_action(&s.symbol, &s.action, close, close, step)?;
+    strategy: usize,
+) -> Option<Result<Working, Refusal>> {
+    let sized = broker.size_action(symbol, action, close, close, step)?;
     Some(sized.verdict.map(|()| Working {
         side: sized.side,
         qty: sized.qty,
         limit: sized.price,
         tif: sized.tif,
-        strategy: s.strategy.clone(),
+        strategy,
         link: String::new(),
     }))
 }

@@ -138,8 +138,13 @@ pub fn run_one(
     extra: &[SharedStrategy],
 ) -> Result<(Report, String), String> {
     let cfg = config(args, &args.strategy, extra)?;
+    let names: Vec<String> = cfg
+        .strategies
+        .iter()
+        .map(|s| s.0.name().to_string())
+        .collect();
     let start = std::time::Instant::now();
-    let report = backtest::run(&cfg, data)?;
+    let report = backtest::run(cfg, data)?;
     let secs = start.elapsed().as_secs_f64();
     if let Some(p) = &args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -148,7 +153,7 @@ pub fn run_one(
     if let Some(p) = &args.equity {
         write_svg(p, &report, args.balance)?;
     }
-    let names: Vec<&str> = cfg.strategies.iter().map(|s| s.0.name()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut text = render(&report, args, &names);
     let _ = writeln!(
         text,
@@ -449,7 +454,7 @@ pub fn sweep(
     let mut results: Vec<(String, Report)> = combos
         .par_iter()
         .map(|(label, strategy)| {
-            let r = config(args, strategy, extra).and_then(|c| backtest::run(&c, data));
+            let r = config(args, strategy, extra).and_then(|c| backtest::run(c, data));
             bar.inc(1);
             r.map(|r| (label.clone(), r))
         })

@@ -209,7 +209,7 @@ pub fn parse(body: &[u8], symbols: &[String]) -> Result<Signal, Refusal> {
         symbol,
         strategy: EXTERNAL_STRATEGY.into(),
         action,
-        reason,
+        reason: reason.into(),
         candle_ms: 0,
     })
 }

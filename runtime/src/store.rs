@@ -178,7 +178,7 @@ impl Store {
                     s.strategy,
                     s.label(),
                     s.confidence(),
-                    s.reason,
+                    s.reason.to_string(),
                     s.candle_ms as i64
                 ])
                 .map_err(e)?;

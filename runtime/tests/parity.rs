@@ -97,7 +97,7 @@ fn a_capture_backtest_and_a_live_run_on_its_replay_say_and_order_the_same() {
                 s.symbol.clone(),
                 s.candle_ms,
                 s.label().to_string(),
-                s.reason.clone(),
+                s.reason.to_string(),
             )
         })
         .collect();

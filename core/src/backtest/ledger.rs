@@ -33,6 +33,8 @@ pub struct Ledger {
     drawdown_trough_ms: u64,
     exposed: u64,
     fills: u64,
+    /// Positions not flat.
+    held: usize,
 }
 
 impl Ledger {
@@ -51,7 +53,14 @@ impl Ledger {
             drawdown_trough_ms: 0,
             exposed: 0,
             fills: 0,
+            held: 0,
         }
+    }
+
+    /// Room for `n` equity samples up front (a backtest knows how many steps it has at least):
+    /// growing the curve by doubling copied it a dozen times.
+    pub fn reserve_samples(&mut self, n: usize) {
+        self.equity.reserve(n);
     }
 
     /// The broker fills go through (sizing and risk checks read it).
@@ -80,6 +89,8 @@ impl Ledger {
         self.broker.apply_fill(fill);
         let (q1, base1, fees1) = net(&self.broker);
         let px = fill.px.to_f64();
+        self.held =
+            self.held + usize::from(q0 == 0.0 && q1 != 0.0) - usize::from(q0 != 0.0 && q1 == 0.0);
         if let Some(o) = self.open.get_mut(&fill.symbol) {
             o.qty_max = o.qty_max.max(q1.abs());
         }
@@ -120,21 +131,24 @@ impl Ledger {
 
     /// The equity at `marks` (realised net of fees, plus open positions at their marks).
     pub fn equity_now(&self, marks: &dyn Fn(&str) -> Option<Dec>) -> f64 {
-        self.balance
-            + self
-                .broker
-                .positions()
-                .map(|p| {
-                    p.realized_pnl.to_f64() - p.fees.to_f64()
-                        + marks(&p.symbol).map_or(0.0, |m| p.unrealized(m).to_f64())
-                })
-                .sum::<f64>()
+        self.equity_at(self.broker.unrealized(marks))
+    }
+
+    /// The equity with the open positions' PnL at `unrealized`.
+    pub fn equity_at(&self, unrealized: f64) -> f64 {
+        self.balance + self.broker.realized_total() + unrealized
     }
 
     /// Samples the equity at `t_ms`: the curve, the deepest drawdown so far, the exposure.
     pub fn sample(&mut self, t_ms: u64, marks: &dyn Fn(&str) -> Option<Dec>) {
-        let e = self.equity_now(marks);
-        if self.broker.positions().any(|p| !p.qty.is_zero()) {
+        let u = self.broker.unrealized(marks);
+        self.sample_at(t_ms, u);
+    }
+
+    /// [`Ledger::sample`] with the open positions' PnL already known.
+    pub fn sample_at(&mut self, t_ms: u64, unrealized: f64) {
+        let e = self.equity_at(unrealized);
+        if self.held > 0 {
             self.exposed += 1;
         }
         if e > self.peak || self.peak_ms.is_none() {

@@ -74,7 +74,7 @@ fn a_market_round_trip_fills_at_the_next_opens_and_pays_its_fees() {
         (2, Intent::market(SignalSide::Buy, d("2"), "in")),
         (5, Intent::target(Dec::ZERO, "out")),
     ]);
-    let r = run(&cfg(vec![SharedStrategy::new(s)]), &data(c)).unwrap();
+    let r = run(cfg(vec![SharedStrategy::new(s)]), &data(c)).unwrap();
     assert_eq!(r.trades.len(), 1, "{r:?}");
     let t = &r.trades[0];
     assert_eq!((t.side, t.entry_ms, t.exit_ms), ("long", 3 * MIN, 6 * MIN));
@@ -118,7 +118,7 @@ fn limits_fill_only_where_the_next_candles_reach_them() {
         ),
         (8, Intent::cancel("nothing to cancel")),
     ]);
-    let r = run(&cfg(vec![SharedStrategy::new(s)]), &data(c)).unwrap();
+    let r = run(cfg(vec![SharedStrategy::new(s)]), &data(c)).unwrap();
     assert_eq!(r.totals.fills, 1, "{:?}", r.totals);
     assert_eq!(r.totals.refused, 1);
     let eq_at_4 = r.equity.iter().find(|(t, _)| *t == 5 * MIN).unwrap().1;
@@ -134,11 +134,18 @@ fn the_same_inputs_give_byte_identical_reports() {
             candle(i, x, x + 0.5, x - 0.5, x + 0.1)
         })
         .collect();
-    let strategies = StrategyConfigForTest::both();
-    let a =
-        serde_json::to_string(&run(&cfg(strategies.clone()), &data(c.clone())).unwrap()).unwrap();
-    let b = serde_json::to_string(&run(&cfg(strategies), &data(c)).unwrap()).unwrap();
+    let json = |strategies| {
+        serde_json::to_string(&run(cfg(strategies), &data(c.clone())).unwrap()).unwrap()
+    };
+    // Held by the run alone, the built-ins are called through `evaluate_mut` (no lock); held
+    // by the test too, through `evaluate`: the same report either way, and again.
+    let a = json(StrategyConfigForTest::both());
+    let shared = StrategyConfigForTest::both();
+    let b = json(shared.clone());
+    let again = json(StrategyConfigForTest::both());
+    drop(shared);
     assert_eq!(a, b);
+    assert_eq!(a, again);
     let r: serde_json::Value = serde_json::from_str(&a).unwrap();
     assert!(
         r["totals"]["trades"].as_u64().unwrap() > 10,
@@ -178,7 +185,7 @@ fn a_strategy_that_panics_is_counted_and_the_test_goes_on() {
         }
     }
     let r = run(
-        &cfg(vec![SharedStrategy::new(Sometimes::default())]),
+        cfg(vec![SharedStrategy::new(Sometimes::default())]),
         &data(flat(40, 100.0)),
     )
     .unwrap();
@@ -209,7 +216,7 @@ fn drawdown_and_ratios_follow_the_equity() {
     let s = At(vec![(1, Intent::market(SignalSide::Buy, d("1"), "in"))]);
     let mut k = cfg(vec![SharedStrategy::new(s)]);
     k.broker.fee_bps = 0.0;
-    let r = run(&k, &data(c)).unwrap();
+    let r = run(k, &data(c)).unwrap();
     assert!(
         (r.totals.max_drawdown - 20.0).abs() < 1e-9,
         "{:?}",

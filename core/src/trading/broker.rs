@@ -15,7 +15,27 @@ pub struct Sized {
     /// A limit order's price and time in force; `None` for a market order.
     pub price: Option<Dec>,
     pub tif: Option<TimeInForce>,
-    pub verdict: Result<(), String>,
+    pub verdict: Result<(), Refusal>,
+}
+
+/// Why the broker's checks will not let an order go. Typed, not text: a backtest meets
+/// thousands of refusals (every signal after the kill switch trips) and reads none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The kill switch tripped ([`Broker::killed`] says why).
+    KillSwitch,
+    PositionLimit,
+    GrossLimit,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::KillSwitch => "kill switch",
+            Refusal::PositionLimit => "position limit",
+            Refusal::GrossLimit => "gross exposure limit",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -99,6 +119,11 @@ pub struct Position {
 }
 
 impl Position {
+    /// What the position cost to open, unsigned.
+    pub fn entry_notional(&self) -> f64 {
+        self.qty.to_f64().abs() * self.avg_entry.to_f64()
+    }
+
     pub fn unrealized(&self, mark: Dec) -> Dec {
         mark.checked_sub(self.avg_entry)
             .and_then(|d| d.checked_mul(self.qty))
@@ -110,6 +135,10 @@ impl Position {
 pub struct Broker {
     config: BrokerConfig,
     positions: BTreeMap<String, Position>,
+    /// [`Broker::realized_total`] and the positions' gross notional at entry, kept as positions
+    /// change: the risk checks read them at every step of a backtest and for every order.
+    realized_net: f64,
+    gross_entry: f64,
     killed: Option<String>,
     day: u64,
     day_start_pnl: f64,
@@ -122,6 +151,8 @@ impl Broker {
         Broker {
             config,
             positions: BTreeMap::new(),
+            realized_net: 0.0,
+            gross_entry: 0.0,
             killed: None,
             day: 0,
             day_start_pnl: 0.0,
@@ -130,6 +161,7 @@ impl Broker {
 
     pub fn restore_position(&mut self, p: Position) {
         self.positions.insert(p.symbol.clone(), p);
+        self.refresh_totals();
     }
 
     pub fn positions(&self) -> impl Iterator<Item = &Position> {
@@ -144,21 +176,31 @@ impl Broker {
         self.killed.as_deref()
     }
 
-    fn realized_total(&self) -> f64 {
-        self.positions
+    /// Realised PnL net of fees, over every position.
+    pub fn realized_total(&self) -> f64 {
+        self.realized_net
+    }
+
+    fn refresh_totals(&mut self) {
+        self.realized_net = self
+            .positions
             .values()
             .map(|p| p.realized_pnl.to_f64() - p.fees.to_f64())
+            .sum();
+        self.gross_entry = self.positions.values().map(Position::entry_notional).sum();
+    }
+
+    /// The open positions' PnL at `marks` (a position without a mark counts nothing).
+    pub fn unrealized(&self, marks: &dyn Fn(&str) -> Option<Dec>) -> f64 {
+        self.positions
+            .values()
+            .filter_map(|p| marks(&p.symbol).map(|m| p.unrealized(m).to_f64()))
             .sum()
     }
 
     /// PnL since the start of the day, marking open positions at `marks`.
     pub fn day_pnl(&self, marks: &dyn Fn(&str) -> Option<Dec>) -> f64 {
-        let unrealized: f64 = self
-            .positions
-            .values()
-            .filter_map(|p| marks(&p.symbol).map(|m| p.unrealized(m).to_f64()))
-            .sum();
-        self.realized_total() + unrealized - self.day_start_pnl
+        self.realized_total() + self.unrealized(marks) - self.day_start_pnl
     }
 
     /// Checks the daily loss against the marks; trips the kill switch when it is exceeded.
@@ -167,13 +209,20 @@ impl Broker {
         now_ms: u64,
         marks: &dyn Fn(&str) -> Option<Dec>,
     ) -> Option<String> {
+        let unrealized = self.unrealized(marks);
+        self.check_loss(now_ms, unrealized)
+    }
+
+    /// [`Broker::check_risk`] with the open positions' PnL already known (a backtest keeps it as
+    /// it goes instead of marking every position again at every step).
+    pub fn check_loss(&mut self, now_ms: u64, unrealized: f64) -> Option<String> {
         let day = now_ms / DAY_MS;
         if day != self.day {
             self.day = day;
             self.day_start_pnl = self.realized_total();
         }
         if self.killed.is_none() {
-            let pnl = self.day_pnl(marks);
+            let pnl = self.realized_total() + unrealized - self.day_start_pnl;
             if pnl < -self.config.daily_loss_max {
                 self.killed = Some(format!(
                     "daily loss {pnl:.2} beyond {:.2}: trading stopped",
@@ -196,12 +245,14 @@ impl Broker {
         best_bid: Dec,
         best_ask: Dec,
         qty_step: Option<Dec>,
-    ) -> Option<(Dec, Result<(), String>)> {
+    ) -> Option<(Dec, Result<(), Refusal>)> {
         let mid = (best_bid.to_f64() + best_ask.to_f64()) / 2.0;
         if mid <= 0.0 {
             return None;
         }
-        let current = self.position_qty(symbol).to_f64();
+        // One lookup for the sizing and the checks: a backtest sizes a view at every candle.
+        let held = self.positions.get(symbol);
+        let current = held.map_or(0.0, |p| p.qty.to_f64());
         let unit = self.config.order_notional / mid;
         let target = match side {
             SignalSide::Buy => unit,
@@ -223,7 +274,7 @@ impl Broker {
         if qty.is_zero() {
             return None;
         }
-        Some((qty, self.check_target(symbol, target, mid)))
+        Some((qty, self.check_target(held, target, mid)))
     }
 
     /// An exact order of `qty` (rounded down to `qty_step`): its size, or why it may not be
@@ -236,7 +287,7 @@ impl Broker {
         best_bid: Dec,
         best_ask: Dec,
         qty_step: Option<Dec>,
-    ) -> Option<(Dec, Result<(), String>)> {
+    ) -> Option<(Dec, Result<(), Refusal>)> {
         let mid = (best_bid.to_f64() + best_ask.to_f64()) / 2.0;
         if mid <= 0.0 {
             return None;
@@ -245,12 +296,13 @@ impl Broker {
         if qty.is_zero() {
             return None;
         }
-        let current = self.position_qty(symbol).to_f64();
+        let held = self.positions.get(symbol);
+        let current = held.map_or(0.0, |p| p.qty.to_f64());
         let target = match side {
             SignalSide::Buy => current + qty.to_f64(),
             SignalSide::Sell => current - qty.to_f64(),
         };
-        Some((qty, self.check_target(symbol, target, mid)))
+        Some((qty, self.check_target(held, target, mid)))
     }
 
     /// The order `action` asks for on `symbol`, sized and checked: a view sized as
@@ -321,41 +373,42 @@ impl Broker {
         self.positions.get(symbol).map_or(Dec::ZERO, |p| p.qty)
     }
 
-    /// Whether a position of `target` in `symbol` (at `mid`) stays within the limits.
-    fn check_target(&self, symbol: &str, target: f64, mid: f64) -> Result<(), String> {
-        if let Some(k) = &self.killed {
-            return Err(format!("kill switch: {k}"));
+    /// Whether the position `held` (none yet: flat) brought to `target` (at `mid`) stays within
+    /// the limits.
+    fn check_target(&self, held: Option<&Position>, target: f64, mid: f64) -> Result<(), Refusal> {
+        if self.killed.is_some() {
+            return Err(Refusal::KillSwitch);
         }
-        let current = self.position_qty(symbol).to_f64();
+        let current = held.map_or(0.0, |p| p.qty.to_f64());
         // Reducing a position is always allowed: it takes risk off.
         if target.abs() <= current.abs() && target * current >= 0.0 {
             return Ok(());
         }
         if target.abs() * mid > self.config.position_notional_max {
-            return Err("position limit".into());
+            return Err(Refusal::PositionLimit);
         }
-        let gross_after: f64 = self
-            .positions
-            .values()
-            .filter(|p| p.symbol != symbol)
-            .map(|p| p.qty.to_f64().abs() * p.avg_entry.to_f64())
-            .sum::<f64>()
-            + target.abs() * mid;
+        let own = held.map_or(0.0, Position::entry_notional);
+        let gross_after = self.gross_entry - own + target.abs() * mid;
         if gross_after > self.config.gross_notional_max {
-            return Err("gross exposure limit".into());
+            return Err(Refusal::GrossLimit);
         }
         Ok(())
     }
 
     /// Applies a fill to its position (also used to rebuild positions from stored fills).
     pub fn apply_fill(&mut self, f: &Fill) {
-        let p = self
-            .positions
-            .entry(f.symbol.clone())
-            .or_insert_with(|| Position {
-                symbol: f.symbol.clone(),
-                ..Position::default()
-            });
+        if !self.positions.contains_key(&f.symbol) {
+            self.positions.insert(
+                f.symbol.clone(),
+                Position {
+                    symbol: f.symbol.clone(),
+                    ..Position::default()
+                },
+            );
+        }
+        let Some(p) = self.positions.get_mut(&f.symbol) else {
+            return;
+        };
         let signed = match f.side {
             SignalSide::Buy => f.qty,
             SignalSide::Sell => Dec::ZERO.checked_sub(f.qty).unwrap_or(Dec::ZERO),
@@ -394,6 +447,7 @@ impl Broker {
             }
             p.qty = new_qty;
         }
+        self.refresh_totals();
     }
 }
 
@@ -508,7 +562,7 @@ mod tests {
         let (_, verdict) = b
             .size_order("BTCUSDT", SignalSide::Buy, d("99"), d("100"), None)
             .unwrap();
-        assert_eq!(verdict, Err("position limit".into()));
+        assert_eq!(verdict, Err(Refusal::PositionLimit));
         let mut b = Broker::new(BrokerConfig {
             daily_loss_max: 500.0,
             ..cfg()
@@ -520,6 +574,6 @@ mod tests {
         let (_, verdict) = b
             .size_order("BTCUSDT", SignalSide::Sell, d("1"), d("2"), None)
             .unwrap();
-        assert!(verdict.unwrap_err().starts_with("kill switch"));
+        assert_eq!(verdict, Err(Refusal::KillSwitch));
     }
 }

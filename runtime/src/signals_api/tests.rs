@@ -22,10 +22,8 @@ fn a_view_and_orders_are_read_as_the_strategies_would_say_them() {
             confidence: 0.8
         }
     );
-    assert_eq!(
-        (s.strategy.as_str(), s.reason.as_str()),
-        ("api", "model v3")
-    );
+    assert_eq!(s.strategy, "api");
+    assert_eq!(s.reason, "model v3");
     let s = parse(
         br#"{"symbol":"ETHUSDT","side":"Sell","confidence":1,"order":{"type":"limit","qty":"0.5","price":2500.5,"tif":"PostOnly"}}"#,
         &symbols(),

@@ -2,6 +2,7 @@
 //! and the venue's positions taken over ours.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use crate::decimal::Dec;
 use crate::trading::broker::{Broker, Position};
@@ -66,13 +67,18 @@ pub fn decide(signals: &[Signal]) -> Vec<Signal> {
     best.into_values()
         .map(|(top, rest)| {
             let mut d = top.clone();
-            for r in rest {
-                d.reason.push_str(&format!(
-                    "; over {} {:?} {:.2}",
-                    r.strategy,
-                    r.label(),
-                    r.confidence()
-                ));
+            if !rest.is_empty() {
+                let mut text = d.reason.to_string();
+                for r in rest {
+                    let _ = write!(
+                        text,
+                        "; over {} {:?} {:.2}",
+                        r.strategy,
+                        r.label(),
+                        r.confidence()
+                    );
+                }
+                d.reason = text.into();
             }
             d
         })

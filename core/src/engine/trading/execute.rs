@@ -2,7 +2,7 @@
 //! checks and the order machine, and on paper the paper venue answers them.
 
 use super::*;
-use crate::trading::broker::Sized;
+use crate::trading::broker::{Refusal, Sized};
 
 impl Trading {
     /// Paper-trades signals against the current books; a book that is not synced, not fresh or
@@ -141,10 +141,13 @@ impl Trading {
             return;
         };
         if let Err(why) = verdict {
-            self.notice(
-                Severity::Warn,
-                format!("{} order not sent: {why}", s.symbol),
-            );
+            let text = match (why, self.broker.killed()) {
+                (Refusal::KillSwitch, Some(k)) => {
+                    format!("{} order not sent: kill switch: {k}", s.symbol)
+                }
+                _ => format!("{} order not sent: {why}", s.symbol),
+            };
+            self.notice(Severity::Warn, text);
             return;
         }
         let Some(orders) = self.orders.as_mut() else {

@@ -12,7 +12,7 @@
 
 use std::sync::Mutex;
 
-use super::{Candle, Context, Intent, SharedStrategy, SignalSide, Strategy};
+use super::{Candle, Context, Intent, Reason, SharedStrategy, SignalSide, Strategy};
 
 /// Symbols whose indicator state one strategy keeps; past it the states start again (each then
 /// recomputes from its window once).
@@ -101,13 +101,15 @@ impl EmaCross {
         out.push(Intent::signal(
             side,
             (gap.abs() / self.full_gap).min(1.0),
-            format!(
-                "EMA{} {:.6} vs EMA{} {:.6} ({:+.4}%)",
-                self.fast,
-                fast,
-                self.slow,
-                slow,
-                gap * 100.0
+            Reason::lazy(
+                |v, f| {
+                    write!(
+                        f,
+                        "EMA{} {:.6} vs EMA{} {:.6} ({:+.4}%)",
+                        v[0], v[1], v[2], v[3], v[4]
+                    )
+                },
+                [self.fast as f64, fast, self.slow as f64, slow, gap * 100.0],
             ),
         ));
     }
@@ -196,7 +198,10 @@ impl RsiReversion {
         out.push(Intent::signal(
             side,
             confidence.clamp(0.0, 1.0),
-            format!("RSI{} {:.1}", self.period, r),
+            Reason::lazy(
+                |v, f| write!(f, "RSI{} {:.1}", v[0], v[1]),
+                [self.period as f64, r],
+            ),
         ));
     }
 }
@@ -286,23 +291,50 @@ impl<P: Indicator> Stepping<P> {
         }
     }
 
-    /// The state after the context's closed candles.
-    fn state(&self, candles: &[Candle], symbol: &str) -> Option<P::State> {
-        let last = candles.last()?;
+    /// The state after the context's closed candles and its forming candle.
+    fn state(&self, ctx: &Context<'_>) -> Option<P::State> {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let known = states.get(symbol).copied();
-        let s = match known {
-            Some((at, s)) if at == last.start_ms => s,
-            Some((at, s)) if candles.len() >= 2 && candles[candles.len() - 2].start_ms == at => {
-                self.params.step(s, last)
+        Self::state_in(&self.params, &mut states, ctx)
+    }
+
+    /// The same with the states in hand (no lock: the caller holds the strategy alone).
+    fn state_mut(&mut self, ctx: &Context<'_>) -> Option<P::State> {
+        let states = self.states.get_mut().unwrap_or_else(|p| p.into_inner());
+        Self::state_in(&self.params, states, ctx)
+    }
+
+    fn state_in(
+        params: &P,
+        states: &mut crate::FastMap<String, (u64, P::State)>,
+        ctx: &Context<'_>,
+    ) -> Option<P::State> {
+        let candles = ctx.candles;
+        let last = candles.last()?;
+        let before = candles.len().checked_sub(2).map(|i| candles[i].start_ms);
+        // One lookup for a known symbol: this runs once per candle per strategy in a backtest.
+        let s = match states.get_mut(ctx.symbol) {
+            Some(slot) => {
+                let s = match *slot {
+                    (at, s) if at == last.start_ms => s,
+                    (at, s) if before == Some(at) => params.step(s, last),
+                    _ => params.start(candles)?,
+                };
+                *slot = (last.start_ms, s);
+                s
             }
-            _ => self.params.start(candles)?,
+            None => {
+                let s = params.start(candles)?;
+                if states.len() >= INDICATOR_SYMBOLS_MAX {
+                    states.clear();
+                }
+                states.insert(ctx.symbol.to_string(), (last.start_ms, s));
+                s
+            }
         };
-        if known.is_none() && states.len() >= INDICATOR_SYMBOLS_MAX {
-            states.clear();
-        }
-        states.insert(symbol.to_string(), (last.start_ms, s));
-        Some(s)
+        Some(match ctx.forming {
+            Some(f) => params.step(s, f),
+            None => s,
+        })
     }
 }
 
@@ -350,13 +382,19 @@ impl Strategy for Stepping<EmaCross> {
         if ctx.candles.len() < p.slow || !p.valid() {
             return;
         }
-        let Some(mut s) = self.state(ctx.candles, ctx.symbol) else {
-            return;
-        };
-        if let Some(f) = ctx.forming {
-            s = p.step(s, f);
+        if let Some(s) = self.state(ctx) {
+            p.judge(s.fast, s.slow, out);
         }
-        p.judge(s.fast, s.slow, out);
+    }
+
+    fn evaluate_mut(&mut self, ctx: &Context<'_>, out: &mut Vec<Intent>) {
+        let p = self.params;
+        if ctx.candles.len() < p.slow || !p.valid() {
+            return;
+        }
+        if let Some(s) = self.state_mut(ctx) {
+            self.params.judge(s.fast, s.slow, out);
+        }
     }
 }
 
@@ -430,13 +468,18 @@ impl Strategy for Stepping<RsiReversion> {
         if ctx.candles.len() <= self.params.period {
             return;
         }
-        let Some(mut s) = self.state(ctx.candles, ctx.symbol) else {
-            return;
-        };
-        if let Some(f) = ctx.forming {
-            s = self.params.step(s, f);
+        if let Some(s) = self.state(ctx) {
+            self.params.judge(s.value(), out);
         }
-        self.params.judge(s.value(), out);
+    }
+
+    fn evaluate_mut(&mut self, ctx: &Context<'_>, out: &mut Vec<Intent>) {
+        if ctx.candles.len() <= self.params.period {
+            return;
+        }
+        if let Some(s) = self.state_mut(ctx) {
+            self.params.judge(s.value(), out);
+        }
     }
 }
 
@@ -531,7 +574,7 @@ mod tests {
 
     /// Every call's intents, as (side, confidence bits, reason).
     fn calls(
-        s: &dyn Strategy,
+        mut eval: impl FnMut(&Context<'_>, &mut Vec<Intent>),
         closes: &[f64],
         forming: &[Option<f64>],
         from: usize,
@@ -557,11 +600,11 @@ mod tests {
                     open_orders: &[],
                 };
                 let mut out = Vec::new();
-                s.evaluate(&ctx, &mut out);
+                eval(&ctx, &mut out);
                 out.into_iter()
                     .map(|i| match i.action {
                         super::super::Action::Signal { side, confidence } => {
-                            (side, confidence.to_bits(), i.reason)
+                            (side, confidence.to_bits(), i.reason.to_string())
                         }
                         a => panic!("{a:?}"),
                     })
@@ -591,15 +634,17 @@ mod tests {
                 .map(|(c, f)| f.map(|d| c + d))
                 .collect();
             let e = EmaCross { fast, slow: fast + slow_gap, full_gap: 0.002 };
-            proptest::prop_assert_eq!(
-                calls(&Stepping::new(e), &closes, &forming, 0),
-                calls(&e, &closes, &forming, 0)
-            );
+            let reference = calls(|c, o| e.evaluate(c, o), &closes, &forming, 0);
+            let shared = Stepping::new(e);
+            proptest::prop_assert_eq!(&calls(|c, o| shared.evaluate(c, o), &closes, &forming, 0), &reference);
+            let mut alone = Stepping::new(e);
+            proptest::prop_assert_eq!(&calls(|c, o| alone.evaluate_mut(c, o), &closes, &forming, 0), &reference);
             let r = RsiReversion { period, oversold: 45.0, overbought: 55.0 };
-            proptest::prop_assert_eq!(
-                calls(&Stepping::new(r), &closes, &forming, 0),
-                calls(&r, &closes, &forming, 0)
-            );
+            let reference = calls(|c, o| r.evaluate(c, o), &closes, &forming, 0);
+            let shared = Stepping::new(r);
+            proptest::prop_assert_eq!(&calls(|c, o| shared.evaluate(c, o), &closes, &forming, 0), &reference);
+            let mut alone = Stepping::new(r);
+            proptest::prop_assert_eq!(&calls(|c, o| alone.evaluate_mut(c, o), &closes, &forming, 0), &reference);
         }
     }
 
@@ -614,7 +659,19 @@ mod tests {
         // The window the engine keeps for it: 200 candles (its floor), sliding by one a call.
         for n in 200..all.len() {
             let w = &all[n - 200..n];
-            let state = stepping.state(w, "X").unwrap();
+            let ctx = Context {
+                symbol: "X",
+                now_ms: 0,
+                candles: w,
+                forming: None,
+                bids: &[],
+                asks: &[],
+                trades: &[],
+                position: Dec::ZERO,
+                entry_price: Dec::ZERO,
+                open_orders: &[],
+            };
+            let state = stepping.state(&ctx).unwrap();
             let reference = e.start(w).unwrap();
             assert!((state.fast - reference.fast).abs() < 1e-7, "{n}");
             assert!((state.slow - reference.slow).abs() < 1e-7, "{n}");

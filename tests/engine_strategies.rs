@@ -246,3 +246,74 @@ fn a_closing_candle_calls_every_strategy_at_once_when_asked_to() {
         "the close that came meanwhile got its call"
     );
 }
+
+/// Always the same view.
+struct Always(&'static str, SignalSide, f64);
+
+impl Strategy for Always {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn evaluate(&self, _: &Context<'_>, out: &mut Vec<Intent>) {
+        out.push(Intent::signal(self.1, self.2, "always"));
+    }
+}
+
+/// A trend follower and a mean reverter often disagree: each answer is decided over both
+/// strategies' latest views, so the stronger holds the position and the weaker does not flip it
+/// back at every one of its answers (as each trading its own view in turn did, paying fees
+/// every time).
+#[test]
+fn two_strategies_that_disagree_hold_the_stronger_view_instead_of_trading_in_turn() {
+    let mut c = config(&["BTCUSDT"]);
+    c.auto_execute = true;
+    c.strategy = StrategyConfig {
+        ema_cross: None,
+        rsi_reversion: None,
+        confidence_min: 0.3,
+    };
+    c.strategies = vec![
+        SharedStrategy::new(Always("bear", SignalSide::Sell, 0.5)),
+        SharedStrategy::new(Always("bull", SignalSide::Buy, 0.9)),
+    ];
+    let mut w = Wire::new(c);
+    let topic = w.books.keys().next().unwrap().clone();
+    let mut positions = Vec::new();
+    for _ in 0..240 {
+        w.delta(&topic, 0);
+        w.advance(Duration::from_millis(500));
+        let p = w
+            .engine
+            .broker()
+            .position("BTCUSDT")
+            .map_or(Dec::ZERO, |p| p.qty);
+        if positions.last() != Some(&p) {
+            positions.push(p);
+        }
+    }
+    let slots = w.engine.strategy_slots();
+    assert!(
+        slots[0].counters().succeeded >= 20,
+        "{:?}",
+        slots[0].counters()
+    );
+    assert!(
+        slots[1].counters().succeeded >= 20,
+        "{:?}",
+        slots[1].counters()
+    );
+    // Flat, perhaps short for the moment before the bull's first answer, then long for good:
+    // built up toward its target (the paper book's top level fills an order in part), never
+    // sold back down.
+    let first_long = positions
+        .iter()
+        .position(|p| *p > Dec::ZERO)
+        .expect("the stronger view went long");
+    assert!(first_long <= 3, "positions seen: {positions:?}");
+    assert!(
+        positions[first_long..].windows(2).all(|w| w[1] > w[0]),
+        "positions seen: {positions:?}"
+    );
+    let last = positions.len() - 1;
+    assert!(last <= first_long + 20, "positions seen: {positions:?}");
+}

@@ -231,6 +231,8 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
     // broker's positions.
     let mut mark_f64 = vec![0.0f64; data.len()];
     let mut held = vec![Held::default(); data.len()];
+    // Per symbol, each strategy's latest view.
+    let mut views: Vec<Vec<Option<Action>>> = vec![vec![None; callees.len()]; data.len()];
     let symbols: Vec<&str> = data.iter().map(|d| d.symbol.as_str()).collect();
     let mut said: Vec<Intent> = Vec::new();
     let mut seq = 0u64;
@@ -332,28 +334,33 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
                 };
                 if called.is_err() {
                     t.faults += 1;
+                    // A failed call withdraws the strategy's views, as live.
+                    for v in &mut views {
+                        v[j] = None;
+                    }
                     continue;
                 }
                 t.signals += said.len() as u64;
-                // As live (`engine::trading::decide`): a strategy's views on one symbol are
-                // netted, the strongest deciding (the first of equals), before its other actions.
+                // As live (`engine::trading`): the strategy's strongest view of the symbol
+                // replaces its last one, and the decision is the strongest of every strategy's
+                // latest view (the first of equals), acted on before its other actions.
                 let view = |x: &&Intent| matches!(x.action, Action::Signal { .. });
-                let top = said.iter().filter(view).reduce(|top, x| {
-                    if x.action.confidence() > top.action.confidence() {
-                        x
-                    } else {
-                        top
-                    }
-                });
-                for x in top.into_iter().chain(said.iter().filter(|x| !view(x))) {
-                    if x.action == Action::Cancel {
+                views[k][j] = strongest(said.iter().filter(view).map(|x| &x.action)).cloned();
+                let decided = if views[k][j].is_some() {
+                    strongest_of(&views[k])
+                } else {
+                    None
+                };
+                let exact = said.iter().filter(|x| !view(x)).map(|x| (j, &x.action));
+                for (owner, action) in decided.into_iter().chain(exact) {
+                    if *action == Action::Cancel {
                         books[k].working = None;
                         continue;
                     }
                     if books[k].working.is_some() {
                         continue;
                     }
-                    match order_for(ledger.broker(), &d.symbol, &x.action, close, d.qty_step, j) {
+                    match order_for(ledger.broker(), &d.symbol, action, close, d.qty_step, owner) {
                         Some(Ok(mut w)) => {
                             if w.tif == Some(TimeInForce::PostOnly)
                                 && w.limit.is_some_and(|p| match w.side {
@@ -398,6 +405,32 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         .map(|d| (d.symbol.clone(), d.candles.len() as u64))
         .collect();
     Ok(ledger.finish(t, &listed, &mark))
+}
+
+/// The strongest of `views`, the first of equals.
+fn strongest<'a>(views: impl Iterator<Item = &'a Action>) -> Option<&'a Action> {
+    views.reduce(|top, x| {
+        if x.confidence() > top.confidence() {
+            x
+        } else {
+            top
+        }
+    })
+}
+
+/// The strongest of each strategy's view and whose it is.
+fn strongest_of(views: &[Option<Action>]) -> Option<(usize, &Action)> {
+    views
+        .iter()
+        .enumerate()
+        .filter_map(|(j, v)| v.as_ref().map(|a| (j, a)))
+        .reduce(|top, x| {
+            if x.1.confidence() > top.1.confidence() {
+                x
+            } else {
+                top
+            }
+        })
 }
 
 fn fee(px: Dec, qty: Dec, fee_bps: f64) -> Dec {

@@ -234,3 +234,32 @@ fn equity_is_thinned_to_its_bound_keeping_the_last_point() {
     assert_eq!(t.last(), pts.last());
     assert_eq!(t[0], pts[0]);
 }
+
+/// Always the same view.
+struct Always(&'static str, SignalSide, f64);
+
+impl Strategy for Always {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn evaluate(&self, _: &Context<'_>, out: &mut Vec<Intent>) {
+        out.push(Intent::signal(self.1, self.2, "always"));
+    }
+}
+
+#[test]
+fn two_strategies_that_disagree_are_netted_not_traded_in_turn() {
+    let bull = SharedStrategy::new(Always("bull", SignalSide::Buy, 0.9));
+    let bear = SharedStrategy::new(Always("bear", SignalSide::Sell, 0.5));
+    let r = run(cfg(vec![bull, bear]), &data(flat(100, 100.0))).unwrap();
+    // The stronger view decides once; the weaker one never flips the position back.
+    assert_eq!(r.totals.orders, 1, "{:?}", r.totals);
+    assert_eq!(r.totals.signals, 2 * 100);
+    // Equal views: the first strategy's decides, still a single order.
+    let first = SharedStrategy::new(Always("first", SignalSide::Sell, 0.7));
+    let second = SharedStrategy::new(Always("second", SignalSide::Buy, 0.7));
+    let r = run(cfg(vec![first, second]), &data(flat(100, 100.0))).unwrap();
+    assert_eq!(r.totals.orders, 1, "{:?}", r.totals);
+    assert_eq!(r.trades.len(), 0, "still open: {:?}", r.trades);
+    assert!(r.totals.exposure_pct > 90.0, "{:?}", r.totals);
+}

@@ -126,6 +126,10 @@ pub struct Trading {
     instruments: Vec<Instrument>,
     signals: Job,
     slots: Vec<Slot>,
+    /// Each strategy's latest view per symbol (its strongest in its latest answer): a symbol's
+    /// decision is taken over every strategy's, so two that disagree do not each trade their
+    /// own way in turn. An answer replaces its strategy's views; a failed call withdraws them.
+    views: Vec<crate::FastMap<String, Signal>>,
     /// Each instrument's closed candles as strategies see them, kept up to date by appending.
     windows: Vec<Option<CandleWindow>>,
     /// The inputs built for a cycle, shared by every strategy that runs at the same instant on
@@ -150,6 +154,7 @@ impl Trading {
         let slots = Self::slots(&config, now);
         Trading {
             signals: Job::new(config.signal_job.clone(), now),
+            views: vec![crate::FastMap::default(); slots.len()],
             slots,
             windows: vec![None; instruments.len()],
             inputs: None,
@@ -443,9 +448,22 @@ impl Trading {
         for e in events {
             self.on_slot_event(now, i, e, Some(market), Some(usable));
         }
+        // A failed call said nothing: its strategy's views are withdrawn with the rest.
+        if current {
+            self.views[i].clear();
+            let views: Vec<Signal> = said
+                .iter()
+                .filter(|s| matches!(s.action, Action::Signal { .. }))
+                .cloned()
+                .collect();
+            for v in decide(&views) {
+                self.views[i].insert(v.symbol.clone(), v);
+            }
+        }
         if current && !said.is_empty() {
             if self.config.auto_execute {
-                self.execute(now, market, &said, usable);
+                let views = self.netted(&said);
+                self.execute(now, market, views, &said, usable);
             }
             self.outputs
                 .push_back(TradingOutput::Event(Event::StrategySignals(said)));
@@ -472,7 +490,14 @@ impl Trading {
         usable: &dyn Fn(BookId) -> bool,
     ) {
         if self.config.auto_execute {
-            self.execute(now, market, std::slice::from_ref(&signal), usable);
+            // Not netted with the strategies': a signal sent from outside is acted on as sent.
+            let one = std::slice::from_ref(&signal);
+            let views: Vec<Signal> = one
+                .iter()
+                .filter(|s| matches!(s.action, Action::Signal { .. }))
+                .cloned()
+                .collect();
+            self.execute(now, market, views, one, usable);
         }
         self.outputs
             .push_back(TradingOutput::Event(Event::StrategySignals(vec![signal])));

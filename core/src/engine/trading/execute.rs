@@ -5,30 +5,46 @@ use super::*;
 use crate::trading::broker::{Refusal, Sized};
 
 impl Trading {
-    /// Paper-trades signals against the current books; a book that is not synced, not fresh or
-    /// not on a live link is never traded against.
+    /// The decision on every symbol `said` holds a view of: the strongest of every strategy's
+    /// latest view of it (the others named in its reason), in the order the symbols came.
+    pub(super) fn netted(&self, said: &[Signal]) -> Vec<Signal> {
+        let mut symbols: Vec<&str> = Vec::new();
+        for s in said {
+            if matches!(s.action, Action::Signal { .. }) && !symbols.contains(&s.symbol.as_str()) {
+                symbols.push(&s.symbol);
+            }
+        }
+        symbols
+            .into_iter()
+            .flat_map(|sym| {
+                let all: Vec<Signal> = self
+                    .views
+                    .iter()
+                    .filter_map(|m| m.get(sym).cloned())
+                    .collect();
+                decide(&all)
+            })
+            .collect()
+    }
+
+    /// Acts on decided `views` and on the exact orders, targets and cancels among `signals`,
+    /// against the current books; a book that is not synced, not fresh or not on a live link is
+    /// never traded against.
     pub(super) fn execute(
         &mut self,
         now: Time,
         market: &Market,
+        views: Vec<Signal>,
         signals: &[Signal],
         usable: &dyn Fn(BookId) -> bool,
     ) {
         if self.store_backlog > 0 {
             return;
         }
-        // Views are netted per symbol (the strongest decides); exact orders, targets and
-        // cancels are acted on as said.
-        let views: Vec<Signal> = signals
-            .iter()
-            .filter(|s| matches!(s.action, Action::Signal { .. }))
-            .cloned()
-            .collect();
-        let decided = decide(&views);
         let exact = signals
             .iter()
             .filter(|s| !matches!(s.action, Action::Signal { .. }));
-        for s in decided.iter().chain(exact) {
+        for s in views.iter().chain(exact) {
             if s.action == Action::Cancel {
                 if let Some(o) = self.orders.as_mut() {
                     o.cancel_symbol(now, &s.symbol);

@@ -95,7 +95,10 @@ impl Ledger {
             o.qty_max = o.qty_max.max(q1.abs());
         }
         let closed = q0 != 0.0 && (q1 == 0.0 || q0.signum() != q1.signum());
-        if closed && let Some(o) = self.open.remove(&fill.symbol) {
+        // A flip closes one trade and opens the next under the same key: kept, not made again.
+        let mut key = None;
+        if closed && let Some((k, o)) = self.open.remove_entry(&fill.symbol) {
+            key = Some(k);
             self.trades.push(TradeRecord {
                 symbol: fill.symbol.clone(),
                 side: if q0 > 0.0 { "long" } else { "short" },
@@ -116,7 +119,7 @@ impl Ledger {
                 (base0, fees0)
             };
             self.open.insert(
-                fill.symbol.clone(),
+                key.unwrap_or_else(|| fill.symbol.clone()),
                 OpenTrade {
                     strategy: strategy.to_string(),
                     entry_ms: fill.ts_ms,

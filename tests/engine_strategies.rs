@@ -63,8 +63,8 @@ impl Strategy for PanicsEveryThird {
     }
 }
 
-#[test]
-fn a_hung_and_a_panicking_strategy_cost_only_themselves() {
+/// BTCUSDT traded on paper by these strategies alone.
+fn trading(strategies: Vec<SharedStrategy>) -> keel_core::EngineConfig {
     let mut c = config(&["BTCUSDT"]);
     c.auto_execute = true;
     c.strategy = StrategyConfig {
@@ -72,16 +72,15 @@ fn a_hung_and_a_panicking_strategy_cost_only_themselves() {
         rsi_reversion: None,
         confidence_min: 0.3,
     };
-    c.strategies = vec![
-        SharedStrategy::new(Flipper::default()),
-        SharedStrategy::new(Hangs),
-        SharedStrategy::new(PanicsEveryThird::default()),
-    ];
-    let mut w = Wire::new(c);
-    w.hung_jobs = vec![JobId(STRATEGY_JOB_FIRST + 1)];
+    c.strategies = strategies;
+    c
+}
+
+/// Every position BTCUSDT took over `steps` half-second steps of book deltas, in order.
+fn positions_over(w: &mut Wire, steps: usize) -> Vec<Dec> {
     let topic = w.books.keys().next().unwrap().clone();
     let mut positions = Vec::new();
-    for _ in 0..240 {
+    for _ in 0..steps {
         w.delta(&topic, 0);
         w.advance(Duration::from_millis(500));
         let p = w
@@ -93,6 +92,18 @@ fn a_hung_and_a_panicking_strategy_cost_only_themselves() {
             positions.push(p);
         }
     }
+    positions
+}
+
+#[test]
+fn a_hung_and_a_panicking_strategy_cost_only_themselves() {
+    let mut w = Wire::new(trading(vec![
+        SharedStrategy::new(Flipper::default()),
+        SharedStrategy::new(Hangs),
+        SharedStrategy::new(PanicsEveryThird::default()),
+    ]));
+    w.hung_jobs = vec![JobId(STRATEGY_JOB_FIRST + 1)];
+    let positions = positions_over(&mut w, 240);
     let slots = w.engine.strategy_slots();
     let names: Vec<&str> = slots.iter().map(|s| s.name()).collect();
     assert_eq!(names, ["flipper", "hangs", "panics"]);
@@ -265,32 +276,11 @@ impl Strategy for Always {
 /// every time).
 #[test]
 fn two_strategies_that_disagree_hold_the_stronger_view_instead_of_trading_in_turn() {
-    let mut c = config(&["BTCUSDT"]);
-    c.auto_execute = true;
-    c.strategy = StrategyConfig {
-        ema_cross: None,
-        rsi_reversion: None,
-        confidence_min: 0.3,
-    };
-    c.strategies = vec![
+    let mut w = Wire::new(trading(vec![
         SharedStrategy::new(Always("bear", SignalSide::Sell, 0.5)),
         SharedStrategy::new(Always("bull", SignalSide::Buy, 0.9)),
-    ];
-    let mut w = Wire::new(c);
-    let topic = w.books.keys().next().unwrap().clone();
-    let mut positions = Vec::new();
-    for _ in 0..240 {
-        w.delta(&topic, 0);
-        w.advance(Duration::from_millis(500));
-        let p = w
-            .engine
-            .broker()
-            .position("BTCUSDT")
-            .map_or(Dec::ZERO, |p| p.qty);
-        if positions.last() != Some(&p) {
-            positions.push(p);
-        }
-    }
+    ]));
+    let positions = positions_over(&mut w, 240);
     let slots = w.engine.strategy_slots();
     assert!(
         slots[0].counters().succeeded >= 20,

@@ -209,7 +209,28 @@ pub struct Context<'a> {
     pub open_orders: &'a [OpenOrder],
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// A symbol's candles and nothing else (no book, trades, position or orders): where a
+    /// strategy's tests start.
+    pub fn of_candles(
+        symbol: &'a str,
+        candles: &'a [Candle],
+        forming: Option<&'a Candle>,
+    ) -> Context<'a> {
+        Context {
+            symbol,
+            now_ms: 0,
+            candles,
+            forming,
+            bids: &[],
+            asks: &[],
+            trades: &[],
+            position: Dec::ZERO,
+            entry_price: Dec::ZERO,
+            open_orders: &[],
+        }
+    }
+
     /// The latest price: the forming candle's close, else the last closed candle's.
     pub fn last(&self) -> Option<f64> {
         self.forming.or(self.candles.last()).map(|c| c.close)

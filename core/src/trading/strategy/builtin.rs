@@ -487,7 +487,6 @@ impl Strategy for Stepping<RsiReversion> {
 mod tests {
     use super::super::{Candle, SymbolInput, evaluate_all};
     use super::*;
-    use crate::decimal::Dec;
 
     fn input(closes: Vec<f64>) -> SymbolInput {
         SymbolInput::from_closes("X", &closes)
@@ -587,18 +586,7 @@ mod tests {
                     close: c,
                     ..Candle::default()
                 });
-                let ctx = Context {
-                    symbol: "X",
-                    now_ms: 0,
-                    candles: &all[from.min(n - 1)..n],
-                    forming: f.as_ref(),
-                    bids: &[],
-                    asks: &[],
-                    trades: &[],
-                    position: Dec::ZERO,
-                    entry_price: Dec::ZERO,
-                    open_orders: &[],
-                };
+                let ctx = Context::of_candles("X", &all[from.min(n - 1)..n], f.as_ref());
                 let mut out = Vec::new();
                 eval(&ctx, &mut out);
                 out.into_iter()
@@ -659,18 +647,7 @@ mod tests {
         // The window the engine keeps for it: 200 candles (its floor), sliding by one a call.
         for n in 200..all.len() {
             let w = &all[n - 200..n];
-            let ctx = Context {
-                symbol: "X",
-                now_ms: 0,
-                candles: w,
-                forming: None,
-                bids: &[],
-                asks: &[],
-                trades: &[],
-                position: Dec::ZERO,
-                entry_price: Dec::ZERO,
-                open_orders: &[],
-            };
+            let ctx = Context::of_candles("X", w, None);
             let state = stepping.state(&ctx).unwrap();
             let reference = e.start(w).unwrap();
             assert!((state.fast - reference.fast).abs() < 1e-7, "{n}");

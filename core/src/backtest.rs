@@ -11,6 +11,8 @@
 //!   candle's range reaches it; IOC and FOK are cancelled when it does not, GTC rests until it
 //!   fills or is cancelled, and a post-only order that would cross when placed is refused;
 //! - each fill pays the configured fee; one working order per symbol, as live.
+//! - the daily loss limit trips the kill switch as live, and so does spent equity (a venue
+//!   refuses what the account cannot margin): every later order is refused.
 //!
 //! A trade is a position from flat (or a flip) back to flat (or the next flip); a flip's fee is
 //! counted in the trade it closes.
@@ -401,7 +403,16 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
             .filter(|((h, _), m)| h.qty_f64 != 0.0 && m.is_some())
             .map(|((h, px), _)| (px - h.entry_f64) * h.qty_f64)
             .sum();
-        if let Some(reason) = ledger.broker_mut().check_loss(close_ms, unrealized) {
+        let mut tripped = ledger.broker_mut().check_loss(close_ms, unrealized);
+        // A venue refuses orders the account cannot margin: past zero equity there is nothing
+        // left to trade with, however slowly it bled (the daily loss limit catches fast losses).
+        let equity = ledger.equity_at(unrealized);
+        if tripped.is_none() && equity <= 0.0 {
+            tripped = ledger
+                .broker_mut()
+                .trip(format!("equity exhausted ({equity:.2}): trading stopped"));
+        }
+        if let Some(reason) = tripped {
             t.kill_switch.get_or_insert(reason);
             for b in &mut books {
                 b.working = None;

@@ -263,3 +263,35 @@ fn two_strategies_that_disagree_are_netted_not_traded_in_turn() {
     assert_eq!(r.trades.len(), 0, "still open: {:?}", r.trades);
     assert!(r.totals.exposure_pct > 90.0, "{:?}", r.totals);
 }
+
+/// Buys on even minutes, sells on odd ones.
+struct EveryMinute;
+
+impl Strategy for EveryMinute {
+    fn name(&self) -> &str {
+        "every_minute"
+    }
+    fn evaluate(&self, ctx: &Context<'_>, out: &mut Vec<Intent>) {
+        let side = if (ctx.candles.last().unwrap().start_ms / MIN).is_multiple_of(2) {
+            SignalSide::Buy
+        } else {
+            SignalSide::Sell
+        };
+        out.push(Intent::signal(side, 1.0, "flip"));
+    }
+}
+
+#[test]
+fn trading_stops_when_the_equity_is_spent() {
+    let mut k = cfg(vec![SharedStrategy::new(EveryMinute)]);
+    k.balance = 100.0;
+    k.broker.fee_bps = 100.0;
+    // Flat prices: the fees alone spend it, 10 on the first order and 20 on each flip after.
+    let r = run(k, &data(flat(200, 100.0))).unwrap();
+    let why = r.totals.kill_switch.clone().unwrap_or_default();
+    assert!(why.starts_with("equity exhausted"), "{:?}", r.totals);
+    assert!(r.totals.fills <= 7, "{:?}", r.totals);
+    assert!(r.totals.final_equity > -30.0, "{:?}", r.totals);
+    // Every later flip refused (the views toward the position it holds ask for nothing).
+    assert!(r.totals.refused > 90, "{:?}", r.totals);
+}

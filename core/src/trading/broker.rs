@@ -224,14 +224,23 @@ impl Broker {
         if self.killed.is_none() {
             let pnl = self.realized_total() + unrealized - self.day_start_pnl;
             if pnl < -self.config.daily_loss_max {
-                self.killed = Some(format!(
+                return self.trip(format!(
                     "daily loss {pnl:.2} beyond {:.2}: trading stopped",
                     self.config.daily_loss_max
                 ));
-                return self.killed.clone();
             }
         }
         None
+    }
+
+    /// Trips the kill switch for `reason`: every later order is refused. Returns the reason
+    /// when this tripped it, `None` when it was already tripped.
+    pub fn trip(&mut self, reason: String) -> Option<String> {
+        if self.killed.is_some() {
+            return None;
+        }
+        self.killed = Some(reason);
+        self.killed.clone()
     }
 
     /// The size of the order a signal asks for, or why it may not be sent: a buy targets a long

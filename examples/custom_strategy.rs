@@ -154,8 +154,14 @@ mod tests {
             Vec::new()
         });
         let db = dir.join("keel.db");
+        // Called every second rather than every five: the strategy waits for trade flow and
+        // book pressure to agree, and five chances in the run were sometimes one fill short.
+        let config = dir.join("keel.toml");
+        std::fs::write(&config, "[jobs]\nsignal_every_ms = 1000\n").unwrap();
         let code = super::bot().run_with_args([
             "custom_strategy",
+            "--config",
+            &config.to_string_lossy(),
             "--auto-execute",
             "--duration",
             "30",

@@ -264,8 +264,8 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
             if let Some(w) = books[k].working.take() {
                 match fill_price(&w, c, cfg.broker.slippage_bps) {
                     Some(px) => {
-                        // The fill's strings are the loop's own buffers, lent and taken back:
-                        // an order cost five allocations, about half its time.
+                        // The fill's strings are the loop's own buffers, lent and taken back
+                        // (an order made five small allocations; 2 % of a backtest).
                         link.clear();
                         let _ = write!(link, "bt-{}", w.seq);
                         let fill = Fill {
@@ -357,9 +357,11 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
                 // replaces its last one, and the decision is the strongest of every strategy's
                 // latest view (the first of equals), acted on before its other actions.
                 let view = |x: &&Intent| matches!(x.action, Action::Signal { .. });
-                views[k][j] = strongest(said.iter().filter(view).map(|x| &x.action)).cloned();
+                views[k][j] = strongest(said.iter().filter(view).map(|x| ((), &x.action)))
+                    .map(|(_, a)| a.clone());
                 let decided = if views[k][j].is_some() {
-                    strongest_of(&views[k])
+                    let all = views[k].iter().enumerate();
+                    strongest(all.filter_map(|(o, v)| v.as_ref().map(|a| (o, a))))
                 } else {
                     None
                 };
@@ -428,30 +430,15 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
     Ok(ledger.finish(t, &listed, &mark))
 }
 
-/// The strongest of `views`, the first of equals.
-fn strongest<'a>(views: impl Iterator<Item = &'a Action>) -> Option<&'a Action> {
+/// The strongest of `views` with what it is tagged with, the first of equals.
+fn strongest<'a, T>(views: impl Iterator<Item = (T, &'a Action)>) -> Option<(T, &'a Action)> {
     views.reduce(|top, x| {
-        if x.confidence() > top.confidence() {
+        if x.1.confidence() > top.1.confidence() {
             x
         } else {
             top
         }
     })
-}
-
-/// The strongest of each strategy's view and whose it is.
-fn strongest_of(views: &[Option<Action>]) -> Option<(usize, &Action)> {
-    views
-        .iter()
-        .enumerate()
-        .filter_map(|(j, v)| v.as_ref().map(|a| (j, a)))
-        .reduce(|top, x| {
-            if x.1.confidence() > top.1.confidence() {
-                x
-            } else {
-                top
-            }
-        })
 }
 
 fn fee(px: Dec, qty: Dec, fee_bps: f64) -> Dec {

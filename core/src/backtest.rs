@@ -356,7 +356,7 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
                 // As live (`engine::trading`): the strategy's strongest view of the symbol
                 // replaces its last one, and the decision is the strongest of every strategy's
                 // latest view (the first of equals), acted on before its other actions.
-                let view = |x: &&Intent| matches!(x.action, Action::Signal { .. });
+                let view = |x: &&Intent| x.action.is_view();
                 views[k][j] = strongest(said.iter().filter(view).map(|x| ((), &x.action)))
                     .map(|(_, a)| a.clone());
                 let decided = if views[k][j].is_some() {

@@ -451,12 +451,7 @@ impl Trading {
         // A failed call said nothing: its strategy's views are withdrawn with the rest.
         if current {
             self.views[i].clear();
-            let views: Vec<Signal> = said
-                .iter()
-                .filter(|s| matches!(s.action, Action::Signal { .. }))
-                .cloned()
-                .collect();
-            for v in decide(&views) {
+            for v in decided_views(&said) {
                 self.views[i].insert(v.symbol.clone(), v);
             }
         }
@@ -492,12 +487,7 @@ impl Trading {
         if self.config.auto_execute {
             // Not netted with the strategies': a signal sent from outside is acted on as sent.
             let one = std::slice::from_ref(&signal);
-            let views: Vec<Signal> = one
-                .iter()
-                .filter(|s| matches!(s.action, Action::Signal { .. }))
-                .cloned()
-                .collect();
-            self.execute(now, market, views, one, usable);
+            self.execute(now, market, decided_views(one), one, usable);
         }
         self.outputs
             .push_back(TradingOutput::Event(Event::StrategySignals(vec![signal])));
@@ -628,7 +618,7 @@ mod strategies;
 mod window;
 
 pub use decide::decide;
-use decide::reconcile_positions;
+use decide::{decided_views, reconcile_positions};
 use slots::SlotEvent;
 pub use slots::{Slot, SlotCounters};
 use window::CandleWindow;

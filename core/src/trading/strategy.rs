@@ -123,6 +123,11 @@ pub enum Action {
 }
 
 impl Action {
+    /// A view (sized by the engine and netted with others), not an exact instruction.
+    pub fn is_view(&self) -> bool {
+        matches!(self, Action::Signal { .. })
+    }
+
     /// A view's confidence; an exact order, a target and a cancel are meant fully (1).
     pub fn confidence(&self) -> f64 {
         match *self {

@@ -44,6 +44,16 @@ pub(super) fn reconcile_positions(
     diffs
 }
 
+/// The views among `signals`, the strongest per symbol as [`decide`] takes them.
+pub fn decided_views(signals: &[Signal]) -> Vec<Signal> {
+    let views: Vec<Signal> = signals
+        .iter()
+        .filter(|s| s.action.is_view())
+        .cloned()
+        .collect();
+    decide(&views)
+}
+
 /// Strategies may disagree (a trend follower and a mean reverter often do): per symbol the
 /// strongest signal decides, and the others are named in its reason. Netting them instead
 /// cancels both out whenever they disagree.

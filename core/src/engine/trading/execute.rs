@@ -10,7 +10,7 @@ impl Trading {
     pub(super) fn netted(&self, said: &[Signal]) -> Vec<Signal> {
         let mut symbols: Vec<&str> = Vec::new();
         for s in said {
-            if matches!(s.action, Action::Signal { .. }) && !symbols.contains(&s.symbol.as_str()) {
+            if s.action.is_view() && !symbols.contains(&s.symbol.as_str()) {
                 symbols.push(&s.symbol);
             }
         }
@@ -41,9 +41,7 @@ impl Trading {
         if self.store_backlog > 0 {
             return;
         }
-        let exact = signals
-            .iter()
-            .filter(|s| !matches!(s.action, Action::Signal { .. }));
+        let exact = signals.iter().filter(|s| !s.action.is_view());
         for s in views.iter().chain(exact) {
             if s.action == Action::Cancel {
                 if let Some(o) = self.orders.as_mut() {

@@ -307,3 +307,27 @@ fn two_strategies_that_disagree_hold_the_stronger_view_instead_of_trading_in_tur
     let last = positions.len() - 1;
     assert!(last <= first_long + 20, "positions seen: {positions:?}");
 }
+
+/// A strategy that stops answering loses its say: once its call overruns, its last view is
+/// withdrawn and the others decide without it (fail closed: a hung strategy does not hold a
+/// position it can no longer judge).
+#[test]
+fn a_strategy_that_hangs_withdraws_its_views() {
+    let mut w = Wire::new(trading(vec![
+        SharedStrategy::new(Always("bear", SignalSide::Sell, 0.5)),
+        SharedStrategy::new(Always("bull", SignalSide::Buy, 0.9)),
+    ]));
+    let before = positions_over(&mut w, 60);
+    assert!(
+        before.last().is_some_and(|p| *p > Dec::ZERO),
+        "the bull decides while it answers: {before:?}"
+    );
+    w.hung_jobs = vec![JobId(STRATEGY_JOB_FIRST + 1)];
+    let after = positions_over(&mut w, 240);
+    let bull = w.engine.strategy_slots()[1].counters();
+    assert!(bull.overruns >= 1, "{bull:?}");
+    assert!(
+        after.last().is_some_and(|p| *p < Dec::ZERO),
+        "the bear decides once the bull hangs: {after:?}"
+    );
+}

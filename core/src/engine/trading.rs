@@ -448,7 +448,7 @@ impl Trading {
         for e in events {
             self.on_slot_event(now, i, e, Some(market), Some(usable));
         }
-        // A failed call said nothing: its strategy's views are withdrawn with the rest.
+        // An answer replaces its strategy's views (a failure withdraws them at its health event).
         if current {
             self.views[i].clear();
             for v in decided_views(&said) {

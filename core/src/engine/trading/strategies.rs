@@ -33,13 +33,20 @@ impl Trading {
                 status,
                 error,
                 detail,
-            } => self.outputs.push_back(TradingOutput::StrategyHealth {
-                slot: i,
-                name: self.slots[i].name().to_string(),
-                status,
-                error,
-                detail,
-            }),
+            } => {
+                // A strategy that failed (a panic, an overrun, a call refused while one hangs,
+                // or disabled) no longer has a say: its views are withdrawn until it answers.
+                if status != Status::Running {
+                    self.views[i].clear();
+                }
+                self.outputs.push_back(TradingOutput::StrategyHealth {
+                    slot: i,
+                    name: self.slots[i].name().to_string(),
+                    status,
+                    error,
+                    detail,
+                })
+            }
             SlotEvent::Notice { error, text } => self.notice(
                 if error {
                     Severity::Error

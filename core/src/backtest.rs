@@ -230,11 +230,10 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         refused: 0,
         kill_switch: None,
     };
-    let mut marks: Vec<Option<Dec>> = vec![None; data.len()];
-    // Per symbol: the mark as f64, and the position's size and entry, refreshed at each fill:
-    // the open PnL at every step is then a few multiplications, not a decimal walk of the
-    // broker's positions.
-    let mut mark_f64 = vec![0.0f64; data.len()];
+    // Per symbol: the mark (the last close) in both forms, and the position's size and entry,
+    // refreshed at each fill: the open PnL at every step is then a few multiplications, not a
+    // decimal walk of the broker's positions.
+    let mut marks: Vec<Option<(Dec, f64)>> = vec![None; data.len()];
     let mut held = vec![Held::default(); data.len()];
     let mut names: Vec<String> = data.iter().map(|d| d.symbol.clone()).collect();
     let mut link = String::new();
@@ -299,8 +298,7 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
             let Some(close) = Dec::from_f64(c.close).filter(|p| *p > Dec::ZERO) else {
                 continue;
             };
-            marks[k] = Some(close);
-            mark_f64[k] = c.close;
+            marks[k] = Some((close, c.close));
             let lo = (i + 1).saturating_sub(keep);
             let level = [Level {
                 px: close,
@@ -400,10 +398,9 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         let close_ms = now + cfg.interval_ms;
         let unrealized: f64 = held
             .iter()
-            .zip(&mark_f64)
             .zip(&marks)
-            .filter(|((h, _), m)| h.qty_f64 != 0.0 && m.is_some())
-            .map(|((h, px), _)| (px - h.entry_f64) * h.qty_f64)
+            .filter(|(h, _)| h.qty_f64 != 0.0)
+            .filter_map(|(h, m)| m.map(|(_, px)| (px - h.entry_f64) * h.qty_f64))
             .sum();
         let mut tripped = ledger.broker_mut().check_loss(close_ms, unrealized);
         // A venue refuses orders the account cannot margin: past zero equity there is nothing
@@ -422,7 +419,10 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         }
         ledger.sample_at(close_ms, unrealized);
     }
-    let mark = |s: &str| symbols.iter().position(|x| *x == s).and_then(|k| marks[k]);
+    let mark = |s: &str| {
+        let k = symbols.iter().position(|x| *x == s)?;
+        marks[k].map(|(d, _)| d)
+    };
     let listed: Vec<(String, u64)> = data
         .iter()
         .map(|d| (d.symbol.clone(), d.candles.len() as u64))

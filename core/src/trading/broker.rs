@@ -198,11 +198,6 @@ impl Broker {
             .sum()
     }
 
-    /// PnL since the start of the day, marking open positions at `marks`.
-    pub fn day_pnl(&self, marks: &dyn Fn(&str) -> Option<Dec>) -> f64 {
-        self.realized_total() + self.unrealized(marks) - self.day_start_pnl
-    }
-
     /// Checks the daily loss against the marks; trips the kill switch when it is exceeded.
     pub fn check_risk(
         &mut self,

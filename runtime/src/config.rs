@@ -711,6 +711,23 @@ mod tests {
     }
 
     #[test]
+    fn a_builtin_strategy_is_switched_off_with_false_and_on_with_true() {
+        let c = resolve_toml("[strategy]\nrsi_reversion = false\n").unwrap();
+        assert!(c.engine.strategy.rsi_reversion.is_none());
+        assert!(c.engine.strategy.ema_cross.is_some());
+        let c = resolve_toml("[strategy]\nema_cross = true\nrsi_reversion = false\n").unwrap();
+        assert_eq!(c.engine.strategy.ema_cross, Some(Default::default()));
+        let c = resolve_toml("[strategy]\nema_cross = { fast = 3, slow = 8, full_gap = 0.01 }\n")
+            .unwrap();
+        assert_eq!(c.engine.strategy.ema_cross.unwrap().fast, 3);
+        // A misspelt parameter is still named, and a wrong kind says what is expected.
+        let e = resolve_toml("[strategy]\nema_cross = { fsat = 3 }\n").unwrap_err();
+        assert!(e.0.contains("fsat"), "{e}");
+        let e = resolve_toml("[strategy]\nema_cross = \"off\"\n").unwrap_err();
+        assert!(e.0.contains("true (the defaults) or false (off)"), "{e}");
+    }
+
+    #[test]
     fn flags_beat_env_beats_file() {
         let mut file: FileConfig = toml::from_str("symbols = [\"AAA\"]\nseed = 1").unwrap();
         apply_env(&mut file, &|k| (k == "KEEL_SEED").then(|| "2".to_string())).unwrap();

@@ -10,6 +10,7 @@
 
 mod builtin;
 mod reason;
+mod switch;
 
 use std::sync::Arc;
 

@@ -210,7 +210,9 @@ impl RsiReversion {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrategyConfig {
+    #[serde(with = "super::switch")]
     pub ema_cross: Option<EmaCross>,
+    #[serde(with = "super::switch")]
     pub rsi_reversion: Option<RsiReversion>,
     pub confidence_min: f64,
 }

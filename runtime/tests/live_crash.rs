@@ -20,12 +20,13 @@ const KEY: &str = "crashtestkey";
 const SECRET: &str = "crashtestsecretcrashtestsecret";
 
 /// A strategy that changes its mind whenever the price crosses the last close, checked four
-/// times a second, every symbol trading from the first cycle.
+/// times a second, every symbol trading from the first cycle; alone, so no other view is netted
+/// with it.
 fn flip_flop_config(dir: &std::path::Path) -> String {
     let p = dir.join("flip.toml");
     std::fs::write(
         &p,
-        "[strategy]\nconfidence_min = 0.0\n[strategy.ema_cross]\nfast = 1\nslow = 2\nfull_gap = 0.0001\n[jobs]\nsignal_every_ms = 250\n",
+        "[strategy]\nconfidence_min = 0.0\nrsi_reversion = false\n[strategy.ema_cross]\nfast = 1\nslow = 2\nfull_gap = 0.0001\n[jobs]\nsignal_every_ms = 250\n",
     )
     .unwrap();
     p.to_string_lossy().into_owned()

@@ -33,14 +33,16 @@ fn ten_thousand_idle_connections_leave_health_answering_the_bot_trading_and_mark
     let port = free_port();
     let db = temp_db("ops-hold");
     // A strategy that changes its mind whenever the price crosses the last close, every 250 ms:
-    // orders keep going out, so whether trading goes on under the load shows at once.
+    // orders keep going out, so whether trading goes on under the load shows at once. Alone:
+    // beside the default RSI, whose view is netted with it, a strong RSI view can hold the
+    // position still for longer than the test waits.
     let config = std::path::Path::new(&db)
         .parent()
         .unwrap()
         .join("busy.toml");
     std::fs::write(
         &config,
-        "[jobs]\nsignal_every_ms = 250\n[strategy]\nconfidence_min = 0.0\nema_cross = { fast = 1, slow = 2, full_gap = 0.0001 }\n",
+        "[jobs]\nsignal_every_ms = 250\n[strategy]\nconfidence_min = 0.0\nema_cross = { fast = 1, slow = 2, full_gap = 0.0001 }\nrsi_reversion = false\n",
     )
     .unwrap();
     // As many file handles as a default Linux process gets: held connections that were kept

@@ -133,6 +133,16 @@ impl Default for RsiReversion {
     }
 }
 
+/// 100 - 100 / (1 + gain / loss), written with one division instead of two in a row: three
+/// dependent divisions were most of a backtest's RSI call (perf, session 10).
+fn rsi_of(gain: f64, loss: f64) -> f64 {
+    if loss == 0.0 {
+        100.0
+    } else {
+        100.0 * gain / (gain + loss)
+    }
+}
+
 /// Wilder's RSI over the series; `None` until `period + 1` values.
 pub fn rsi(values: &[f64], period: usize) -> Option<f64> {
     if period == 0 || values.len() <= period {
@@ -153,11 +163,7 @@ pub fn rsi(values: &[f64], period: usize) -> Option<f64> {
         avg_gain = (avg_gain * (period as f64 - 1.0) + d.max(0.0)) / period as f64;
         avg_loss = (avg_loss * (period as f64 - 1.0) + (-d).max(0.0)) / period as f64;
     }
-    Some(if avg_loss == 0.0 {
-        100.0
-    } else {
-        100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-    })
+    Some(rsi_of(avg_gain, avg_loss))
 }
 
 impl Strategy for RsiReversion {
@@ -410,11 +416,7 @@ pub struct RsiState {
 
 impl RsiState {
     pub fn value(&self) -> f64 {
-        if self.loss == 0.0 {
-            100.0
-        } else {
-            100.0 - 100.0 / (1.0 + self.gain / self.loss)
-        }
+        rsi_of(self.gain, self.loss)
     }
 }
 

@@ -273,7 +273,7 @@ fn round_to_i128(x: f64) -> Option<i128> {
         };
         return Some(i128::from(r));
     }
-    if !(a < i128::MAX as f64) {
+    if a.is_nan() || a >= i128::MAX as f64 {
         return None;
     }
     let bits = x.to_bits();

@@ -198,6 +198,10 @@ impl Intent {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub symbol: &'a str,
+    /// The engine's index of `symbol`, the same at every call of one run: a strategy may keep
+    /// per-symbol state in a slot by it instead of looking the name up. The same index may
+    /// name another symbol in another run (check the name), and tests may leave it 0.
+    pub symbol_index: usize,
     /// The wall-clock time of the cycle, ms.
     pub now_ms: u64,
     /// Closed candles, oldest first: at least the strategy's warm-up once history is loaded.
@@ -225,6 +229,7 @@ impl<'a> Context<'a> {
     ) -> Context<'a> {
         Context {
             symbol,
+            symbol_index: 0,
             now_ms: 0,
             candles,
             forming,
@@ -294,6 +299,8 @@ impl std::fmt::Debug for SharedStrategy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SymbolInput {
     pub symbol: String,
+    /// [`Context::symbol_index`].
+    pub symbol_index: usize,
     pub now_ms: u64,
     /// The engine's window of closed candles for the symbol, shared, not copied.
     pub candles: Arc<Vec<Candle>>,
@@ -312,6 +319,7 @@ impl SymbolInput {
     pub fn from_closes(symbol: impl Into<String>, closes: &[f64]) -> SymbolInput {
         SymbolInput {
             symbol: symbol.into(),
+            symbol_index: 0,
             now_ms: 0,
             candles: Arc::new(
                 closes
@@ -340,6 +348,7 @@ impl SymbolInput {
     pub fn context(&self) -> Context<'_> {
         Context {
             symbol: &self.symbol,
+            symbol_index: self.symbol_index,
             now_ms: self.now_ms,
             candles: &self.candles,
             forming: self.forming.as_ref(),

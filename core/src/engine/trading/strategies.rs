@@ -128,6 +128,7 @@ impl Trading {
             });
             inputs.push(SymbolInput {
                 symbol: inst.symbol.clone(),
+                symbol_index: k,
                 now_ms: b.last_ts().unwrap_or(0),
                 candles,
                 forming,

@@ -474,9 +474,14 @@ pub fn sweep(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "SWEEP  {} combinations ({refused} refused by the strategies' checks) in {secs:.2} s on {} threads, ranked by {:?}",
+        "SWEEP  {} combinations ({refused} refused by the strategies' checks) in {secs:.2} s on {} thread{}, ranked by {:?}",
         results.len(),
         rayon::current_num_threads(),
+        if rayon::current_num_threads() == 1 {
+            ""
+        } else {
+            "s"
+        },
         args.rank
     );
     let _ = writeln!(

@@ -401,7 +401,7 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         }
         // Everything at `now` has closed: the kill switch, then the equity.
         let close_ms = now + cfg.interval_ms;
-        let unrealized: f64 = held
+        let mut unrealized: f64 = held
             .iter()
             .zip(&marks)
             .filter(|(h, _)| h.qty_f64 != 0.0)
@@ -414,9 +414,43 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         // Asked before the reason is written: once spent, the equity stays so, and formatting
         // it at every later step was 1.5 % of a run.
         if tripped.is_none() && equity <= 0.0 && ledger.broker().killed().is_none() {
-            tripped = ledger
-                .broker_mut()
-                .trip(format!("equity exhausted ({equity:.2}): trading stopped"));
+            tripped = ledger.broker_mut().trip(format!(
+                "equity exhausted ({equity:.2}): trading stopped, positions closed at the close"
+            ));
+            // And closes what it holds, as a venue liquidates an account with nothing left:
+            // left open, the positions went on moving the equity of an account that had none,
+            // and the daily returns with it.
+            for (k, d) in data.iter().enumerate() {
+                let (Some((_, px)), h) = (marks[k], held[k]) else {
+                    continue;
+                };
+                if h.qty.is_zero() {
+                    continue;
+                }
+                let side = if h.qty.is_negative() {
+                    SignalSide::Buy
+                } else {
+                    SignalSide::Sell
+                };
+                let Some(px) = Dec::from_f64(slipped(px, side, cfg.broker.slippage_bps))
+                    .filter(|p| *p > Dec::ZERO)
+                else {
+                    continue;
+                };
+                let qty = Dec::from_raw(h.qty.raw().saturating_abs());
+                let fill = Fill {
+                    client_order_id: "bt-liquidation".into(),
+                    symbol: d.symbol.clone(),
+                    side,
+                    px,
+                    qty,
+                    fee: fee(px, qty, cfg.broker.fee_bps),
+                    ts_ms: close_ms,
+                };
+                ledger.fill(&fill, "liquidation");
+                held[k] = Held::default();
+            }
+            unrealized = 0.0;
         }
         if let Some(reason) = tripped {
             t.kill_switch.get_or_insert(reason);
@@ -452,14 +486,18 @@ fn fee(px: Dec, qty: Dec, fee_bps: f64) -> Dec {
     Dec::from_f64(px.to_f64() * qty.to_f64() * fee_bps / 10_000.0).unwrap_or(Dec::ZERO)
 }
 
-/// Where `w` fills on candle `c`, if it does.
-fn fill_price(w: &Working, c: &Candle, slippage_bps: f64) -> Option<Dec> {
-    let moved = |px: f64| match w.side {
+/// `px` moved against a market order's `side` by the slippage.
+fn slipped(px: f64, side: SignalSide, slippage_bps: f64) -> f64 {
+    match side {
         SignalSide::Buy => px * (1.0 + slippage_bps / 10_000.0),
         SignalSide::Sell => px * (1.0 - slippage_bps / 10_000.0),
-    };
+    }
+}
+
+/// Where `w` fills on candle `c`, if it does.
+fn fill_price(w: &Working, c: &Candle, slippage_bps: f64) -> Option<Dec> {
     let px = match (w.limit, w.side) {
-        (None, _) => moved(c.open),
+        (None, _) => slipped(c.open, w.side, slippage_bps),
         (Some(p), SignalSide::Buy) => {
             let p = p.to_f64();
             if c.open <= p {

@@ -238,7 +238,9 @@ pub(super) fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// Each day's return, from the last equity of each UTC day (the first day from the balance).
+/// Each day's return, from the last equity of each UTC day (the first day from the balance),
+/// up to the day the equity was spent: that day loses everything (-100 %), and what follows is
+/// not a return of anything (a ratio to a balance at or below zero).
 pub(super) fn daily_returns(equity: &[(u64, f64)], balance: f64) -> Vec<f64> {
     let mut closes: Vec<f64> = Vec::new();
     let mut day = None;
@@ -254,10 +256,13 @@ pub(super) fn daily_returns(equity: &[(u64, f64)], balance: f64) -> Vec<f64> {
     let mut prev = balance;
     closes
         .into_iter()
-        .map(|e| {
-            let r = e / prev - 1.0;
+        .map_while(|e| {
+            if prev <= 0.0 {
+                return None;
+            }
+            let r = if e <= 0.0 { -1.0 } else { e / prev - 1.0 };
             prev = e;
-            r
+            Some(r)
         })
         .collect()
 }

@@ -208,6 +208,16 @@ fn drawdown_and_ratios_follow_the_equity() {
     let (sharpe, sortino) = ratios(&r);
     assert!(sharpe.unwrap().abs() < 1e-9 && sortino.unwrap().abs() < 1e-9);
     assert_eq!(ratios(&[0.01]), (None, None));
+    // The day the equity is spent loses everything; the days after are not returns.
+    let ruined = daily_returns(
+        &[
+            (DAY_MS - 1, 50.0),
+            (2 * DAY_MS - 1, -3.0),
+            (3 * DAY_MS - 1, 40.0),
+        ],
+        100.0,
+    );
+    assert_eq!(ruined, vec![-0.5, -1.0]);
     // A fall of 20 from a peak of 120.
     let mut c = flat(10, 100.0);
     for (i, px) in [(3, 120.0), (4, 100.0), (5, 110.0)] {
@@ -294,4 +304,32 @@ fn trading_stops_when_the_equity_is_spent() {
     assert!(r.totals.final_equity > -30.0, "{:?}", r.totals);
     // Every later flip refused (the views toward the position it holds ask for nothing).
     assert!(r.totals.refused > 90, "{:?}", r.totals);
+}
+
+#[test]
+fn a_spent_account_is_liquidated_and_its_equity_stops_moving() {
+    let mut k = cfg(vec![SharedStrategy::new(EveryMinute)]);
+    k.balance = 100.0;
+    k.broker.fee_bps = 100.0;
+    // Flat while the fees spend it, then a rally that a position left open would ride.
+    let mut c = flat(20, 100.0);
+    c.extend((20..200).map(|i| {
+        let px = 100.0 + (i - 20) as f64;
+        candle(i, px, px, px, px)
+    }));
+    let r = run(k, &data(c)).unwrap();
+    let why = r.totals.kill_switch.clone().unwrap_or_default();
+    assert!(why.starts_with("equity exhausted"), "{:?}", r.totals);
+    let spent = r.equity.iter().position(|(_, e)| *e <= 0.0).unwrap();
+    assert!(
+        r.equity[spent..]
+            .iter()
+            .all(|(_, e)| *e == r.equity[spent].1),
+        "{:?}",
+        &r.equity[spent..]
+    );
+    assert_eq!(r.totals.final_equity, r.equity[spent].1);
+    // The liquidation closed the last trade at the step the equity was spent.
+    let last = r.trades.last().unwrap();
+    assert_eq!(last.exit_ms, r.equity[spent].0);
 }

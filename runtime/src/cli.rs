@@ -138,6 +138,30 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000, hide = true)]
         rest_timeout_ms: u64,
     },
+    /// Record a venue's public frames into a capture file, one raw frame a line (what replay,
+    /// bench, backtest --capture and venue --replay read).
+    Record {
+        /// Public topics, e.g. orderbook.50.BTCUSDT,publicTrade.BTCUSDT (at most 10).
+        #[arg(long, value_name = "A,B", required = true)]
+        topics: String,
+        /// "linear" (default) or "spot".
+        #[arg(long, default_value = "linear")]
+        category: String,
+        /// Stop after this many frames.
+        #[arg(long, default_value_t = 1000)]
+        frames: u64,
+        /// Stop after this many seconds at the latest.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Base URL of the venue; with none the embedded venue is started.
+        #[arg(long, value_name = "URL")]
+        venue_url: Option<String>,
+        /// "embedded" (default) or "bybit".
+        #[arg(long, value_name = "NAME")]
+        venue: Option<String>,
+    },
     /// Run the simulated Bybit venue alone: REST, WebSocket and /admin on one address.
     Venue(VenueArgs),
     /// Measure keel against the typical implementation, the re-sort failure mode and the
@@ -315,6 +339,15 @@ where
             rest_penalty_ms,
             rest_timeout_ms,
         ),
+        Cmd::Record {
+            topics,
+            category,
+            frames,
+            seconds,
+            out,
+            venue_url,
+            venue,
+        } => record_cmd(topics, category, frames, seconds, out, venue_url, venue),
         Cmd::Bench {
             json,
             reps,
@@ -623,15 +656,7 @@ fn backfill_cmd(
     if !(1..=3650).contains(&days) {
         return Err("--days must be 1..=3650".into());
     }
-    let venue = match (venue.as_deref(), venue_url) {
-        (Some(_), Some(_)) => return Err("give either --venue or --venue-url".into()),
-        (None | Some("embedded"), None) => config::VenueChoice::Embedded,
-        (Some("bybit"), None) => config::VenueChoice::Bybit,
-        (Some(v), None) => return Err(format!("--venue must be embedded or bybit, not {v:?}")),
-        (None, Some(u)) => {
-            config::VenueChoice::Url(config::check_http_url(&u).map_err(|e| e.to_string())?)
-        }
-    };
+    let venue = venue_choice(venue, venue_url)?;
     let rest = keel_core::engine::scheduler::RestConfig {
         penalty_ms: rest_penalty_ms,
         timeout_ms: rest_timeout_ms.max(REST_TIMEOUT_MS_MIN),
@@ -654,5 +679,52 @@ fn backfill_cmd(
         eprintln!("gap: {symbol} has no candles from {from} to {to}");
     }
     println!("{summary}");
+    Ok(())
+}
+
+/// `--venue` or `--venue-url`, at most one of them; the embedded venue when neither.
+fn venue_choice(
+    venue: Option<String>,
+    venue_url: Option<String>,
+) -> Result<config::VenueChoice, String> {
+    Ok(match (venue.as_deref(), venue_url) {
+        (Some(_), Some(_)) => return Err("give either --venue or --venue-url".into()),
+        (None | Some("embedded"), None) => config::VenueChoice::Embedded,
+        (Some("bybit"), None) => config::VenueChoice::Bybit,
+        (Some(v), None) => return Err(format!("--venue must be embedded or bybit, not {v:?}")),
+        (None, Some(u)) => {
+            config::VenueChoice::Url(config::check_http_url(&u).map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+fn record_cmd(
+    topics: String,
+    category: String,
+    frames: u64,
+    seconds: u64,
+    out: PathBuf,
+    venue_url: Option<String>,
+    venue: Option<String>,
+) -> Result<(), String> {
+    let topics = crate::record::parse_topics(&topics)?;
+    let category = match category.as_str() {
+        "linear" => keel_core::engine::Category::Linear,
+        "spot" => keel_core::engine::Category::Spot,
+        other => return Err(format!("--category must be linear or spot, not {other:?}")),
+    };
+    let venue = venue_choice(venue, venue_url)?;
+    init_logs(LogFormat::Text);
+    let rt = runtime()?;
+    let summary = rt.block_on(crate::record::run(crate::record::RecordArgs {
+        venue,
+        category,
+        topics,
+        frames,
+        seconds,
+        out,
+    }));
+    rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
+    println!("{}", summary.map_err(|e| format!("keel record: {e}"))?);
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod ops_listener;
 pub mod page;
 pub mod priority;
+pub mod record;
 pub mod replay;
 pub mod run;
 pub mod signals_api;

@@ -77,11 +77,14 @@ pub(super) async fn connection(
     let _ = inbox.send(Msg::WsClosed { link, conn, reason }).await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<
     tokio_tungstenite::MaybeTlsStream<Box<dyn crate::transport::Io>>,
 >;
 
-async fn open(url: &str, connector: Arc<dyn crate::transport::Connector>) -> Result<Ws, String> {
+pub(crate) async fn open(
+    url: &str,
+    connector: Arc<dyn crate::transport::Connector>,
+) -> Result<Ws, String> {
     // Errors name the URL as shown, never with its credentials.
     let shown = keel_core::redact::redact_url(url);
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url {shown}: {e}"))?;

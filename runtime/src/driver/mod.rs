@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 mod connection;
+pub(crate) use connection::{Ws, open as open_ws};
 mod lag;
 mod private;
 mod report;

@@ -1,0 +1,65 @@
+//! `keel record`: frames from a venue written one a line, read back by `keel replay` without a
+//! refusal; a subscription the venue refuses is a clear error and a non-zero exit.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_recording_of_the_embedded_venue_replays_without_a_bad_frame() {
+    let dir = std::path::PathBuf::from(temp_db("record")).with_file_name("");
+    for (category, topics) in [
+        ("spot", "orderbook.200.BTCUSDT,publicTrade.BTCUSDT"),
+        (
+            "linear",
+            "orderbook.50.ETHUSDT,tickers.ETHUSDT,kline.1.ETHUSDT",
+        ),
+    ] {
+        let file = dir.join(format!("{category}.jsonl"));
+        let out = keel()
+            .args(["record", "--category", category, "--topics", topics])
+            .args(["--frames", "40", "--seconds", "30", "--out"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{category}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("record done: frames=40 "), "{stdout}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 40);
+        assert!(
+            text.lines().all(|l| l.starts_with("{\"topic\":\"")),
+            "{text}"
+        );
+        let replay = keel().arg("replay").arg(&file).output().unwrap();
+        let said = String::from_utf8_lossy(&replay.stderr);
+        assert!(replay.status.success(), "{said}");
+        assert!(
+            said.contains("lines=40 frames=40 bad=0"),
+            "{category}: {said}"
+        );
+    }
+}
+
+#[test]
+fn a_subscription_the_venue_refuses_is_a_clear_error() {
+    let port = free_port();
+    let _venue = spawn_venue(port, "ETHUSDT", &[]);
+    let file = std::path::PathBuf::from(temp_db("record-refused")).with_file_name("x.jsonl");
+    let out = keel()
+        .args(["record", "--topics", "tickers.BTCUSDT", "--seconds", "10"])
+        .args(["--venue-url", &format!("http://127.0.0.1:{port}"), "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("the venue refused the subscription"),
+        "{said}"
+    );
+}

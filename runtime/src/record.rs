@@ -21,6 +21,8 @@ pub const RECORD_TOPICS_MAX: usize = 10;
 pub const RECORD_FRAMES_MAX: u64 = 10_000_000;
 /// Longest recording, seconds.
 pub const RECORD_SECONDS_MAX: u64 = 7 * 86_400;
+/// Longest wait for the connection and its handshake, seconds.
+const CONNECT_TIMEOUT_S: u64 = 10;
 /// Bybit closes a public connection that has not pinged for 30 s.
 const PING_EVERY_S: u64 = 20;
 
@@ -106,7 +108,15 @@ pub async fn run(args: RecordArgs) -> Result<RecordSummary, String> {
     let file = std::fs::File::create(&args.out)
         .map_err(|e| format!("--out {}: {e}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let mut ws: crate::driver::Ws = crate::driver::open_ws(&url, Arc::new(TcpConnector)).await?;
+    // The connect is bounded too: a host that never answers would otherwise hold the command
+    // for the operating system's own timeout, past `--seconds`.
+    let connect_s = args.seconds.min(CONNECT_TIMEOUT_S);
+    let mut ws: crate::driver::Ws = tokio::time::timeout(
+        Duration::from_secs(connect_s),
+        crate::driver::open_ws(&url, Arc::new(TcpConnector)),
+    )
+    .await
+    .map_err(|_| format!("no connection within {connect_s} s"))??;
     let subscribe = serde_json::json!({"op": "subscribe", "args": args.topics}).to_string();
     ws.send(Message::text(subscribe))
         .await

@@ -63,3 +63,28 @@ fn a_subscription_the_venue_refuses_is_a_clear_error() {
         "{said}"
     );
 }
+
+#[test]
+fn a_venue_that_never_answers_ends_the_recording_within_its_seconds() {
+    // Accepts the connection and says nothing: no handshake ever comes back.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let file = std::path::PathBuf::from(temp_db("record-silent")).with_file_name("x.jsonl");
+    let t = std::time::Instant::now();
+    let out = keel()
+        .args(["record", "--topics", "tickers.BTCUSDT", "--seconds", "2"])
+        .args(["--venue-url", &format!("http://127.0.0.1:{port}"), "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("no connection within 2 s"), "{said}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(hold.join());
+}

@@ -232,13 +232,18 @@ pub fn render_figures(r: &Report, balance: f64) -> String {
         ),
         (
             "max drawdown",
-            format!(
-                "{:.2} ({:.2} %), {} to {}",
-                t.max_drawdown,
-                t.max_drawdown_pct,
-                date(t.drawdown_peak_ms),
-                date(t.drawdown_trough_ms)
-            ),
+            // Dates only for a drawdown there was: none printed 1970-01-01 as its dates.
+            if t.max_drawdown > 0.0 {
+                format!(
+                    "{:.2} ({:.2} %), {} to {}",
+                    t.max_drawdown,
+                    t.max_drawdown_pct,
+                    date(t.drawdown_peak_ms),
+                    date(t.drawdown_trough_ms)
+                )
+            } else {
+                "none".to_string()
+            },
         ),
         ("Sharpe (daily, annualised)", opt(t.sharpe)),
         ("Sortino (daily, annualised)", opt(t.sortino)),
@@ -599,6 +604,21 @@ mod tests {
                 .unwrap_err()
                 .contains("no built-in strategy")
         );
+    }
+
+    #[test]
+    fn a_run_without_a_drawdown_prints_none_instead_of_dates() {
+        let mut r = keel_core::backtest::Report {
+            symbols: Vec::new(),
+            totals: keel_core::backtest::Totals::default(),
+            trades: Vec::new(),
+            equity: Vec::new(),
+        };
+        let text = render_figures(&r, 10_000.0);
+        assert!(text.contains("none") && !text.contains("1970"), "{text}");
+        r.totals.max_drawdown = 5.0;
+        r.totals.drawdown_trough_ms = 1_796_079_361_201;
+        assert!(render_figures(&r, 10_000.0).contains("to 2026-11-30 22:56"));
     }
 
     #[test]

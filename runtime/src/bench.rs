@@ -1,6 +1,8 @@
 //! `keel bench`: keel against the baselines on the same frames, in one process, so the ratios
 //! hold on a noisy machine; and the runtime path measured end to end on loopback.
 
+pub(crate) mod command;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

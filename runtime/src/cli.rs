@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use keel_venue::{Fault, VenueConfig};
 
 /// Tasks still running when a command ends get this long to finish before the runtime drops them.
-const RUNTIME_SHUTDOWN_MS_MAX: u64 = 500;
+pub(crate) const RUNTIME_SHUTDOWN_MS_MAX: u64 = 500;
 /// The largest synthetic volatility `keel venue` accepts, in bps a minute.
 const VOLATILITY_BPS_MAX: f64 = 1_000.0;
 /// The shortest REST timeout `keel backfill` accepts.
@@ -210,7 +210,7 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn duration(secs: Option<f64>) -> Result<Option<Duration>, String> {
+pub(crate) fn duration(secs: Option<f64>) -> Result<Option<Duration>, String> {
     match secs {
         None => Ok(None),
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
@@ -225,7 +225,7 @@ fn duration(secs: Option<f64>) -> Result<Option<Duration>, String> {
 /// Everything that may take long has a thread of its own (compute pool, store, consumers,
 /// embedded venue, watchdog, lag probe). With socket tasks yielding after each frame, ingest p99
 /// fell from about 200 us on the two-worker runtime this replaced to about 10 us (BENCHMARKS.md).
-fn event_loop_runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn event_loop_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -356,8 +356,8 @@ where
             files,
         } => match (each, secs) {
             (true, Some(_)) => Err("--each measures the files only: leave out --runtime".into()),
-            (true, None) => bench_each(json, reps, &files),
-            (false, _) => bench_cmd(json, reps, secs, files),
+            (true, None) => bench::command::each(json, reps, &files),
+            (false, _) => bench::command::all(json, reps, secs, files),
         },
         Cmd::Run {
             config: path,
@@ -520,122 +520,6 @@ fn venue_cmd(args: VenueArgs) -> Result<(), String> {
         crate::run::venue_main(addr, vc, feed, scheduled, rx).await
     })?;
     rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
-    Ok(())
-}
-
-/// `keel bench --each`: the codec on every file alone, in one process: a row a shape, with the
-/// issue's goals (at least 10x cheaper than the typical implementation, within 15x of the floor).
-fn bench_each(json: bool, reps: usize, files: &[PathBuf]) -> Result<(), String> {
-    let mut rows = Vec::new();
-    for f in files {
-        let r = bench::codec(std::slice::from_ref(f), reps)
-            .map_err(|e| format!("keel bench: {}: {e}", f.display()))?;
-        rows.push((f.display().to_string(), r));
-    }
-    if json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(f, r)| serde_json::json!({"file": f, "codec": r}))
-            .collect();
-        println!("{}", serde_json::Value::Array(v));
-        return Ok(());
-    }
-    println!(
-        "{:<40} {:>7} {:>8} {:>9} {:>13} {:>11}  goals",
-        "file", "frames", "B/frame", "keel ns", "typical/keel", "keel/floor"
-    );
-    for (f, r) in &rows {
-        let met = r.typical_vs_keel >= 10.0 && r.keel_vs_floor <= 15.0;
-        println!(
-            "{:<40} {:>7} {:>8.0} {:>9.0} {:>12.2}x {:>10.2}x  {}",
-            f,
-            r.frames,
-            r.bytes_per_frame,
-            r.keel_ns_per_frame,
-            r.typical_vs_keel,
-            r.keel_vs_floor,
-            if met { "met" } else { "not met" }
-        );
-    }
-    Ok(())
-}
-
-fn bench_cmd(
-    json: bool,
-    reps: usize,
-    secs: Option<f64>,
-    files: Vec<PathBuf>,
-) -> Result<(), String> {
-    let codec = bench::codec(&files, reps).map_err(|e| format!("keel bench: {e}"))?;
-    let t2o = bench::tick_to_order(&files, reps.min(5)).map_err(|e| format!("keel bench: {e}"))?;
-    let runtime = match duration(secs)? {
-        Some(d) => {
-            crate::run::install_crypto();
-            let rt = event_loop_runtime()?;
-            let slow = rt.block_on(bench::runtime(10, d.as_secs_f64(), 10, 200))?;
-            let quick = rt.block_on(bench::runtime(10, d.as_secs_f64(), 10, 0))?;
-            rt.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS_MAX));
-            Some((quick, slow))
-        }
-        None => None,
-    };
-    if json {
-        let mut v = serde_json::to_value(&codec).map_err(|e| e.to_string())?;
-        v["tick_to_order"] = serde_json::to_value(&t2o).map_err(|e| e.to_string())?;
-        if let Some((quick, slow)) = &runtime {
-            v["runtime"] = serde_json::to_value(quick).map_err(|e| e.to_string())?;
-            v["runtime_slow_consumer"] = serde_json::to_value(slow).map_err(|e| e.to_string())?;
-        }
-        println!("{v}");
-        return Ok(());
-    }
-    println!(
-        "{} frames, {:.0} bytes a frame, median of {} repetitions",
-        codec.frames, codec.bytes_per_frame, codec.repetitions
-    );
-    println!(
-        "{:<34} {:>12} {:>10}",
-        "parse + apply", "ns/frame", "vs keel"
-    );
-    for (name, ns) in [
-        ("keel", codec.keel_ns_per_frame),
-        (
-            "typical (serde_json::Value+BTreeMap)",
-            codec.typical_ns_per_frame,
-        ),
-        ("re-sort after every delta", codec.resort_ns_per_frame),
-        ("floor (memchr every quote)", codec.floor_ns_per_frame),
-    ] {
-        println!(
-            "{name:<34} {ns:>12.0} {:>9.2}x",
-            ns / codec.keel_ns_per_frame
-        );
-    }
-    println!(
-        "tick to signed order: {} ticks, p50 {:.1} us, p99 {:.1} us, max {:.1} us; intent commit (SQLite, full sync) p50 {:.0} us, p99 {:.0} us",
-        t2o.ticks,
-        t2o.p50_us,
-        t2o.p99_us,
-        t2o.max_us,
-        t2o.intent_commit_p50_us,
-        t2o.intent_commit_p99_us
-    );
-    if let Some((quick, slow)) = runtime {
-        for (what, r) in [("runtime", quick), ("runtime, slow consumer", slow)] {
-            println!(
-                "{what}: {} symbols, {:.0} frames/s, ingest p50 {:.1} us p99 {:.1} us max {:.1} us, loop lag p99 {:.3} ms max {:.3} ms, consumer {} ms/event, {} drops",
-                r.symbols,
-                r.frames_per_s,
-                r.ingest_p50_us,
-                r.ingest_p99_us,
-                r.ingest_max_us,
-                r.loop_lag_p99_ms,
-                r.loop_lag_max_ms,
-                r.consumer_delay_ms,
-                r.consumer_drops
-            );
-        }
-    }
     Ok(())
 }
 

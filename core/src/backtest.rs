@@ -166,6 +166,27 @@ struct Held {
     entry_f64: f64,
 }
 
+impl Held {
+    /// The broker's position in `symbol` (flat when it holds none).
+    fn of(broker: &Broker, symbol: &str) -> Held {
+        broker.position(symbol).map_or(Held::default(), |p| Held {
+            qty: p.qty,
+            entry: p.avg_entry,
+            qty_f64: p.qty.to_f64(),
+            entry_f64: p.avg_entry.to_f64(),
+        })
+    }
+}
+
+/// The open positions' PnL at their marks.
+fn open_pnl(held: &[Held], marks: &[Option<(Dec, f64)>]) -> f64 {
+    held.iter()
+        .zip(marks)
+        .filter(|(h, _)| h.qty_f64 != 0.0)
+        .filter_map(|(h, m)| m.map(|(_, px)| (px - h.entry_f64) * h.qty_f64))
+        .sum()
+}
+
 struct Book {
     working: Option<Working>,
 }
@@ -282,16 +303,7 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
                         };
                         ledger.fill(&fill, callees[w.strategy].get().name());
                         (link, names[k]) = (fill.client_order_id, fill.symbol);
-                        held[k] =
-                            ledger
-                                .broker()
-                                .position(&d.symbol)
-                                .map_or(Held::default(), |p| Held {
-                                    qty: p.qty,
-                                    entry: p.avg_entry,
-                                    qty_f64: p.qty.to_f64(),
-                                    entry_f64: p.avg_entry.to_f64(),
-                                });
+                        held[k] = Held::of(ledger.broker(), &d.symbol);
                     }
                     None if matches!(w.tif, Some(TimeInForce::Gtc | TimeInForce::PostOnly)) => {
                         books[k].working = Some(w);
@@ -401,12 +413,7 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
         }
         // Everything at `now` has closed: the kill switch, then the equity.
         let close_ms = now + cfg.interval_ms;
-        let mut unrealized: f64 = held
-            .iter()
-            .zip(&marks)
-            .filter(|(h, _)| h.qty_f64 != 0.0)
-            .filter_map(|(h, m)| m.map(|(_, px)| (px - h.entry_f64) * h.qty_f64))
-            .sum();
+        let mut unrealized = open_pnl(&held, &marks);
         let mut tripped = ledger.broker_mut().check_loss(close_ms, unrealized);
         // A venue refuses orders the account cannot margin: past zero equity there is nothing
         // left to trade with, however slowly it bled (the daily loss limit catches fast losses).
@@ -448,9 +455,10 @@ pub fn run(mut cfg: BacktestConfig, data: &[SymbolCandles]) -> Result<Report, St
                     ts_ms: close_ms,
                 };
                 ledger.fill(&fill, "liquidation");
-                held[k] = Held::default();
+                held[k] = Held::of(ledger.broker(), &d.symbol);
             }
-            unrealized = 0.0;
+            // Zero once every position closed; what a mark could not price stays open.
+            unrealized = open_pnl(&held, &marks);
         }
         if let Some(reason) = tripped {
             t.kill_switch.get_or_insert(reason);

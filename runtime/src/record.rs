@@ -152,11 +152,12 @@ pub async fn run(args: RecordArgs) -> Result<RecordSummary, String> {
             Some(Ok(_)) => continue,
         };
         let line = text.as_str().trim();
-        if let Some(refused) = refusal(line) {
-            return Err(format!("the venue refused the subscription: {refused}"));
-        }
-        // One frame a line: a frame with a line break in it would read as two.
+        // One frame a line: a frame with a line break in it would read as two. Only what is
+        // not a topic's frame is parsed to see whether it refuses the subscription.
         if !line.contains("\"topic\"") || line.contains('\n') {
+            if let Some(refused) = refusal(line) {
+                return Err(format!("the venue refused the subscription: {refused}"));
+            }
             done.other += 1;
             continue;
         }

@@ -49,15 +49,7 @@ fn a_recording_of_the_embedded_venue_replays_without_a_bad_frame() {
 fn a_subscription_the_venue_refuses_is_a_clear_error() {
     let port = free_port();
     let _venue = spawn_venue(port, "ETHUSDT", &[]);
-    let file = std::path::PathBuf::from(temp_db("record-refused")).with_file_name("x.jsonl");
-    let out = keel()
-        .args(["record", "--topics", "tickers.BTCUSDT", "--seconds", "10"])
-        .args(["--venue-url", &format!("http://127.0.0.1:{port}"), "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let said = record_fails("refused", port, 10);
     assert!(
         said.contains("the venue refused the subscription"),
         "{said}"
@@ -70,16 +62,8 @@ fn a_venue_that_never_answers_ends_the_recording_within_its_seconds() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let hold = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
-    let file = std::path::PathBuf::from(temp_db("record-silent")).with_file_name("x.jsonl");
     let t = std::time::Instant::now();
-    let out = keel()
-        .args(["record", "--topics", "tickers.BTCUSDT", "--seconds", "2"])
-        .args(["--venue-url", &format!("http://127.0.0.1:{port}"), "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let said = record_fails("silent", port, 2);
     assert!(said.contains("no connection within 2 s"), "{said}");
     assert!(
         t.elapsed() < std::time::Duration::from_secs(20),
@@ -87,4 +71,26 @@ fn a_venue_that_never_answers_ends_the_recording_within_its_seconds() {
         t.elapsed()
     );
     drop(hold.join());
+}
+
+/// `keel record` of one ticker from the venue on `port` for at most `seconds`, which must fail:
+/// what it said.
+fn record_fails(name: &str, port: u16, seconds: u32) -> String {
+    let file =
+        std::path::PathBuf::from(temp_db(&format!("record-{name}"))).with_file_name("x.jsonl");
+    let out = keel()
+        .args([
+            "record",
+            "--topics",
+            "tickers.BTCUSDT",
+            "--seconds",
+            &seconds.to_string(),
+        ])
+        .args(["--venue-url", &format!("http://127.0.0.1:{port}"), "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{said}");
+    said
 }

@@ -147,7 +147,7 @@ fn side_delta() -> impl proptest::strategy::Strategy<Value = Vec<(u64, u64)>> {
     (
         prop::collection::vec(
             (0u64..400, prop_oneof![1 => Just(0u64), 2 => 1u64..9]),
-            0..24,
+            0..80,
         ),
         any::<bool>(),
     )

@@ -33,6 +33,17 @@ fn live_config() -> EngineConfig {
 /// Runs the next strategy call with the strategy saying "buy BTCUSDT"; every other job held
 /// meanwhile runs as it would.
 fn buy_signal(w: &mut Wire) {
+    strategy_says(
+        w,
+        Action::Signal {
+            side: SignalSide::Buy,
+            confidence: 1.0,
+        },
+    );
+}
+
+/// Runs the next strategy call with the strategy saying `action` for BTCUSDT.
+fn strategy_says(w: &mut Wire, action: Action) {
     w.hold_compute = true;
     for _ in 0..100 {
         if w.held_compute
@@ -53,10 +64,7 @@ fn buy_signal(w: &mut Wire) {
                 vec![Signal {
                     symbol: "BTCUSDT".into(),
                     strategy: "test".into(),
-                    action: Action::Signal {
-                        side: SignalSide::Buy,
-                        confidence: 1.0,
-                    },
+                    action: action.clone(),
                     reason: "because".into(),
                     candle_ms: 0,
                 }],
@@ -281,4 +289,97 @@ fn a_paper_order_larger_than_the_book_keeps_what_filled_and_ends_cancelled() {
     // What did fill is held, and nothing more.
     let p = w.engine.broker().position("BTCUSDT").unwrap();
     assert!(p.qty > keel_core::Dec::ZERO);
+}
+
+/// The harness's book: (best bid, best ask).
+fn touch(w: &Wire) -> (keel_core::Dec, keel_core::Dec) {
+    let m = w.engine.market();
+    let b = m.book(m.book_ids().next().unwrap());
+    (b.best_bid().unwrap().px, b.best_ask().unwrap().px)
+}
+
+fn limit_buy_at(px: keel_core::Dec) -> Action {
+    Action::Limit {
+        side: SignalSide::Buy,
+        qty: keel_core::Dec::parse("0.001").unwrap(),
+        price: px,
+        tif: keel_core::wire::private::TimeInForce::Gtc,
+    }
+}
+
+#[test]
+fn a_paper_limit_order_below_the_ask_rests_and_fills_at_its_price_when_the_asks_come_down() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    let (bid, ask) = touch(&w);
+    assert!(bid < ask);
+    strategy_says(&mut w, limit_buy_at(bid));
+    w.advance(Duration::from_secs(2));
+    let has = |w: &Wire, what: &str| w.live_log.iter().any(|l| l == what);
+    assert!(has(&w, "store kp-0000000000 open"), "{:?}", w.live_log);
+    assert!(!has(&w, "store kp-0000000000 filled"), "{:?}", w.live_log);
+    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    assert!(
+        w.engine
+            .broker()
+            .position("BTCUSDT")
+            .is_none_or(|p| p.qty.is_zero())
+    );
+    // The market falls through the order's price: the asks reach it.
+    w.delta_moving("orderbook.50.BTCUSDT", 0, -3);
+    assert!(touch(&w).1 <= bid, "{:?}", touch(&w));
+    w.advance(Duration::from_secs(2));
+    assert!(has(&w, "store kp-0000000000 filled"), "{:?}", w.live_log);
+    assert_eq!(w.engine.paper().unwrap().resting(), 0);
+    // A maker's fill: at its own price, not the better ask it met.
+    let p = w.engine.broker().position("BTCUSDT").unwrap();
+    assert_eq!(p.qty, keel_core::Dec::parse("0.001").unwrap());
+    assert_eq!(p.avg_entry, bid);
+}
+
+#[test]
+fn a_resting_paper_order_is_cancelled_when_the_strategy_cancels() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    let (bid, _) = touch(&w);
+    strategy_says(&mut w, limit_buy_at(bid));
+    w.advance(Duration::from_secs(2));
+    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    strategy_says(&mut w, Action::Cancel);
+    w.advance(Duration::from_secs(2));
+    assert!(
+        w.live_log
+            .iter()
+            .any(|l| l == "store kp-0000000000 cancelled"),
+        "{:?}",
+        w.live_log
+    );
+    let paper = w.engine.paper().unwrap();
+    assert_eq!((paper.resting(), paper.counters().cancelled), (0, 1));
+    // Nothing fills it afterwards, whatever the market does.
+    w.delta_moving("orderbook.50.BTCUSDT", 0, -3);
+    w.advance(Duration::from_secs(2));
+    assert!(
+        w.engine
+            .broker()
+            .position("BTCUSDT")
+            .is_none_or(|p| p.qty.is_zero())
+    );
+}
+
+#[test]
+fn at_exit_a_paper_run_cancels_what_rests_before_it_stops() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    let (bid, _) = touch(&w);
+    strategy_says(&mut w, limit_buy_at(bid));
+    w.advance(Duration::from_secs(2));
+    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    w.input(Input::Shutdown);
+    w.advance(Duration::from_millis(50));
+    assert!(stopped(&w), "{:?}", w.live_log);
+    // Cancelled at the paper venue before the stop; the store's record is closed by the next
+    // start's look-up (a fresh paper venue has no record: closed with its stored fills).
+    assert_eq!(w.engine.paper().unwrap().counters().cancelled, 1);
+    assert_eq!(w.engine.paper().unwrap().resting(), 0);
 }

@@ -34,6 +34,9 @@ use crate::wire::private::Side;
 /// Levels of each side a paper order may walk.
 pub const ORDER_BOOK_LEVELS_MAX: usize = 200;
 
+/// How often orders resting on the paper venue are checked against the books.
+pub const PAPER_MATCH_EVERY_MS: u64 = 100;
+
 /// Rounds of paper answers in one wake-up (an answer may ask for a look-up, which is answered in
 /// the next round); what is left waits for the next millisecond.
 pub const PAPER_ROUNDS_MAX: usize = 16;
@@ -324,11 +327,12 @@ impl Trading {
         self.drain_orders(now);
     }
 
-    /// At exit: cancel-all for every symbol at the venue. False when not trading live (nothing
-    /// rests on paper).
+    /// At exit: cancel-all for every symbol at the venue. False when there is nothing to
+    /// cancel: not trading, or on paper with nothing resting.
     pub fn cancel_on_exit(&mut self, now: Time) -> bool {
         let symbols: Vec<String> = self.instruments.iter().map(|i| i.symbol.clone()).collect();
-        let Some(o) = self.orders.as_mut().filter(|_| self.paper.is_none()) else {
+        let nothing_rests = self.paper.as_ref().is_some_and(|p| p.resting() == 0);
+        let Some(o) = self.orders.as_mut().filter(|_| !nothing_rests) else {
             return false;
         };
         o.cancel_all(now, &symbols, "shutting down");

@@ -7,9 +7,15 @@
 //! returns the status and body the venue would. Where it differs from Bybit, it says so:
 //! - A taker walks the levels it is given (best first), each at its price moved against the
 //!   order by the configured slippage, with the configured fee on each fill.
-//! - Nothing rests: what a market order cannot fill from the book, or what of a limit order does
-//!   not cross, is cancelled at once (as an IOC would be), so cancel-all always finds nothing. A
-//!   fill-or-kill order fills whole or not at all; a post-only order is cancelled unfilled.
+//! - A good-till-cancelled limit order takes what crosses and rests the rest at its price, as on
+//!   Bybit; a post-only one rests whole, or is cancelled when it would take. A resting order
+//!   fills at its own price (a maker, no slippage) once the other side of the live book reaches
+//!   it, up to the size shown there at each check ([`PaperVenue::match_resting`]): queue
+//!   position is not modelled, so a resting order fills no later than on the venue. Cancel-all
+//!   cancels a symbol's resting orders. At most [`PAPER_RESTING_MAX`] rest at once; a create past
+//!   that is refused.
+//! - A market order, or an immediate-or-cancel limit, fills what the book holds and cancels the
+//!   rest; a fill-or-kill order fills whole or not at all.
 //! - Without a synced book for the symbol the create is refused (retCode 10001), never filled
 //!   from a guess.
 //! - Positions and wallet belong to keel's own broker on paper: those endpoints answer 10001.
@@ -24,8 +30,11 @@ use crate::wire::private::{OrderStatus, Side};
 /// machine looks an order up only while it is working).
 pub const PAPER_ORDERS_MAX: usize = 4_096;
 
-/// Executions one order may make: one per level walked.
+/// Executions one order may make: one per level walked, or per check that fills it resting.
 pub const PAPER_EXECS_PER_ORDER_MAX: usize = 1_000;
+
+/// Orders resting on a paper venue at once (Bybit allows 500 open orders per symbol).
+pub const PAPER_RESTING_MAX: usize = 500;
 
 /// The answer Bybit gives a refused parameter.
 const RET_CODE_BAD_PARAMETER: i64 = 10001;
@@ -36,10 +45,20 @@ struct PaperOrder {
     symbol: String,
     side: Side,
     qty: Dec,
+    /// The price it rests at; `None` for a market order.
+    limit: Option<Dec>,
     cum_qty: Dec,
+    /// The sum of its fills' values, for the average price.
+    notional: Dec,
     avg_px: Option<Dec>,
     status: OrderStatus,
     execs: Vec<PaperExec>,
+}
+
+impl PaperOrder {
+    fn resting(&self) -> bool {
+        matches!(self.status, OrderStatus::New | OrderStatus::PartiallyFilled)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +85,10 @@ pub struct PaperCounters {
     /// Orders (or parts) cancelled because the book could not fill them.
     pub unfilled: u64,
     pub refused: u64,
+    /// Orders (or their rest) left on the book at their price.
+    pub rested: u64,
+    /// Resting orders cancelled by a cancel-all.
+    pub cancelled: u64,
 }
 
 pub struct PaperVenue {
@@ -74,6 +97,8 @@ pub struct PaperVenue {
     orders: BTreeMap<String, PaperOrder>,
     /// The orders' link ids, oldest first: the one forgotten past the bound.
     arrival: VecDeque<String>,
+    /// The link ids of the orders resting now, oldest first (at most [`PAPER_RESTING_MAX`]).
+    resting: Vec<String>,
     /// The latest book time seen: the venue's clock.
     now_ms: u64,
     counters: PaperCounters,
@@ -95,6 +120,7 @@ impl PaperVenue {
             slippage: rate(slippage_bps),
             orders: BTreeMap::new(),
             arrival: VecDeque::new(),
+            resting: Vec::new(),
             now_ms: 0,
             counters: PaperCounters::default(),
         }
@@ -102,6 +128,41 @@ impl PaperVenue {
 
     pub fn counters(&self) -> &PaperCounters {
         &self.counters
+    }
+
+    /// How many orders rest now.
+    pub fn resting(&self) -> usize {
+        self.resting.len()
+    }
+
+    /// Fills resting orders that the book now reaches, each at its own price: `book(symbol,
+    /// side)` gives the side an order of `side` would take from, best first, as for a create.
+    /// Returns how many fills it made.
+    pub fn match_resting(
+        &mut self,
+        mut book: impl FnMut(&str, Side) -> Option<PaperBook>,
+    ) -> usize {
+        let before = self.counters.fills;
+        let mut i = 0;
+        while i < self.resting.len() {
+            let link = self.resting[i].clone();
+            let Some(mut o) = self.orders.remove(&link) else {
+                self.resting.remove(i);
+                continue;
+            };
+            if let Some(b) = book(&o.symbol, o.side) {
+                self.now_ms = self.now_ms.max(b.ts_ms);
+                self.fill_resting(&mut o, &b);
+            }
+            let done = !o.resting();
+            self.orders.insert(link, o);
+            if done {
+                self.resting.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        (self.counters.fills - before) as usize
     }
 
     /// The venue's answer to `r`: HTTP status and body. A create that reads as one asks
@@ -120,8 +181,7 @@ impl PaperVenue {
                 }
             }
             (Method::Get, "/v5/execution/list") => self.executions(&r.payload),
-            // Nothing rests on paper: there is never anything to cancel.
-            (Method::Post, "/v5/order/cancel-all") => ok(r#"{"list":[],"success":"1"}"#),
+            (Method::Post, "/v5/order/cancel-all") => self.cancel_all(&r.payload),
             (Method::Get, "/v5/market/time") => {
                 let s = self.now_ms / 1_000;
                 let nanos = u128::from(self.now_ms) * 1_000_000;
@@ -179,14 +239,24 @@ impl PaperVenue {
             symbol: symbol.to_string(),
             side,
             qty,
+            limit,
             cum_qty: Dec::ZERO,
+            notional: Dec::ZERO,
             avg_px: None,
             status: OrderStatus::New,
             execs: Vec::new(),
         };
+        let tif = text("timeInForce");
+        // A limit order is good till cancelled unless it says otherwise (Bybit's default).
+        let may_rest = limit.is_some() && matches!(tif, "GTC" | "PostOnly" | "");
+        if may_rest && self.resting.len() >= PAPER_RESTING_MAX {
+            return self.refused(&format!(
+                "{PAPER_RESTING_MAX} orders already rest on paper: cancel some first"
+            ));
+        }
         let crosses = |l: &Level| crosses(limit, side, l.px);
-        let taken = match text("timeInForce") {
-            // A post-only order never takes; and nothing rests on paper.
+        let taken = match tif {
+            // A post-only order never takes: it rests, or is cancelled if it would take.
             "PostOnly" => false,
             // All or nothing: what the crossing levels hold must cover the order.
             "FOK" => {
@@ -201,12 +271,29 @@ impl PaperVenue {
             }
             _ => true,
         };
+        let would_take = book.levels.first().is_some_and(crosses);
         if taken {
             self.fill(&mut o, side, limit, &book.levels, book.ts_ms);
+        }
+        let left = o.qty.checked_sub(o.cum_qty).unwrap_or(Dec::ZERO);
+        o.status = if left.is_zero() {
+            OrderStatus::Filled
+        } else if may_rest && !(tif == "PostOnly" && would_take) {
+            self.counters.rested += 1;
+            self.resting.push(link.to_string());
+            if o.cum_qty.is_zero() {
+                OrderStatus::New
+            } else {
+                OrderStatus::PartiallyFilled
+            }
         } else {
             self.counters.unfilled += 1;
-            o.status = OrderStatus::Cancelled;
-        }
+            if o.cum_qty.is_zero() {
+                OrderStatus::Cancelled
+            } else {
+                OrderStatus::PartiallyFilledCanceled
+            }
+        };
         self.counters.creates += 1;
         self.orders.insert(link.to_string(), o);
         self.arrival.push_back(link.to_string());
@@ -216,7 +303,8 @@ impl PaperVenue {
         ))
     }
 
-    /// Walks `levels` for the order; the rest is cancelled (nothing rests on paper).
+    /// Walks `levels` as a taker, each level at its price moved by the slippage; the caller
+    /// decides what becomes of the rest.
     fn fill(
         &mut self,
         o: &mut PaperOrder,
@@ -225,54 +313,102 @@ impl PaperVenue {
         levels: &[Level],
         ts_ms: u64,
     ) {
-        let mut left = o.qty;
-        let mut notional = Dec::ZERO;
-        for l in levels.iter().take(PAPER_EXECS_PER_ORDER_MAX) {
-            if left.is_zero() || !crosses(limit, side, l.px) {
+        for l in levels {
+            if !crosses(limit, side, l.px) {
                 break;
             }
-            let take = left.min(l.qty);
-            let Some((px, fee, value)) = self.price(l.px, take, side) else {
+            let Some(px) = self.slipped(l.px, side) else {
                 break;
             };
-            let Some(rest) = left.checked_sub(take) else {
+            if !self.exec(o, px, l.qty, ts_ms) {
                 break;
-            };
-            left = rest;
-            notional = notional.checked_add(value).unwrap_or(notional);
-            o.cum_qty = o.cum_qty.checked_add(take).unwrap_or(o.cum_qty);
-            o.execs.push(PaperExec {
-                exec_id: format!("{}-{}", o.order_id, o.execs.len()),
-                px,
-                qty: take,
-                fee,
-                ts_ms,
-            });
-            self.counters.fills += 1;
+            }
         }
-        o.avg_px = notional.checked_div(o.cum_qty);
-        o.status = if left.is_zero() {
-            OrderStatus::Filled
-        } else {
-            self.counters.unfilled += 1;
-            if o.cum_qty.is_zero() {
+    }
+
+    /// Fills a resting order at its own price from the levels of `book` that reach it.
+    fn fill_resting(&mut self, o: &mut PaperOrder, book: &PaperBook) {
+        let Some(limit) = o.limit else {
+            return;
+        };
+        for l in &book.levels {
+            if !crosses(Some(limit), o.side, l.px) || !self.exec(o, limit, l.qty, book.ts_ms) {
+                break;
+            }
+        }
+        if o.cum_qty >= o.qty {
+            o.status = OrderStatus::Filled;
+        } else if !o.cum_qty.is_zero() {
+            o.status = OrderStatus::PartiallyFilled;
+        }
+    }
+
+    /// One execution at `px` of up to `available` of what the order still wants; false when it
+    /// took nothing (the order is filled, its executions are at their bound, or a figure
+    /// overflows), so the caller stops.
+    fn exec(&mut self, o: &mut PaperOrder, px: Dec, available: Dec, ts_ms: u64) -> bool {
+        let left = o.qty.checked_sub(o.cum_qty).unwrap_or(Dec::ZERO);
+        let take = left.min(available);
+        if take <= Dec::ZERO || o.execs.len() >= PAPER_EXECS_PER_ORDER_MAX {
+            return false;
+        }
+        let Some(value) = px.checked_mul(take) else {
+            return false;
+        };
+        let (Some(fee), Some(cum), Some(notional)) = (
+            value.checked_mul(self.fee_rate),
+            o.cum_qty.checked_add(take),
+            o.notional.checked_add(value),
+        ) else {
+            return false;
+        };
+        (o.cum_qty, o.notional) = (cum, notional);
+        o.avg_px = notional.checked_div(cum);
+        o.execs.push(PaperExec {
+            exec_id: format!("{}-{}", o.order_id, o.execs.len()),
+            px,
+            qty: take,
+            fee,
+            ts_ms,
+        });
+        self.counters.fills += 1;
+        true
+    }
+
+    /// A taker's price at a level: moved by the slippage against it.
+    fn slipped(&self, level_px: Dec, side: Side) -> Option<Dec> {
+        let moved = level_px.checked_mul(self.slippage)?;
+        match side {
+            Side::Buy => level_px.checked_add(moved),
+            Side::Sell => level_px.checked_sub(moved),
+        }
+    }
+
+    /// Cancels the symbol's resting orders and lists them, as Bybit's cancel-all answers.
+    fn cancel_all(&mut self, payload: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+        let Some(symbol) = v["symbol"].as_str().filter(|s| !s.is_empty()) else {
+            return self.refused("symbol is required on paper");
+        };
+        let mut rows = Vec::new();
+        let orders = &mut self.orders;
+        self.resting.retain(|link| {
+            let Some(o) = orders.get_mut(link).filter(|o| o.symbol == symbol) else {
+                return true;
+            };
+            o.status = if o.cum_qty.is_zero() {
                 OrderStatus::Cancelled
             } else {
                 OrderStatus::PartiallyFilledCanceled
-            }
-        };
-    }
-
-    /// A fill's price (the level's, moved by the slippage against the taker), fee and value.
-    fn price(&self, level_px: Dec, qty: Dec, side: Side) -> Option<(Dec, Dec, Dec)> {
-        let moved = level_px.checked_mul(self.slippage)?;
-        let px = match side {
-            Side::Buy => level_px.checked_add(moved)?,
-            Side::Sell => level_px.checked_sub(moved)?,
-        };
-        let value = px.checked_mul(qty)?;
-        let fee = value.checked_mul(self.fee_rate)?;
-        Some((px, fee, value))
+            };
+            rows.push(format!(
+                r#"{{"orderId":"{}","orderLinkId":"{link}"}}"#,
+                o.order_id
+            ));
+            false
+        });
+        self.counters.cancelled += rows.len() as u64;
+        ok(&format!(r#"{{"list":[{}],"success":"1"}}"#, rows.join(",")))
     }
 
     fn order_list(&self, link: &str) -> String {
@@ -339,13 +475,22 @@ impl PaperVenue {
         refuse(why)
     }
 
-    /// Past the bound the oldest order goes (every paper order is final once answered).
+    /// Past the bound the oldest final order goes; a resting one is kept (and counted again
+    /// as the newest), as the order machine still looks it up.
     fn forget_oldest(&mut self) {
-        while self.orders.len() > PAPER_ORDERS_MAX {
+        // Each pass looks at every remembered order at most once.
+        for _ in 0..self.arrival.len() {
+            if self.orders.len() <= PAPER_ORDERS_MAX {
+                return;
+            }
             let Some(oldest) = self.arrival.pop_front() else {
                 return;
             };
-            self.orders.remove(&oldest);
+            if self.orders.get(&oldest).is_some_and(PaperOrder::resting) {
+                self.arrival.push_back(oldest);
+            } else {
+                self.orders.remove(&oldest);
+            }
         }
     }
 }
@@ -355,6 +500,7 @@ fn status_text(s: OrderStatus) -> &'static str {
         OrderStatus::Filled => "Filled",
         OrderStatus::Cancelled => "Cancelled",
         OrderStatus::PartiallyFilledCanceled => "PartiallyFilledCanceled",
+        OrderStatus::PartiallyFilled => "PartiallyFilled",
         _ => "New",
     }
 }

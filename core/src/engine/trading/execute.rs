@@ -93,6 +93,14 @@ impl Trading {
         market: &Market,
         usable: &dyn Fn(BookId) -> bool,
     ) {
+        let Some(venue) = self.paper.as_mut() else {
+            return;
+        };
+        if venue.resting() > 0 {
+            venue.match_resting(|symbol, side| {
+                paper_book(&self.instruments, market, usable, symbol, side)
+            });
+        }
         for _ in 0..PAPER_ROUNDS_MAX {
             if self.paper_queue.is_empty() {
                 break;
@@ -105,19 +113,7 @@ impl Trading {
                     };
                     let instruments = &self.instruments;
                     venue.answer(&r, |symbol, side| {
-                        let inst = instruments.iter().find(|i| i.symbol == symbol)?;
-                        if !usable(inst.book) {
-                            return None;
-                        }
-                        let b = market.book(inst.book);
-                        let levels = match side {
-                            Side::Buy => b.top_asks(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
-                            Side::Sell => b.top_bids(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
-                        };
-                        Some(PaperBook {
-                            levels,
-                            ts_ms: b.last_ts().unwrap_or(0),
-                        })
+                        paper_book(instruments, market, usable, symbol, side)
                     })
                 };
                 if let Some(o) = self.orders.as_mut() {
@@ -127,8 +123,15 @@ impl Trading {
             }
         }
         // Past the bound, the rest waits a millisecond: a deadline at `now` would spin the loop.
-        self.paper_at =
-            (!self.paper_queue.is_empty()).then(|| now + std::time::Duration::from_millis(1));
+        // Resting orders are checked against the books at a steady pace.
+        let resting = self.paper.as_ref().is_some_and(|v| v.resting() > 0);
+        self.paper_at = if !self.paper_queue.is_empty() {
+            Some(now + std::time::Duration::from_millis(1))
+        } else if resting {
+            Some(now + std::time::Duration::from_millis(PAPER_MATCH_EVERY_MS))
+        } else {
+            None
+        };
     }
 
     /// A decision becomes a market order for the order machine, sized and risk-checked by the
@@ -240,4 +243,28 @@ impl Trading {
             }
         }
     }
+}
+
+/// The side of `symbol`'s book an order of `side` takes from, best first, when the book may be
+/// traded against now.
+fn paper_book(
+    instruments: &[Instrument],
+    market: &Market,
+    usable: &dyn Fn(BookId) -> bool,
+    symbol: &str,
+    side: Side,
+) -> Option<PaperBook> {
+    let inst = instruments.iter().find(|i| i.symbol == symbol)?;
+    if !usable(inst.book) {
+        return None;
+    }
+    let b = market.book(inst.book);
+    let levels = match side {
+        Side::Buy => b.top_asks(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
+        Side::Sell => b.top_bids(ORDER_BOOK_LEVELS_MAX).ok()?.collect(),
+    };
+    Some(PaperBook {
+        levels,
+        ts_ms: b.last_ts().unwrap_or(0),
+    })
 }

@@ -39,9 +39,21 @@ fn req(method: Method, path: &'static str, payload: String) -> Request {
 }
 
 fn create(link: &str, side: Side, qty: &str, price: Option<&str>) -> Request {
+    create_in("BTCUSDT", link, side, qty, price, TimeInForce::Gtc)
+}
+
+/// A create for `symbol`; `tif` applies to a limit order.
+fn create_in(
+    symbol: &str,
+    link: &str,
+    side: Side,
+    qty: &str,
+    price: Option<&str>,
+    tif: TimeInForce,
+) -> Request {
     let body = private::create_body(&NewOrder {
         category: CATEGORY_LINEAR,
-        symbol: "BTCUSDT",
+        symbol,
         side,
         order_type: if price.is_some() {
             OrderType::Limit
@@ -50,11 +62,29 @@ fn create(link: &str, side: Side, qty: &str, price: Option<&str>) -> Request {
         },
         qty: d(qty),
         price: price.map(d),
-        time_in_force: price.map(|_| TimeInForce::Gtc),
+        time_in_force: price.map(|_| tif),
         reduce_only: false,
         order_link_id: link,
     });
     req(Method::Post, "/v5/order/create", body)
+}
+
+fn status(v: &mut PaperVenue, link: &str) -> private::OrderStatus {
+    parse_orders(&v.answer(&lookup(link), no_book).1)
+        .unwrap()
+        .result
+        .list
+        .remove(0)
+        .order_status
+}
+
+fn cancel_all(v: &mut PaperVenue, symbol: &str) -> String {
+    let r = req(
+        Method::Post,
+        "/v5/order/cancel-all",
+        private::cancel_all_body(CATEGORY_LINEAR, symbol),
+    );
+    v.answer(&r, no_book).1
 }
 
 fn lookup(link: &str) -> Request {
@@ -74,10 +104,7 @@ fn execs(link: &str, cursor: Option<&str>) -> Request {
 }
 
 /// A book with these sides, handing a create the side it walks.
-fn book<'a>(
-    bids: &'a [Level],
-    asks: &'a [Level],
-) -> impl FnOnce(&str, Side) -> Option<PaperBook> + 'a {
+fn book<'a>(bids: &'a [Level], asks: &'a [Level]) -> impl Fn(&str, Side) -> Option<PaperBook> + 'a {
     move |_, side| {
         Some(PaperBook {
             levels: match side {
@@ -185,7 +212,7 @@ fn a_market_order_larger_than_the_book_fills_what_is_there_and_cancels_the_rest(
 }
 
 #[test]
-fn a_limit_order_fills_only_the_levels_it_crosses_and_nothing_rests() {
+fn a_limit_order_takes_only_the_levels_it_crosses_and_good_till_cancelled_rests_the_rest() {
     let mut v = exact();
     let asks = [l("100", "1"), l("101", "1"), l("102", "1")];
     v.answer(
@@ -194,18 +221,121 @@ fn a_limit_order_fills_only_the_levels_it_crosses_and_nothing_rests() {
     );
     let xs = all_execs(&mut v, "k-1");
     assert_eq!(total(xs.iter().map(|x| x.exec_qty)), d("2"));
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::PartiallyFilled);
+    assert_eq!(v.resting(), 1);
+    // Immediate-or-cancel: what does not cross is cancelled, nothing rests.
     let bids = [l("99", "1")];
     v.answer(
-        &create("k-2", Side::Sell, "1", Some("100")),
+        &create_in(
+            "BTCUSDT",
+            "k-2",
+            Side::Sell,
+            "1",
+            Some("100"),
+            TimeInForce::Ioc,
+        ),
         book(&bids, &asks),
     );
-    let row = parse_orders(&v.answer(&lookup("k-2"), no_book).1)
-        .unwrap()
-        .result
-        .list
-        .remove(0);
-    assert_eq!(row.order_status, private::OrderStatus::Cancelled);
+    assert_eq!(status(&mut v, "k-2"), private::OrderStatus::Cancelled);
     assert!(all_execs(&mut v, "k-2").is_empty());
+    assert_eq!(v.resting(), 1);
+}
+
+#[test]
+fn a_resting_order_fills_at_its_own_price_once_the_other_side_reaches_it() {
+    let mut v = PaperVenue::new(10.0, 50.0);
+    v.answer(
+        &create("k-1", Side::Buy, "2", Some("100")),
+        book(&[], &[l("101", "5")]),
+    );
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::New);
+    // Not reached yet: nothing fills.
+    assert_eq!(v.match_resting(book(&[], &[l("100.5", "5")])), 0);
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::New);
+    // The asks come through the price: the size shown at or below it fills, at 100 each (a
+    // maker: no slippage), with the fee.
+    assert_eq!(
+        v.match_resting(book(&[], &[l("99", "0.5"), l("100", "1")])),
+        2
+    );
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::PartiallyFilled);
+    assert_eq!(
+        v.match_resting(book(&[], &[l("100", "4"), l("101", "4")])),
+        1
+    );
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::Filled);
+    assert_eq!(v.resting(), 0);
+    let xs = all_execs(&mut v, "k-1");
+    assert_eq!(total(xs.iter().map(|x| x.exec_qty)), d("2"));
+    assert!(xs.iter().all(|x| x.exec_price == d("100")));
+    assert_eq!(total(xs.iter().map(|x| x.exec_fee.unwrap())), d("0.2"));
+    // A filled order is not matched again.
+    assert_eq!(v.match_resting(book(&[], &[l("90", "10")])), 0);
+}
+
+#[test]
+fn a_post_only_order_rests_whole_or_is_cancelled_when_it_would_take() {
+    let mut v = exact();
+    let asks = [l("100", "1")];
+    let post_only = |link, px| {
+        create_in(
+            "BTCUSDT",
+            link,
+            Side::Buy,
+            "1",
+            Some(px),
+            TimeInForce::PostOnly,
+        )
+    };
+    v.answer(&post_only("k-1", "100"), book(&[], &asks));
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::Cancelled);
+    assert!(all_execs(&mut v, "k-1").is_empty());
+    v.answer(&post_only("k-2", "99.5"), book(&[], &asks));
+    assert_eq!(status(&mut v, "k-2"), private::OrderStatus::New);
+    assert_eq!(v.resting(), 1);
+}
+
+#[test]
+fn cancel_all_cancels_the_symbols_resting_orders_and_lists_them() {
+    let mut v = exact();
+    let far = [l("200", "1")];
+    for (symbol, link) in [("BTCUSDT", "k-1"), ("BTCUSDT", "k-2"), ("ETHUSDT", "k-3")] {
+        v.answer(
+            &create_in(symbol, link, Side::Buy, "1", Some("100"), TimeInForce::Gtc),
+            book(&[], &far),
+        );
+    }
+    assert_eq!(v.resting(), 3);
+    let body = cancel_all(&mut v, "BTCUSDT");
+    assert!(body.contains(r#""retCode":0"#), "{body}");
+    assert!(body.contains(r#""orderLinkId":"k-1""#) && body.contains(r#""orderLinkId":"k-2""#));
+    assert!(!body.contains("k-3"), "{body}");
+    assert_eq!(status(&mut v, "k-1"), private::OrderStatus::Cancelled);
+    assert_eq!(status(&mut v, "k-3"), private::OrderStatus::New);
+    assert_eq!((v.resting(), v.counters().cancelled), (1, 2));
+    // A cancelled order is never filled afterwards.
+    assert_eq!(v.match_resting(book(&[], &[l("50", "10")])), 1);
+    assert!(all_execs(&mut v, "k-1").is_empty());
+    assert!(cancel_all(&mut v, "").contains("10001"));
+}
+
+#[test]
+fn past_the_resting_bound_an_order_that_would_rest_is_refused_and_a_market_order_is_not() {
+    let mut v = exact();
+    let far = [l("200", "1000")];
+    for i in 0..PAPER_RESTING_MAX {
+        v.answer(
+            &create(&format!("k-{i:010}"), Side::Buy, "1", Some("100")),
+            book(&[], &far),
+        );
+    }
+    assert_eq!(v.resting(), PAPER_RESTING_MAX);
+    let (_, body) = v.answer(&create("k-x", Side::Buy, "1", Some("100")), book(&[], &far));
+    let e = parse_ack(&body).unwrap_err().to_string();
+    assert!(e.contains("10001") && e.contains("rest on paper"), "{e}");
+    let (_, body) = v.answer(&create("k-y", Side::Buy, "1", None), book(&[], &far));
+    assert!(parse_ack(&body).is_ok(), "{body}");
+    assert_eq!(v.resting(), PAPER_RESTING_MAX);
 }
 
 #[test]
@@ -393,9 +523,14 @@ proptest! {
 }
 
 #[test]
-fn past_its_bound_the_paper_venue_forgets_its_oldest_orders_first() {
+fn past_its_bound_the_paper_venue_forgets_its_oldest_final_orders_first() {
     let mut v = exact();
     let asks = [l("100", "1000000")];
+    // The oldest of all rests: it is still looked up, so it is kept.
+    v.answer(
+        &create("k-resting", Side::Buy, "1", Some("50")),
+        book(&[], &asks),
+    );
     let links: Vec<String> = (0..PAPER_ORDERS_MAX + 2)
         .map(|i| format!("k-{i:010}"))
         .collect();
@@ -409,6 +544,8 @@ fn past_its_bound_the_paper_venue_forgets_its_oldest_orders_first() {
             .list
             .is_empty()
     };
+    assert!(listed(&mut v, "k-resting"));
     assert!(!listed(&mut v, &links[0]) && !listed(&mut v, &links[1]));
-    assert!(listed(&mut v, &links[2]) && listed(&mut v, links.last().unwrap()));
+    assert!(!listed(&mut v, &links[2]));
+    assert!(listed(&mut v, &links[3]) && listed(&mut v, links.last().unwrap()));
 }

@@ -382,4 +382,13 @@ fn at_exit_a_paper_run_cancels_what_rests_before_it_stops() {
     // start's look-up (a fresh paper venue has no record: closed with its stored fills).
     assert_eq!(w.engine.paper().unwrap().counters().cancelled, 1);
     assert_eq!(w.engine.paper().unwrap().resting(), 0);
+    // A planned stop is not reported as a fault.
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| n == "orders halted: shutting down"),
+        "{:?}",
+        w.notices
+    );
+    assert_eq!(w.errors, 0, "{:?}", w.notices);
 }

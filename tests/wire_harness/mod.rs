@@ -39,6 +39,8 @@ pub struct Wire {
     pub works: Vec<Work>,
     pub events: Vec<Event>,
     pub notices: Vec<String>,
+    /// How many of the notices were errors.
+    pub errors: usize,
     pub fatal: Option<String>,
     /// Live trading: what was written and sent, in order ("store <link> <stage>", "send
     /// <path>"), the venue's orders by orderLinkId (id, qty) and its executions.
@@ -86,6 +88,7 @@ impl Wire {
             works: Vec::new(),
             events: Vec::new(),
             notices: Vec::new(),
+            errors: 0,
             fatal: None,
             live_log: Vec::new(),
             venue_orders: Default::default(),
@@ -217,7 +220,10 @@ impl Wire {
                         .handle_input(self.now, Input::ComputeDone { job, run, result });
                 }
                 Output::Event(e) => self.events.push(e),
-                Output::Notice(n) => self.notices.push(n.text),
+                Output::Notice(n) => {
+                    self.errors += (n.level == keel_core::engine::Severity::Error) as usize;
+                    self.notices.push(n.text);
+                }
                 Output::Heartbeat(_) | Output::Stopped => {}
                 Output::Fatal(m) => self.fatal = Some(m),
                 Output::Authenticate { link, conn } => replies.push((

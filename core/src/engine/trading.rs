@@ -149,6 +149,8 @@ pub struct Trading {
     /// The venue's wallet at the latest reconciliation.
     wallet: Option<crate::wire::private::Wallet>,
     store_backlog: usize,
+    /// The exit's cancel-all was asked for: the halt that follows is the plan, not a fault.
+    exiting: bool,
     outputs: VecDeque<TradingOutput>,
 }
 
@@ -174,6 +176,7 @@ impl Trading {
             instruments,
             wallet: None,
             store_backlog: 0,
+            exiting: false,
             outputs: VecDeque::new(),
         }
     }
@@ -335,6 +338,7 @@ impl Trading {
         let Some(o) = self.orders.as_mut().filter(|_| !nothing_rests) else {
             return false;
         };
+        self.exiting = true;
         o.cancel_all(now, &symbols, "shutting down");
         self.drain_orders(now);
         true

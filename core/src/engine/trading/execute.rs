@@ -213,9 +213,14 @@ impl Trading {
                 }
                 OrdersOutput::Request(r) => self.outputs.push_back(TradingOutput::Private(r)),
                 OrdersOutput::Halted(why) => {
+                    let (level, venue) = match (self.exiting, self.paper.is_some()) {
+                        (true, _) => (Severity::Info, "orders"),
+                        (false, true) => (Severity::Error, "paper trading"),
+                        (false, false) => (Severity::Error, "live trading"),
+                    };
                     self.outputs.push_back(TradingOutput::Notice(Notice {
-                        level: Severity::Error,
-                        text: format!("live trading halted: {why}"),
+                        level,
+                        text: format!("{venue} halted: {why}"),
                     }));
                     self.outputs.push_back(TradingOutput::Halted(why));
                 }

@@ -378,8 +378,14 @@ fn at_exit_a_paper_run_cancels_what_rests_before_it_stops() {
     w.input(Input::Shutdown);
     w.advance(Duration::from_millis(50));
     assert!(stopped(&w), "{:?}", w.live_log);
-    // Cancelled at the paper venue before the stop; the store's record is closed by the next
-    // start's look-up (a fresh paper venue has no record: closed with its stored fills).
+    // Cancelled at the paper venue, and the store holds the order's end before the stop.
+    assert!(
+        w.live_log
+            .iter()
+            .any(|l| l == "store kp-0000000000 cancelled"),
+        "{:?}",
+        w.live_log
+    );
     assert_eq!(w.engine.paper().unwrap().counters().cancelled, 1);
     assert_eq!(w.engine.paper().unwrap().resting(), 0);
     // A planned stop is not reported as a fault.

@@ -617,7 +617,8 @@ impl Engine {
             if self.trading.cancels_pending() {
                 self.notice(
                     Severity::Error,
-                    "shutting down before the venue confirmed every cancel-all".into(),
+                    "shutting down before the venue confirmed every cancel-all and open order"
+                        .into(),
                 );
             }
             self.shutdown(now);

@@ -344,8 +344,12 @@ impl Trading {
         true
     }
 
+    /// Cancel-alls not yet confirmed; at exit, also orders still working, so the store keeps
+    /// each order's final state (after a confirmed cancel-all each is looked up at once).
     pub fn cancels_pending(&self) -> bool {
-        self.orders.as_ref().is_some_and(Orders::cancels_pending)
+        self.orders
+            .as_ref()
+            .is_some_and(|o| o.cancels_pending() || (self.exiting && o.working().next().is_some()))
     }
 
     /// The private stream came up (reconcile, then trade) or went down (stop sending).

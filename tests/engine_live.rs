@@ -277,9 +277,7 @@ fn a_paper_order_larger_than_the_book_keeps_what_filled_and_ends_cancelled() {
     buy_signal(&mut w);
     w.advance(Duration::from_secs(2));
     assert!(
-        w.live_log
-            .iter()
-            .any(|l| l == "store kp-0000000000 cancelled"),
+        logged(&w, "store kp-0000000000 cancelled"),
         "{:?}",
         w.live_log
     );
@@ -289,6 +287,24 @@ fn a_paper_order_larger_than_the_book_keeps_what_filled_and_ends_cancelled() {
     // What did fill is held, and nothing more.
     let p = w.engine.broker().position("BTCUSDT").unwrap();
     assert!(p.qty > keel_core::Dec::ZERO);
+}
+
+/// Whether the engine's trading log has this line.
+fn logged(w: &Wire, what: &str) -> bool {
+    w.live_log.iter().any(|l| l == what)
+}
+
+/// A paper engine with one buy limit order resting at the best bid; the bid.
+fn resting_at_the_bid() -> (Wire, keel_core::Dec) {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    let (bid, ask) = touch(&w);
+    assert!(bid < ask);
+    strategy_says(&mut w, limit_buy_at(bid));
+    w.advance(Duration::from_secs(2));
+    assert!(logged(&w, "store kp-0000000000 open"), "{:?}", w.live_log);
+    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    (w, bid)
 }
 
 /// The harness's book: (best bid, best ask).
@@ -309,16 +325,12 @@ fn limit_buy_at(px: keel_core::Dec) -> Action {
 
 #[test]
 fn a_paper_limit_order_below_the_ask_rests_and_fills_at_its_price_when_the_asks_come_down() {
-    let mut w = Wire::new(paper_config());
-    w.advance(Duration::from_secs(2));
-    let (bid, ask) = touch(&w);
-    assert!(bid < ask);
-    strategy_says(&mut w, limit_buy_at(bid));
-    w.advance(Duration::from_secs(2));
-    let has = |w: &Wire, what: &str| w.live_log.iter().any(|l| l == what);
-    assert!(has(&w, "store kp-0000000000 open"), "{:?}", w.live_log);
-    assert!(!has(&w, "store kp-0000000000 filled"), "{:?}", w.live_log);
-    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    let (mut w, bid) = resting_at_the_bid();
+    assert!(
+        !logged(&w, "store kp-0000000000 filled"),
+        "{:?}",
+        w.live_log
+    );
     assert!(
         w.engine
             .broker()
@@ -329,7 +341,7 @@ fn a_paper_limit_order_below_the_ask_rests_and_fills_at_its_price_when_the_asks_
     w.delta_moving("orderbook.50.BTCUSDT", 0, -3);
     assert!(touch(&w).1 <= bid, "{:?}", touch(&w));
     w.advance(Duration::from_secs(2));
-    assert!(has(&w, "store kp-0000000000 filled"), "{:?}", w.live_log);
+    assert!(logged(&w, "store kp-0000000000 filled"), "{:?}", w.live_log);
     assert_eq!(w.engine.paper().unwrap().resting(), 0);
     // A maker's fill: at its own price, not the better ask it met.
     let p = w.engine.broker().position("BTCUSDT").unwrap();
@@ -339,18 +351,11 @@ fn a_paper_limit_order_below_the_ask_rests_and_fills_at_its_price_when_the_asks_
 
 #[test]
 fn a_resting_paper_order_is_cancelled_when_the_strategy_cancels() {
-    let mut w = Wire::new(paper_config());
-    w.advance(Duration::from_secs(2));
-    let (bid, _) = touch(&w);
-    strategy_says(&mut w, limit_buy_at(bid));
-    w.advance(Duration::from_secs(2));
-    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    let (mut w, _) = resting_at_the_bid();
     strategy_says(&mut w, Action::Cancel);
     w.advance(Duration::from_secs(2));
     assert!(
-        w.live_log
-            .iter()
-            .any(|l| l == "store kp-0000000000 cancelled"),
+        logged(&w, "store kp-0000000000 cancelled"),
         "{:?}",
         w.live_log
     );
@@ -369,20 +374,13 @@ fn a_resting_paper_order_is_cancelled_when_the_strategy_cancels() {
 
 #[test]
 fn at_exit_a_paper_run_cancels_what_rests_before_it_stops() {
-    let mut w = Wire::new(paper_config());
-    w.advance(Duration::from_secs(2));
-    let (bid, _) = touch(&w);
-    strategy_says(&mut w, limit_buy_at(bid));
-    w.advance(Duration::from_secs(2));
-    assert_eq!(w.engine.paper().unwrap().resting(), 1);
+    let (mut w, _) = resting_at_the_bid();
     w.input(Input::Shutdown);
     w.advance(Duration::from_millis(50));
     assert!(stopped(&w), "{:?}", w.live_log);
     // Cancelled at the paper venue, and the store holds the order's end before the stop.
     assert!(
-        w.live_log
-            .iter()
-            .any(|l| l == "store kp-0000000000 cancelled"),
+        logged(&w, "store kp-0000000000 cancelled"),
         "{:?}",
         w.live_log
     );

@@ -99,6 +99,26 @@ fn signals_from_outside_trade_through_the_order_machine_and_bad_ones_are_refused
     assert_eq!(order["side"], "Buy");
     assert_eq!(order["qty"], "0.01");
 
+    // A good-till-cancelled limit far from the market rests on the paper venue, as on Bybit.
+    let (code, body) = send(
+        r#"{"symbol":"BTCUSDT","side":"buy","confidence":1,"reason":"resting bid","order":{"type":"limit","qty":"0.01","price":"1000","tif":"GTC"}}"#,
+        Some(SIGNALS_TOKEN),
+    );
+    assert_eq!(code, 202, "{body}");
+    let resting = || {
+        let (_, body) = get_with_token(port, "/api/orders?limit=20", Some(OPS_TOKEN))?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["orders"].as_array()?.iter().find_map(|o| {
+            let ours = o["reason"].as_str()?.contains("api: resting bid");
+            ours.then(|| o["stage"].as_str().unwrap_or_default().to_string())
+        })
+    };
+    let t = Instant::now();
+    while resting().as_deref() != Some("Open") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", resting());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // A flood: past 5 a second (a burst of 5), 429 with a Retry-After.
     let codes: Vec<u16> = (0..20)
         .map(|_| {
@@ -113,5 +133,10 @@ fn signals_from_outside_trade_through_the_order_machine_and_bad_ones_are_refused
     assert!(codes.iter().all(|c| *c == 202 || *c == 429), "{codes:?}");
     let (status, printed) = run.stop();
     assert!(status.success(), "{printed}");
+    // The exit cancelled the resting order before the process ended.
+    assert!(
+        printed.contains("cancel-all for BTCUSDT confirmed"),
+        "{printed}"
+    );
     assert!(!printed.contains(SIGNALS_TOKEN), "the token was printed");
 }

@@ -184,6 +184,15 @@ impl EngineConfig {
                 self.ws_url
             )));
         }
+        // The order machine writes category "linear" on every request: on a spot run it would
+        // trade the perpetual of the same name. Refused until spot orders exist.
+        if self.auto_execute && self.category == Category::Spot {
+            return Err(ConfigError(
+                "orders are placed on linear perpetuals only: a spot run watches its markets but \
+                 cannot trade them (leave out auto-execute, or set category = \"linear\")"
+                    .into(),
+            ));
+        }
         if self.link.ping_interval_ms == 0
             || self.link.pong_timeout_ms == 0
             || self.link.idle_timeout_ms == 0

@@ -52,6 +52,20 @@ fn defaults_need_no_config_at_all() {
 }
 
 #[test]
+fn a_spot_run_may_watch_but_not_trade() {
+    assert!(resolve_toml("category = \"spot\"\n").is_ok());
+    let e = resolve_toml("category = \"spot\"\nauto_execute = true\n").unwrap_err();
+    assert!(e.0.contains("linear perpetuals only"), "{e}");
+    let file: FileConfig = toml::from_str("category = \"spot\"\n").unwrap();
+    let live = Overrides {
+        live: true,
+        ..Overrides::default()
+    };
+    let e = resolve(file, live).unwrap_err();
+    assert!(e.0.contains("linear perpetuals only"), "{e}");
+}
+
+#[test]
 fn unknown_keys_are_refused_by_name() {
     let e = resolve_toml("symbolz = [\"BTCUSDT\"]").unwrap_err();
     assert!(e.0.contains("symbolz"), "{e}");

@@ -396,3 +396,19 @@ fn at_exit_a_paper_run_cancels_what_rests_before_it_stops() {
     );
     assert_eq!(w.errors, 0, "{:?}", w.notices);
 }
+
+#[test]
+fn a_limit_price_off_the_venues_tick_is_put_on_it_at_the_passive_side() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    let (bid, _) = touch(&w);
+    // The harness's venue lists a tick of 0.5; its prices are whole numbers.
+    let asked = bid
+        .checked_add(keel_core::Dec::parse("0.3").unwrap())
+        .unwrap();
+    strategy_says(&mut w, limit_buy_at(asked));
+    w.advance(Duration::from_secs(2));
+    let working: Vec<_> = w.engine.orders().unwrap().working().cloned().collect();
+    assert_eq!(working.len(), 1, "{:?}", w.live_log);
+    assert_eq!(working[0].plan.price, Some(bid));
+}

@@ -369,7 +369,9 @@ impl Wire {
         }
         if path.starts_with("/v5/market/instruments-info") {
             let list = if self.listed.iter().any(|s| s == symbol) {
-                format!(r#"[{{"symbol":"{symbol}","status":"Trading"}}]"#)
+                format!(
+                    r#"[{{"symbol":"{symbol}","status":"Trading","priceFilter":{{"tickSize":"0.5"}}}}]"#
+                )
             } else {
                 "[]".to_string()
             };

@@ -145,6 +145,7 @@ impl Engine {
                 book,
                 series,
                 qty_step: None,
+                tick_size: None,
             });
         }
         let mut links = links;

@@ -50,6 +50,8 @@ pub struct Preflight {
     venue_time_ms: Option<u64>,
     /// Lot sizes from instruments-info, by symbol in configuration order.
     qty_steps: Vec<Option<Dec>>,
+    /// Price ticks from instruments-info, likewise.
+    tick_sizes: Vec<Option<Dec>>,
     outputs: VecDeque<PreflightOutput>,
 }
 
@@ -58,6 +60,7 @@ impl Preflight {
         Preflight {
             category,
             qty_steps: vec![None; symbols.len()],
+            tick_sizes: vec![None; symbols.len()],
             symbols,
             step: Step::Idle,
             clock_skew_ms: None,
@@ -88,6 +91,11 @@ impl Preflight {
     /// The lot step of the `i`-th configured symbol, if the venue gave one.
     pub fn qty_step(&self, i: usize) -> Option<Dec> {
         self.qty_steps.get(i).copied().flatten()
+    }
+
+    /// The price tick of the `i`-th configured symbol, if the venue gave one.
+    pub fn tick_size(&self, i: usize) -> Option<Dec> {
+        self.tick_sizes.get(i).copied().flatten()
     }
 
     // ----- inputs -----
@@ -134,6 +142,7 @@ impl Preflight {
                     Ok(p) => match p.result.instruments.iter().find(|x| x.symbol == symbol) {
                         Some(found) => {
                             self.qty_steps[i] = found.qty_step;
+                            self.tick_sizes[i] = found.tick_size;
                             self.on_listed(left);
                         }
                         None => self.fail(format!(

@@ -75,7 +75,8 @@ impl Engine {
                     PreflightOutput::Notice(n) => self.outputs.push_back(Output::Notice(n)),
                     PreflightOutput::Passed => {
                         for i in 0..self.config.symbols.len() {
-                            self.trading.set_qty_step(i, self.preflight.qty_step(i));
+                            let p = &self.preflight;
+                            self.trading.set_steps(i, p.qty_step(i), p.tick_size(i));
                         }
                         // Signed requests carry the venue's time, not ours.
                         if let Some(skew) = self.preflight.clock_skew_ms() {

@@ -91,6 +91,8 @@ pub struct Instrument {
     pub series: Option<SeriesId>,
     /// The venue's lot step, once pre-flight has read it.
     pub qty_step: Option<Dec>,
+    /// The venue's price tick, likewise: a limit price is put on it before it is sent.
+    pub tick_size: Option<Dec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -265,9 +267,9 @@ impl Trading {
         }
     }
 
-    pub fn set_qty_step(&mut self, i: usize, step: Option<Dec>) {
+    pub fn set_steps(&mut self, i: usize, qty_step: Option<Dec>, tick_size: Option<Dec>) {
         if let Some(x) = self.instruments.get_mut(i) {
-            x.qty_step = step;
+            (x.qty_step, x.tick_size) = (qty_step, tick_size);
         }
     }
 

@@ -459,6 +459,20 @@ impl Broker {
 }
 
 /// `qty` rounded down to the venue's lot step (1e-6 when it is not known).
+/// A limit price on `tick`: a buy's rounded down and a sell's up, so never worse than asked;
+/// `None` when that leaves no positive price (or overflows). Without a tick it is as asked.
+pub fn limit_on_tick(price: Dec, side: SignalSide, tick: Option<Dec>) -> Option<Dec> {
+    let Some(t) = tick.filter(|t| *t > Dec::ZERO).map(Dec::raw) else {
+        return (price > Dec::ZERO).then_some(price);
+    };
+    let p = price.raw();
+    let on = match side {
+        SignalSide::Buy => p.div_euclid(t).checked_mul(t)?,
+        SignalSide::Sell => p.checked_add(t - 1)?.div_euclid(t).checked_mul(t)?,
+    };
+    (on > 0).then(|| Dec::from_raw(on))
+}
+
 fn round_down(qty: Dec, qty_step: Option<Dec>) -> Dec {
     let step = qty_step
         .filter(|q| *q > Dec::ZERO)
@@ -582,5 +596,43 @@ mod tests {
             .size_order("BTCUSDT", SignalSide::Sell, d("1"), d("2"), None)
             .unwrap();
         assert_eq!(verdict, Err(Refusal::KillSwitch));
+    }
+
+    #[test]
+    fn a_limit_price_goes_on_the_tick_never_worse_than_asked() {
+        let tick = Some(d("0.5"));
+        let on = |px: &str, side| limit_on_tick(d(px), side, tick);
+        assert_eq!(on("100.3", SignalSide::Buy), Some(d("100")));
+        assert_eq!(on("100.3", SignalSide::Sell), Some(d("100.5")));
+        assert_eq!(on("100.5", SignalSide::Buy), Some(d("100.5")));
+        assert_eq!(on("100.5", SignalSide::Sell), Some(d("100.5")));
+        assert_eq!(on("0.3", SignalSide::Buy), None, "below one tick");
+        assert_eq!(on("0.3", SignalSide::Sell), Some(d("0.5")));
+        assert_eq!(on("-1", SignalSide::Sell), None);
+        assert_eq!(
+            limit_on_tick(d("100.37"), SignalSide::Buy, None),
+            Some(d("100.37"))
+        );
+        assert_eq!(limit_on_tick(d("0"), SignalSide::Buy, None), None);
+    }
+
+    proptest::proptest! {
+        /// Against the plain definition: the nearest multiple of the tick on the passive side.
+        #[test]
+        fn a_price_on_the_tick_is_the_nearest_passive_multiple(
+            price in 1i64..10_000_000,
+            tick in 1i64..5_000,
+            buy in proptest::prelude::any::<bool>(),
+        ) {
+            let (p, t) = (Dec::from_parts(price as u64, 3, false), Dec::from_parts(tick as u64, 3, false));
+            let side = if buy { SignalSide::Buy } else { SignalSide::Sell };
+            let want = if buy { price / tick * tick } else { (price + tick - 1) / tick * tick };
+            let got = limit_on_tick(p, side, Some(t));
+            if want == 0 {
+                proptest::prop_assert_eq!(got, None);
+            } else {
+                proptest::prop_assert_eq!(got, Some(Dec::from_parts(want as u64, 3, false)));
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! checks and the order machine, and on paper the paper venue answers them.
 
 use super::*;
-use crate::trading::broker::{Refusal, Sized};
+use crate::trading::broker::{Refusal, Sized, limit_on_tick};
 
 impl Trading {
     /// The decision on every symbol `said` holds a view of: the strongest of every strategy's
@@ -62,7 +62,7 @@ impl Trading {
                 continue;
             };
             let ts = b.last_ts().unwrap_or(0);
-            let step = inst.qty_step;
+            let steps = (inst.qty_step, inst.tick_size);
             let instruments = &self.instruments;
             let marks = |sym: &str| {
                 let i = instruments.iter().find(|i| i.symbol == sym)?;
@@ -81,7 +81,7 @@ impl Trading {
                 self.outputs
                     .push_back(TradingOutput::Event(Event::KillSwitch { reason }));
             }
-            self.send(now, s, bid, ask, step, ts);
+            self.send(now, s, bid, ask, steps, ts);
         }
     }
 
@@ -142,7 +142,7 @@ impl Trading {
         s: &Signal,
         bid: Level,
         ask: Level,
-        step: Option<Dec>,
+        (step, tick): (Option<Dec>, Option<Dec>),
         ts: u64,
     ) {
         let Some(Sized {
@@ -176,7 +176,17 @@ impl Trading {
             qty,
             format!("{}: {}", s.strategy, s.reason),
         );
-        if let Some(p) = price {
+        if let Some(asked) = price {
+            // On the venue's tick, never at a worse price than asked (Bybit refuses a price off
+            // it, and the paper venue would have filled one).
+            let Some(p) = limit_on_tick(asked, side, tick) else {
+                let text = format!(
+                    "{} order not sent: limit {asked} is below one tick",
+                    s.symbol
+                );
+                self.notice(Severity::Warn, text);
+                return;
+            };
             plan.order_type = crate::wire::private::OrderType::Limit;
             plan.price = Some(p);
             plan.time_in_force = tif;

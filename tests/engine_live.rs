@@ -412,3 +412,32 @@ fn a_limit_price_off_the_venues_tick_is_put_on_it_at_the_passive_side() {
     assert_eq!(working.len(), 1, "{:?}", w.live_log);
     assert_eq!(working[0].plan.price, Some(bid));
 }
+
+#[test]
+fn an_order_below_the_venues_smallest_is_not_sent_and_says_why() {
+    let mut w = Wire::new(paper_config());
+    w.advance(Duration::from_secs(2));
+    // The harness's venue lists a smallest order of 0.001.
+    let tiny = keel_core::Dec::parse("0.0005").unwrap();
+    strategy_says(
+        &mut w,
+        Action::Market {
+            side: SignalSide::Buy,
+            qty: tiny,
+        },
+    );
+    w.advance(Duration::from_secs(1));
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| n.contains("0.0005 is below the venue's minimum of 0.001")),
+        "{:?}",
+        w.notices
+    );
+    assert!(
+        !logged(&w, "store kp-0000000000 intent"),
+        "{:?}",
+        w.live_log
+    );
+    assert_eq!(w.engine.paper().unwrap().counters().creates, 0);
+}

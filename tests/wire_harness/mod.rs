@@ -370,7 +370,7 @@ impl Wire {
         if path.starts_with("/v5/market/instruments-info") {
             let list = if self.listed.iter().any(|s| s == symbol) {
                 format!(
-                    r#"[{{"symbol":"{symbol}","status":"Trading","priceFilter":{{"tickSize":"0.5"}}}}]"#
+                    r#"[{{"symbol":"{symbol}","status":"Trading","priceFilter":{{"tickSize":"0.5"}},"lotSizeFilter":{{"minOrderQty":"0.001"}}}}]"#
                 )
             } else {
                 "[]".to_string()

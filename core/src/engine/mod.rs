@@ -48,7 +48,7 @@ use preflight::Preflight;
 use scheduler::Scheduler;
 use status::{StatusConfig, StatusMonitor};
 use supervisor::Job;
-use trading::{Instrument, Trading, TradingConfig};
+use trading::{Instrument, Steps, Trading, TradingConfig};
 
 pub use config::{Category, ConfigError, EngineConfig};
 pub use io::{Event, Heartbeat, Input, JobId, Notice, Output, Severity, StoreWrite};
@@ -144,8 +144,7 @@ impl Engine {
                 symbol: symbol.clone(),
                 book,
                 series,
-                qty_step: None,
-                tick_size: None,
+                steps: Steps::default(),
             });
         }
         let mut links = links;

@@ -52,6 +52,8 @@ pub struct Preflight {
     qty_steps: Vec<Option<Dec>>,
     /// Price ticks from instruments-info, likewise.
     tick_sizes: Vec<Option<Dec>>,
+    /// Smallest order sizes from instruments-info, likewise.
+    min_qtys: Vec<Option<Dec>>,
     outputs: VecDeque<PreflightOutput>,
 }
 
@@ -61,6 +63,7 @@ impl Preflight {
             category,
             qty_steps: vec![None; symbols.len()],
             tick_sizes: vec![None; symbols.len()],
+            min_qtys: vec![None; symbols.len()],
             symbols,
             step: Step::Idle,
             clock_skew_ms: None,
@@ -96,6 +99,11 @@ impl Preflight {
     /// The price tick of the `i`-th configured symbol, if the venue gave one.
     pub fn tick_size(&self, i: usize) -> Option<Dec> {
         self.tick_sizes.get(i).copied().flatten()
+    }
+
+    /// The smallest order size of the `i`-th configured symbol, if the venue gave one.
+    pub fn min_order_qty(&self, i: usize) -> Option<Dec> {
+        self.min_qtys.get(i).copied().flatten()
     }
 
     // ----- inputs -----
@@ -143,6 +151,7 @@ impl Preflight {
                         Some(found) => {
                             self.qty_steps[i] = found.qty_step;
                             self.tick_sizes[i] = found.tick_size;
+                            self.min_qtys[i] = found.min_order_qty;
                             self.on_listed(left);
                         }
                         None => self.fail(format!(

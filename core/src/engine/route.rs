@@ -9,7 +9,7 @@ use super::history::HistoryOutput;
 use super::link::{Link, LinkId, LinkOutput, SubState};
 use super::preflight::PreflightOutput;
 use super::scheduler::{RestFailure, SchedOutput};
-use super::trading::TradingOutput;
+use super::trading::{Steps, TradingOutput};
 use super::{
     BAD_FRAME_NOTICE_INTERVAL_MS, DRAIN_PASSES_MAX, Engine, Event, MERGE_JOB, Output, Purpose,
     Severity, link_name,
@@ -76,7 +76,12 @@ impl Engine {
                     PreflightOutput::Passed => {
                         for i in 0..self.config.symbols.len() {
                             let p = &self.preflight;
-                            self.trading.set_steps(i, p.qty_step(i), p.tick_size(i));
+                            let steps = Steps {
+                                qty: p.qty_step(i),
+                                tick: p.tick_size(i),
+                                min_qty: p.min_order_qty(i),
+                            };
+                            self.trading.set_steps(i, steps);
                         }
                         // Signed requests carry the venue's time, not ours.
                         if let Some(skew) = self.preflight.clock_skew_ms() {

@@ -89,10 +89,18 @@ pub struct Instrument {
     pub symbol: String,
     pub book: BookId,
     pub series: Option<SeriesId>,
-    /// The venue's lot step, once pre-flight has read it.
-    pub qty_step: Option<Dec>,
-    /// The venue's price tick, likewise: a limit price is put on it before it is sent.
-    pub tick_size: Option<Dec>,
+    /// The venue's lot step, price tick and smallest order, once pre-flight has read them.
+    pub steps: Steps,
+}
+
+/// What the venue allows an order of one instrument: sizes in lot steps and at least the
+/// smallest order, limit prices on the tick. Each is unknown (no check) until pre-flight reads
+/// it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Steps {
+    pub qty: Option<Dec>,
+    pub tick: Option<Dec>,
+    pub min_qty: Option<Dec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -267,9 +275,9 @@ impl Trading {
         }
     }
 
-    pub fn set_steps(&mut self, i: usize, qty_step: Option<Dec>, tick_size: Option<Dec>) {
+    pub fn set_steps(&mut self, i: usize, steps: Steps) {
         if let Some(x) = self.instruments.get_mut(i) {
-            (x.qty_step, x.tick_size) = (qty_step, tick_size);
+            x.steps = steps;
         }
     }
 

@@ -62,7 +62,7 @@ impl Trading {
                 continue;
             };
             let ts = b.last_ts().unwrap_or(0);
-            let steps = (inst.qty_step, inst.tick_size);
+            let steps = inst.steps;
             let instruments = &self.instruments;
             let marks = |sym: &str| {
                 let i = instruments.iter().find(|i| i.symbol == sym)?;
@@ -142,7 +142,7 @@ impl Trading {
         s: &Signal,
         bid: Level,
         ask: Level,
-        (step, tick): (Option<Dec>, Option<Dec>),
+        steps: Steps,
         ts: u64,
     ) {
         let Some(Sized {
@@ -153,7 +153,7 @@ impl Trading {
             verdict,
         }) = self
             .broker
-            .size_action(&s.symbol, &s.action, bid.px, ask.px, step)
+            .size_action(&s.symbol, &s.action, bid.px, ask.px, steps.qty)
         else {
             return;
         };
@@ -164,6 +164,15 @@ impl Trading {
                 }
                 _ => format!("{} order not sent: {why}", s.symbol),
             };
+            self.notice(Severity::Warn, text);
+            return;
+        }
+        // Below the venue's smallest order Bybit refuses it (and the paper venue would fill it).
+        if let Some(min) = steps.min_qty.filter(|min| qty < *min) {
+            let text = format!(
+                "{} order not sent: {qty} is below the venue's minimum of {min}",
+                s.symbol
+            );
             self.notice(Severity::Warn, text);
             return;
         }
@@ -179,7 +188,7 @@ impl Trading {
         if let Some(asked) = price {
             // On the venue's tick, never at a worse price than asked (Bybit refuses a price off
             // it, and the paper venue would have filled one).
-            let Some(p) = limit_on_tick(asked, side, tick) else {
+            let Some(p) = limit_on_tick(asked, side, steps.tick) else {
                 let text = format!(
                     "{} order not sent: limit {asked} is below one tick",
                     s.symbol

@@ -10,8 +10,9 @@
 //! - A good-till-cancelled limit order takes what crosses and rests the rest at its price, as on
 //!   Bybit; a post-only one rests whole, or is cancelled when it would take. A resting order
 //!   fills at its own price (a maker, no slippage) once the other side of the live book reaches
-//!   it, up to the size shown there at each check ([`PaperVenue::match_resting`]): queue
-//!   position is not modelled, so a resting order fills no later than on the venue. Cancel-all
+//!   it, up to the size shown there at each check, shared among the resting orders in the order
+//!   they came ([`PaperVenue::match_resting`]): queue position is not modelled, so a resting
+//!   order fills no later than on the venue. Cancel-all
 //!   cancels a symbol's resting orders. At most [`PAPER_RESTING_MAX`] rest at once; a create past
 //!   that is refused.
 //! - A market order, or an immediate-or-cancel limit, fills what the book holds and cancels the
@@ -143,6 +144,9 @@ impl PaperVenue {
         mut book: impl FnMut(&str, Side) -> Option<PaperBook>,
     ) -> usize {
         let before = self.counters.fills;
+        // Each side of a book is read once a check, and what one order takes from it is gone
+        // for the next (at most one entry per symbol and side among the resting orders).
+        let mut books: Vec<(String, Side, Option<PaperBook>)> = Vec::new();
         let mut i = 0;
         while i < self.resting.len() {
             let link = self.resting[i].clone();
@@ -150,9 +154,19 @@ impl PaperVenue {
                 self.resting.remove(i);
                 continue;
             };
-            if let Some(b) = book(&o.symbol, o.side) {
+            let at = match books
+                .iter()
+                .position(|(s, d, _)| *s == o.symbol && *d == o.side)
+            {
+                Some(at) => at,
+                None => {
+                    books.push((o.symbol.clone(), o.side, book(&o.symbol, o.side)));
+                    books.len() - 1
+                }
+            };
+            if let Some(b) = books[at].2.as_mut() {
                 self.now_ms = self.now_ms.max(b.ts_ms);
-                self.fill_resting(&mut o, &b);
+                self.fill_resting(&mut o, b);
             }
             let done = !o.resting();
             self.orders.insert(link, o);
@@ -326,15 +340,25 @@ impl PaperVenue {
         }
     }
 
-    /// Fills a resting order at its own price from the levels of `book` that reach it.
-    fn fill_resting(&mut self, o: &mut PaperOrder, book: &PaperBook) {
+    /// Fills a resting order at its own price from the levels of `book` that reach it, taking
+    /// what it fills from them.
+    fn fill_resting(&mut self, o: &mut PaperOrder, book: &mut PaperBook) {
         let Some(limit) = o.limit else {
             return;
         };
-        for l in &book.levels {
-            if !crosses(Some(limit), o.side, l.px) || !self.exec(o, limit, l.qty, book.ts_ms) {
+        for l in &mut book.levels {
+            if !crosses(Some(limit), o.side, l.px) {
                 break;
             }
+            if l.qty.is_zero() {
+                continue;
+            }
+            let had = o.cum_qty;
+            if !self.exec(o, limit, l.qty, book.ts_ms) {
+                break;
+            }
+            let took = o.cum_qty.checked_sub(had).unwrap_or(l.qty);
+            l.qty = l.qty.checked_sub(took).unwrap_or(Dec::ZERO);
         }
         if o.cum_qty >= o.qty {
             o.status = OrderStatus::Filled;

@@ -274,6 +274,25 @@ fn a_resting_order_fills_at_its_own_price_once_the_other_side_reaches_it() {
 }
 
 #[test]
+fn resting_orders_share_what_one_check_of_the_book_shows() {
+    let mut v = exact();
+    for link in ["k-1", "k-2"] {
+        v.answer(
+            &create(link, Side::Buy, "1.5", Some("100")),
+            book(&[], &[l("101", "5")]),
+        );
+    }
+    // Two at or under 100 in all: the first order takes 1.5, the second what is left.
+    let asks = [l("99", "1"), l("100", "1"), l("101", "5")];
+    assert_eq!(v.match_resting(book(&[], &asks)), 3);
+    let filled = |v: &mut PaperVenue, link| total(all_execs(v, link).iter().map(|x| x.exec_qty));
+    assert_eq!(filled(&mut v, "k-1"), d("1.5"));
+    assert_eq!(filled(&mut v, "k-2"), d("0.5"));
+    assert_eq!(status(&mut v, "k-2"), private::OrderStatus::PartiallyFilled);
+    assert_eq!(v.resting(), 1);
+}
+
+#[test]
 fn a_post_only_order_rests_whole_or_is_cancelled_when_it_would_take() {
     let mut v = exact();
     let asks = [l("100", "1")];

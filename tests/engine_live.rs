@@ -441,3 +441,33 @@ fn an_order_below_the_venues_smallest_is_not_sent_and_says_why() {
     );
     assert_eq!(w.engine.paper().unwrap().counters().creates, 0);
 }
+
+#[test]
+fn an_order_that_only_brings_a_position_toward_flat_is_sent_reduce_only() {
+    let mut w = Wire::new(live_config());
+    w.advance(Duration::from_secs(2));
+    buy_signal(&mut w);
+    w.advance(Duration::from_secs(2));
+    let long = w.engine.broker().position_qty("BTCUSDT");
+    assert!(long > keel_core::Dec::ZERO, "{:?}", w.live_log);
+    // A fresh book to trade against.
+    w.delta_moving("orderbook.50.BTCUSDT", 0, 0);
+    strategy_says(
+        &mut w,
+        Action::Target {
+            qty: keel_core::Dec::ZERO,
+        },
+    );
+    w.advance(Duration::from_secs(2));
+    assert_eq!(w.creates.len(), 2, "{:?} {:?}", w.live_log, w.notices);
+    let (open, close) = (&w.creates[0], &w.creates[1]);
+    // Opening: no reduce-only (the body leaves the flag out when false).
+    assert_ne!(open["reduceOnly"], true, "{open}");
+    assert_eq!(
+        (&close["side"], &close["reduceOnly"]),
+        (&"Sell".into(), &true.into())
+    );
+    // The whole position, and no more (the harness's venue fills every order as a buy, so
+    // what follows the fill is not this test's to check).
+    assert_eq!(close["qty"], long.to_string());
+}

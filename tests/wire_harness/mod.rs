@@ -46,6 +46,8 @@ pub struct Wire {
     /// <path>"), the venue's orders by orderLinkId (id, qty) and its executions.
     pub live_log: Vec<String>,
     pub venue_orders: std::collections::BTreeMap<String, (String, String)>,
+    /// Every create the venue was sent, as sent.
+    pub creates: Vec<Value>,
     pub venue_execs: Vec<(String, String, String)>,
     /// The store fails every live write.
     pub store_broken: bool,
@@ -92,6 +94,7 @@ impl Wire {
             fatal: None,
             live_log: Vec::new(),
             venue_orders: Default::default(),
+            creates: Vec::new(),
             venue_execs: Vec::new(),
             store_broken: false,
             private_silent: false,
@@ -292,6 +295,7 @@ impl Wire {
         match path {
             "/v5/order/create" => {
                 let v: Value = serde_json::from_str(payload).unwrap();
+                self.creates.push(v.clone());
                 let link = v["orderLinkId"].as_str().unwrap().to_string();
                 if self.venue_orders.contains_key(&link) {
                     return r#"{"retCode":110072,"retMsg":"OrderLinkedID is duplicate","result":{}}"#.into();

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::trading::broker::{Refusal, Sized, limit_on_tick};
+use crate::trading::strategy::SignalSide;
 
 impl Trading {
     /// The decision on every symbol `said` holds a view of: the strongest of every strategy's
@@ -200,6 +201,10 @@ impl Trading {
             plan.price = Some(p);
             plan.time_in_force = tif;
         }
+        // An order that only brings the position toward flat goes reduce-only: should keel's
+        // position be ahead of the venue's (a fill not seen yet), the venue caps or refuses the
+        // order instead of opening one the other way.
+        plan.reduce_only = reduces_only(self.broker.position_qty(&s.symbol), side, qty);
         match orders.place(ts, plan) {
             Ok(_) => {}
             // One order per symbol at a time: the next signal sees the position it made.
@@ -269,6 +274,16 @@ impl Trading {
     }
 }
 
+/// Whether an order of `qty` on `side` only reduces a position of `held` (negative: short).
+fn reduces_only(held: Dec, side: SignalSide, qty: Dec) -> bool {
+    match side {
+        SignalSide::Sell => held > Dec::ZERO && qty <= held,
+        SignalSide::Buy => {
+            held < Dec::ZERO && qty.checked_add(held).is_some_and(|d| d <= Dec::ZERO)
+        }
+    }
+}
+
 /// The side of `symbol`'s book an order of `side` takes from, best first, when the book may be
 /// traded against now.
 fn paper_book(
@@ -291,4 +306,23 @@ fn paper_book(
         levels,
         ts_ms: b.last_ts().unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_order_within_the_position_toward_flat_is_reduce_only() {
+        let d = |s: &str| Dec::parse(s).unwrap();
+        let (buy, sell) = (SignalSide::Buy, SignalSide::Sell);
+        assert!(reduces_only(d("2"), sell, d("2")), "closing a long");
+        assert!(reduces_only(d("2"), sell, d("0.5")), "part of a long");
+        assert!(!reduces_only(d("2"), sell, d("3")), "a flip opens a short");
+        assert!(!reduces_only(d("2"), buy, d("1")), "adding to a long");
+        assert!(reduces_only(d("-2"), buy, d("2")), "closing a short");
+        assert!(!reduces_only(d("-2"), buy, d("2.5")), "a flip opens a long");
+        assert!(!reduces_only(d("0"), sell, d("1")), "flat: opening");
+        assert!(!reduces_only(d("0"), buy, d("1")), "flat: opening");
+    }
 }

@@ -540,7 +540,11 @@ fn order_for(
     step: Option<Dec>,
     strategy: usize,
 ) -> Option<Result<Working, Refusal>> {
-    let sized = broker.size_action(symbol, action, close, close, step)?;
+    let steps = crate::trading::broker::Steps {
+        qty: step,
+        ..Default::default()
+    };
+    let sized = broker.size_action(symbol, action, close, close, steps)?;
     Some(sized.verdict.map(|()| Working {
         side: sized.side,
         qty: sized.qty,

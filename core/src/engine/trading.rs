@@ -20,6 +20,7 @@ use crate::decimal::Level;
 use crate::market::{BookId, Market, SeriesId};
 use crate::rng::Rng;
 use crate::time::Time;
+pub use crate::trading::broker::Steps;
 use crate::trading::broker::{Broker, BrokerConfig, Fill, Position};
 use crate::trading::compute::{BookView, Cycle, StrategyRun, Work, WorkResult};
 use crate::trading::orders::{
@@ -91,16 +92,6 @@ pub struct Instrument {
     pub series: Option<SeriesId>,
     /// The venue's lot step, price tick and smallest order, once pre-flight has read them.
     pub steps: Steps,
-}
-
-/// What the venue allows an order of one instrument: sizes in lot steps and at least the
-/// smallest order, limit prices on the tick. Each is unknown (no check) until pre-flight reads
-/// it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Steps {
-    pub qty: Option<Dec>,
-    pub tick: Option<Dec>,
-    pub min_qty: Option<Dec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

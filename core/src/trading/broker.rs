@@ -15,7 +15,21 @@ pub struct Sized {
     /// A limit order's price and time in force; `None` for a market order.
     pub price: Option<Dec>,
     pub tif: Option<TimeInForce>,
+    /// The order only brings the position toward flat: it goes reduce-only, so a position
+    /// keel holds ahead of the venue's (a fill not seen yet) is capped or refused by the venue
+    /// instead of turned into one the other way.
+    pub reduce_only: bool,
     pub verdict: Result<(), Refusal>,
+}
+
+/// What the venue allows an order of one instrument: sizes in lot steps and at least the
+/// smallest order, limit prices on the tick. Each is unknown (no check) until pre-flight reads
+/// it; a backtest over candles knows only the lot step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Steps {
+    pub qty: Option<Dec>,
+    pub tick: Option<Dec>,
+    pub min_qty: Option<Dec>,
 }
 
 /// Why the broker's checks will not let an order go. Typed, not text: a backtest meets
@@ -26,6 +40,10 @@ pub enum Refusal {
     KillSwitch,
     PositionLimit,
     GrossLimit,
+    /// Smaller than the venue's smallest order (Bybit refuses it; paper would fill it).
+    BelowMinimum,
+    /// A buy's limit price is below one tick of the venue's.
+    BelowOneTick,
 }
 
 impl std::fmt::Display for Refusal {
@@ -34,6 +52,8 @@ impl std::fmt::Display for Refusal {
             Refusal::KillSwitch => "kill switch",
             Refusal::PositionLimit => "position limit",
             Refusal::GrossLimit => "gross exposure limit",
+            Refusal::BelowMinimum => "below the venue's smallest order",
+            Refusal::BelowOneTick => "limit price below one tick",
         })
     }
 }
@@ -322,8 +342,9 @@ impl Broker {
         action: &Action,
         best_bid: Dec,
         best_ask: Dec,
-        qty_step: Option<Dec>,
+        steps: Steps,
     ) -> Option<Sized> {
+        let qty_step = steps.qty;
         let (side, price, tif, sized) = match *action {
             Action::Signal { side, .. } => (
                 side,
@@ -365,12 +386,21 @@ impl Broker {
             }
             Action::Cancel => return None,
         };
-        let (qty, verdict) = sized?;
+        let (qty, mut verdict) = sized?;
+        if verdict.is_ok() && steps.min_qty.is_some_and(|min| qty < min) {
+            verdict = Err(Refusal::BelowMinimum);
+        }
+        // On the venue's tick, never at a worse price than asked (Bybit refuses a price off it).
+        let on_tick = price.map(|p| limit_on_tick(p, side, steps.tick));
+        if verdict.is_ok() && on_tick == Some(None) {
+            verdict = Err(Refusal::BelowOneTick);
+        }
         Some(Sized {
             side,
             qty,
-            price,
+            price: on_tick.flatten().or(price),
             tif,
+            reduce_only: reduces_only(self.position_qty(symbol), side, qty),
             verdict,
         })
     }
@@ -459,9 +489,19 @@ impl Broker {
 }
 
 /// `qty` rounded down to the venue's lot step (1e-6 when it is not known).
+/// Whether an order of `qty` on `side` only reduces a position of `held` (negative: short).
+fn reduces_only(held: Dec, side: SignalSide, qty: Dec) -> bool {
+    match side {
+        SignalSide::Sell => held > Dec::ZERO && qty <= held,
+        SignalSide::Buy => {
+            held < Dec::ZERO && qty.checked_add(held).is_some_and(|d| d <= Dec::ZERO)
+        }
+    }
+}
+
 /// A limit price on `tick`: a buy's rounded down and a sell's up, so never worse than asked;
 /// `None` when that leaves no positive price (or overflows). Without a tick it is as asked.
-pub fn limit_on_tick(price: Dec, side: SignalSide, tick: Option<Dec>) -> Option<Dec> {
+fn limit_on_tick(price: Dec, side: SignalSide, tick: Option<Dec>) -> Option<Dec> {
     let Some(t) = tick.filter(|t| *t > Dec::ZERO).map(Dec::raw) else {
         return (price > Dec::ZERO).then_some(price);
     };
@@ -634,5 +674,18 @@ mod tests {
                 proptest::prop_assert_eq!(got, Some(Dec::from_parts(want as u64, 3, false)));
             }
         }
+    }
+
+    #[test]
+    fn only_an_order_within_the_position_toward_flat_is_reduce_only() {
+        let (buy, sell) = (SignalSide::Buy, SignalSide::Sell);
+        assert!(reduces_only(d("2"), sell, d("2")), "closing a long");
+        assert!(reduces_only(d("2"), sell, d("0.5")), "part of a long");
+        assert!(!reduces_only(d("2"), sell, d("3")), "a flip opens a short");
+        assert!(!reduces_only(d("2"), buy, d("1")), "adding to a long");
+        assert!(reduces_only(d("-2"), buy, d("2")), "closing a short");
+        assert!(!reduces_only(d("-2"), buy, d("2.5")), "a flip opens a long");
+        assert!(!reduces_only(d("0"), sell, d("1")), "flat: opening");
+        assert!(!reduces_only(d("0"), buy, d("1")), "flat: opening");
     }
 }

@@ -2,8 +2,7 @@
 //! checks and the order machine, and on paper the paper venue answers them.
 
 use super::*;
-use crate::trading::broker::{Refusal, Sized, limit_on_tick};
-use crate::trading::strategy::SignalSide;
+use crate::trading::broker::{Refusal, Sized};
 
 impl Trading {
     /// The decision on every symbol `said` holds a view of: the strongest of every strategy's
@@ -151,29 +150,28 @@ impl Trading {
             qty,
             price,
             tif,
+            reduce_only,
             verdict,
         }) = self
             .broker
-            .size_action(&s.symbol, &s.action, bid.px, ask.px, steps.qty)
+            .size_action(&s.symbol, &s.action, bid.px, ask.px, steps)
         else {
             return;
         };
         if let Err(why) = verdict {
+            let sym = &s.symbol;
             let text = match (why, self.broker.killed()) {
-                (Refusal::KillSwitch, Some(k)) => {
-                    format!("{} order not sent: kill switch: {k}", s.symbol)
-                }
-                _ => format!("{} order not sent: {why}", s.symbol),
+                (Refusal::KillSwitch, Some(k)) => format!("{sym} order not sent: kill switch: {k}"),
+                (Refusal::BelowMinimum, _) => format!(
+                    "{sym} order not sent: {qty} is below the venue's minimum of {}",
+                    steps.min_qty.unwrap_or_default()
+                ),
+                (Refusal::BelowOneTick, _) => format!(
+                    "{sym} order not sent: limit {} is below one tick",
+                    price.unwrap_or_default()
+                ),
+                _ => format!("{sym} order not sent: {why}"),
             };
-            self.notice(Severity::Warn, text);
-            return;
-        }
-        // Below the venue's smallest order Bybit refuses it (and the paper venue would fill it).
-        if let Some(min) = steps.min_qty.filter(|min| qty < *min) {
-            let text = format!(
-                "{} order not sent: {qty} is below the venue's minimum of {min}",
-                s.symbol
-            );
             self.notice(Severity::Warn, text);
             return;
         }
@@ -186,25 +184,12 @@ impl Trading {
             qty,
             format!("{}: {}", s.strategy, s.reason),
         );
-        if let Some(asked) = price {
-            // On the venue's tick, never at a worse price than asked (Bybit refuses a price off
-            // it, and the paper venue would have filled one).
-            let Some(p) = limit_on_tick(asked, side, steps.tick) else {
-                let text = format!(
-                    "{} order not sent: limit {asked} is below one tick",
-                    s.symbol
-                );
-                self.notice(Severity::Warn, text);
-                return;
-            };
+        if let Some(p) = price {
             plan.order_type = crate::wire::private::OrderType::Limit;
             plan.price = Some(p);
             plan.time_in_force = tif;
         }
-        // An order that only brings the position toward flat goes reduce-only: should keel's
-        // position be ahead of the venue's (a fill not seen yet), the venue caps or refuses the
-        // order instead of opening one the other way.
-        plan.reduce_only = reduces_only(self.broker.position_qty(&s.symbol), side, qty);
+        plan.reduce_only = reduce_only;
         match orders.place(ts, plan) {
             Ok(_) => {}
             // One order per symbol at a time: the next signal sees the position it made.
@@ -274,16 +259,6 @@ impl Trading {
     }
 }
 
-/// Whether an order of `qty` on `side` only reduces a position of `held` (negative: short).
-fn reduces_only(held: Dec, side: SignalSide, qty: Dec) -> bool {
-    match side {
-        SignalSide::Sell => held > Dec::ZERO && qty <= held,
-        SignalSide::Buy => {
-            held < Dec::ZERO && qty.checked_add(held).is_some_and(|d| d <= Dec::ZERO)
-        }
-    }
-}
-
 /// The side of `symbol`'s book an order of `side` takes from, best first, when the book may be
 /// traded against now.
 fn paper_book(
@@ -306,23 +281,4 @@ fn paper_book(
         levels,
         ts_ms: b.last_ts().unwrap_or(0),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_an_order_within_the_position_toward_flat_is_reduce_only() {
-        let d = |s: &str| Dec::parse(s).unwrap();
-        let (buy, sell) = (SignalSide::Buy, SignalSide::Sell);
-        assert!(reduces_only(d("2"), sell, d("2")), "closing a long");
-        assert!(reduces_only(d("2"), sell, d("0.5")), "part of a long");
-        assert!(!reduces_only(d("2"), sell, d("3")), "a flip opens a short");
-        assert!(!reduces_only(d("2"), buy, d("1")), "adding to a long");
-        assert!(reduces_only(d("-2"), buy, d("2")), "closing a short");
-        assert!(!reduces_only(d("-2"), buy, d("2.5")), "a flip opens a long");
-        assert!(!reduces_only(d("0"), sell, d("1")), "flat: opening");
-        assert!(!reduces_only(d("0"), buy, d("1")), "flat: opening");
-    }
 }

@@ -592,11 +592,8 @@ fn record_cmd(
     venue: Option<String>,
 ) -> Result<(), String> {
     let topics = crate::record::parse_topics(&topics)?;
-    let category = match category.as_str() {
-        "linear" => keel_core::engine::Category::Linear,
-        "spot" => keel_core::engine::Category::Spot,
-        other => return Err(format!("--category must be linear or spot, not {other:?}")),
-    };
+    let category = keel_core::engine::Category::parse(&category)
+        .ok_or_else(|| format!("--category must be linear or spot, not {category:?}"))?;
     let venue = venue_choice(venue, venue_url)?;
     init_logs(LogFormat::Text);
     let rt = runtime()?;

@@ -333,13 +333,12 @@ pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<RunConfig, ConfigEr
         .unwrap_or_else(|| DEFAULT_SYMBOLS.iter().map(|s| s.to_string()).collect());
     check_symbols(&symbols)?;
     let category = match file.category.as_deref() {
-        None | Some("linear") => Category::Linear,
-        Some("spot") => Category::Spot,
-        Some(c) => {
-            return err(format!(
+        None => Category::Linear,
+        Some(c) => Category::parse(c).ok_or_else(|| {
+            ConfigError(format!(
                 "category must be \"linear\" or \"spot\", not {c:?}"
-            ));
-        }
+            ))
+        })?,
     };
     let ops_addr: SocketAddr = file
         .ops_addr

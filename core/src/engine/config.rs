@@ -28,6 +28,13 @@ impl Category {
             Category::Spot => "spot",
         }
     }
+
+    /// The category Bybit names `text` ("linear" or "spot").
+    pub fn parse(text: &str) -> Option<Category> {
+        [Category::Linear, Category::Spot]
+            .into_iter()
+            .find(|c| c.as_str() == text)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

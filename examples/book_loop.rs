@@ -9,6 +9,7 @@
 //! SYMBOLS=BTCUSDT cargo run --release --example book_loop -- 300   # one
 //! DECODE_ONLY=1 cargo run --release --example book_loop -- 300     # the decoder alone
 //! COLD=1 cargo run --release --example book_loop -- 300            # branch predictors scrambled
+//! FILES="a.jsonl b.jsonl" cargo run --release --example book_loop -- 300  # recordings instead
 //! ```
 //!
 //! A pass replays the same frames every time, and the CPU's branch predictors learn a good part
@@ -28,9 +29,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300)
         .max(1);
+    let paths: Vec<std::path::PathBuf> = match std::env::var("FILES") {
+        Ok(files) => files.split_whitespace().map(Into::into).collect(),
+        Err(_) => symbols
+            .split_whitespace()
+            .map(|s| fixtures_dir().join(format!("ws/linear/orderbook.200.{s}.jsonl")))
+            .collect(),
+    };
     let mut lines: Vec<Vec<u8>> = Vec::new();
-    for s in symbols.split_whitespace() {
-        let path = fixtures_dir().join(format!("ws/linear/orderbook.200.{s}.jsonl"));
+    for path in paths {
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         lines.extend(

@@ -54,6 +54,10 @@ pub enum ResyncReason {
 /// A venue may repeat a delta or two after a reconnect; a stream that never catches up is wrong.
 pub const STALE_DELTAS_MAX: u32 = 100;
 
+/// A book whose deltas need converting into its units checks whether they still do once in
+/// this many deltas.
+const COUNTED_RECHECK_DELTAS: u64 = 64;
+
 /// What one frame did to a book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -136,6 +140,8 @@ pub struct OrderBook {
     held_max: usize,
     /// Deltas in a row refused as stale.
     stale_run: u32,
+    /// Whether the last delta's levels were already counts of the book's units.
+    deltas_counted: bool,
     counters: BookCounters,
 }
 
@@ -159,6 +165,7 @@ impl OrderBook {
             held: None,
             held_max: HELD_DELTAS_MAX_DEFAULT,
             stale_run: 0,
+            deltas_counted: true,
             counters: BookCounters::default(),
         }
     }
@@ -381,15 +388,22 @@ impl OrderBook {
             self.state = BookState::Resyncing;
             return Applied::Desynced(reason);
         }
-        self.counters.levels_truncated += match (
-            L::as_counted(bids, self.units),
-            L::as_counted(asks, self.units),
-        ) {
-            // Already in the book's units: applied as they came.
-            (Some(bids), Some(asks)) => {
+        // Linear frames write a symbol's places fixed, so their counts are the book's as they
+        // come; spot trims trailing zeros, so they almost never are, and checking first was a
+        // wasted pass (6% of a spot frame). The last delta says which this book gets; a book
+        // converting still checks one delta in [`COUNTED_RECHECK_DELTAS`].
+        let check =
+            self.deltas_counted || self.counters.deltas.is_multiple_of(COUNTED_RECHECK_DELTAS);
+        let counted = match check {
+            true => L::as_counted(bids, self.units).zip(L::as_counted(asks, self.units)),
+            false => None,
+        };
+        self.deltas_counted = counted.is_some();
+        self.counters.levels_truncated += match counted {
+            Some((bids, asks)) => {
                 book_side::apply_sides([&mut self.bids, &mut self.asks], [bids, asks], self.depth)
             }
-            _ => {
+            None => {
                 if self.encode(bids, asks).is_err() {
                     return self.out_of_range();
                 }

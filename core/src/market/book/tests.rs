@@ -253,3 +253,56 @@ fn top_levels_come_best_first() {
     let top: Vec<_> = b.top_bids(2).unwrap().collect();
     assert_eq!(top, vec![l("100", "1"), l("99", "2")]);
 }
+
+/// A book learns whether its deltas come in its own units; whichever way they come next, and
+/// however often that changes, the book is the one the plain decimals build.
+#[test]
+fn deltas_switching_between_trimmed_and_fixed_places_build_the_same_book() {
+    use crate::wire::codec::Decoder;
+    use crate::wire::frame::Frame;
+    let frame = |kind: &str, u: u64, bids: &str, asks: &str| {
+        format!(
+            r#"{{"topic":"orderbook.50.BTCUSDT","type":"{kind}","ts":1,"data":{{"s":"BTCUSDT","b":[{bids}],"a":[{asks}],"u":{u},"seq":{u}}},"cts":1}}"#
+        )
+    };
+    let (mut decoder, mut book, mut plain) =
+        (Decoder::default(), OrderBook::new(50), OrderBook::new(50));
+    let snapshot = frame(
+        "snapshot",
+        1,
+        r#"["100.00","1.000"]"#,
+        r#"["101.00","1.000"]"#,
+    );
+    let Ok(Frame::Book(f)) = decoder.decode(&snapshot) else {
+        panic!()
+    };
+    assert_eq!(book.apply(&f), Applied::Snapshot);
+    plain.apply_snapshot(&[l("100", "1")], &[l("101", "1")], 1, Some(1), 1);
+    for u in 2..300u64 {
+        // Runs of each shape, longer and shorter than the recheck period.
+        let trimmed = (u / 50) % 2 == 0 || u % 7 == 0;
+        let (px, qty) = (
+            format!("{}.{:02}", 90 + u % 10, u % 100),
+            format!("{}.{:03}", u % 5, u % 1000),
+        );
+        let show = |v: &str| {
+            if trimmed {
+                Dec::parse(v).unwrap().to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let text = frame(
+            "delta",
+            u,
+            &format!(r#"["{}","{}"]"#, show(&px), show(&qty)),
+            "",
+        );
+        let Ok(Frame::Book(f)) = decoder.decode(&text) else {
+            panic!("{text}")
+        };
+        assert_eq!(book.apply(&f), Applied::Delta, "{text}");
+        plain.apply_delta(&[l(&px, &qty)], &[], u, Some(u), 1);
+        assert_eq!(bids(&book), bids(&plain), "after {text}");
+    }
+}

@@ -170,7 +170,7 @@ enum Cmd {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
-        /// Repetitions; the median is reported.
+        /// Repetitions; the best of them is reported for the codec, the median elsewhere.
         #[arg(long, default_value_t = 15)]
         reps: usize,
         /// Also run the runtime against the embedded venue for this many seconds (10 symbols,

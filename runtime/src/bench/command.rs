@@ -67,7 +67,7 @@ pub fn all(json: bool, reps: usize, secs: Option<f64>, files: Vec<PathBuf>) -> R
         return Ok(());
     }
     println!(
-        "{} frames, {:.0} bytes a frame, median of {} repetitions",
+        "{} frames, {:.0} bytes a frame, best of {} repetitions",
         codec.frames, codec.bytes_per_frame, codec.repetitions
     );
     println!(

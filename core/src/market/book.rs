@@ -1,12 +1,10 @@
 //! One order book per topic, kept in sync by Bybit's `u` sequence.
 //!
-//! Each side is a sorted `VecDeque` whose best level is at the END: bids ascending, asks
-//! descending. An insert moves whichever side of it is shorter, so changes at the top and at the
-//! deep edge of the window (where levels enter and leave) are both cheap, and a delta costs a
-//! binary search plus a short move (BENCHMARKS.md: a plain `Vec` paid a full-book move for every
-//! change at the deep edge); a delete leaves a hole that a later insert fills, so most changes
-//! move nothing ([`crate::market::book_side::Side`]). Nothing is ever re-sorted per delta. Levels are
-//! stored as integer counts of the book's units and read back as exact decimals.
+//! Each side holds its levels in pages of neighbouring prices found by the price itself
+//! ([`crate::market::book_side::Side`]): applying a level is arithmetic and a store, with no
+//! search and nothing moved, wherever in the book it lands, and nothing is ever re-sorted per
+//! delta. Levels are stored as integer counts of the book's units and read back as exact
+//! decimals.
 
 use crate::decimal::Dec;
 use crate::decimal::Level;
@@ -149,12 +147,10 @@ impl OrderBook {
     /// A book that keeps at most `depth` levels a side.
     pub fn new(depth: usize) -> Self {
         let depth = depth.max(1);
-        // Full-depth books may grow large; start them small and let them grow to their bound.
-        let capacity = (depth + 1).min(1024);
         OrderBook {
             depth,
-            bids: Side::with_capacity(capacity),
-            asks: Side::with_capacity(capacity),
+            bids: Side::new(false),
+            asks: Side::new(true),
             units: Units::default(),
             incoming_bids: Vec::new(),
             incoming_asks: Vec::new(),
@@ -210,14 +206,14 @@ impl OrderBook {
 
     pub fn best_bid(&self) -> Result<Level, BookReadError> {
         self.synced()?;
-        let best = self.bids.back().ok_or(BookReadError::EmptySide)?;
-        Ok(self.units.level(*best))
+        let best = self.bids.best().ok_or(BookReadError::EmptySide)?;
+        Ok(self.units.level(best))
     }
 
     pub fn best_ask(&self) -> Result<Level, BookReadError> {
         self.synced()?;
-        let best = self.asks.back().ok_or(BookReadError::EmptySide)?;
-        Ok(self.units.level(*best))
+        let best = self.asks.best().ok_or(BookReadError::EmptySide)?;
+        Ok(self.units.level(best))
     }
 
     /// The mid price of a synced book with both sides; the mark for PnL and risk.
@@ -233,26 +229,26 @@ impl OrderBook {
     pub fn top_bids(&self, n: usize) -> Result<impl Iterator<Item = Level> + '_, BookReadError> {
         self.synced()?;
         let units = self.units;
-        Ok(self.bids.iter().rev().take(n).map(move |s| units.level(*s)))
+        Ok(self.bids.best_first().take(n).map(move |s| units.level(s)))
     }
 
     /// Up to `n` asks, best first.
     pub fn top_asks(&self, n: usize) -> Result<impl Iterator<Item = Level> + '_, BookReadError> {
         self.synced()?;
         let units = self.units;
-        Ok(self.asks.iter().rev().take(n).map(move |s| units.level(*s)))
+        Ok(self.asks.best_first().take(n).map(move |s| units.level(s)))
     }
 
     /// The book's contents whatever its state, best first: for diagnostics, replays and
     /// comparisons, never for trading decisions.
     pub fn raw_bids(&self) -> impl ExactSizeIterator<Item = Level> + '_ {
         let units = self.units;
-        self.bids.iter().rev().map(move |s| units.level(*s))
+        self.bids.best_first().map(move |s| units.level(s))
     }
 
     pub fn raw_asks(&self) -> impl ExactSizeIterator<Item = Level> + '_ {
         let units = self.units;
-        self.asks.iter().rev().map(move |s| units.level(*s))
+        self.asks.best_first().map(move |s| units.level(s))
     }
 
     fn synced(&self) -> Result<(), BookReadError> {
@@ -315,8 +311,8 @@ impl OrderBook {
         }
         self.counters.snapshots += 1;
         self.stale_run = 0;
-        self.counters.levels_truncated += self.bids.fill::<false>(&self.incoming_bids, self.depth);
-        self.counters.levels_truncated += self.asks.fill::<true>(&self.incoming_asks, self.depth);
+        self.counters.levels_truncated += self.bids.fill(&self.incoming_bids, self.depth);
+        self.counters.levels_truncated += self.asks.fill(&self.incoming_asks, self.depth);
         self.last_u = Some(u);
         self.last_seq = seq;
         self.last_ts = Some(ts);
@@ -449,7 +445,7 @@ impl OrderBook {
     }
 
     fn check_crossed(&mut self, ok: Applied) -> Applied {
-        if let (Some(b), Some(a)) = (self.bids.back(), self.asks.back())
+        if let (Some(b), Some(a)) = (self.bids.best(), self.asks.best())
             && b.px >= a.px
         {
             self.counters.crossed += 1;

@@ -1,15 +1,12 @@
-//! How an order book stores a side: each level as two `u64` counts of the book's units (sixteen
-//! bytes), sorted with the best level last.
+//! How an order book stores a side: each price as a count of the book's units, each level in a
+//! page of 64 neighbouring prices found by the price itself, so applying a level is arithmetic
+//! and one store, not a search.
 //!
-//! A `Level` of two `Dec`s is 32 bytes of `i128`. Every insert or delete moves a run of levels
-//! and every search compares prices, so halving the level and comparing one word instead of two
-//! halves the book's memory traffic (BENCHMARKS.md, "Closing the gap"). The units are decimal
-//! places chosen per book, the fewest that hold every value it has seen exactly, so nothing is
-//! rounded: 65114.20 is 6511420 hundredths, and a later price with three places widens the whole
-//! book to thousandths first.
-
-use std::collections::VecDeque;
-
+//! The units are decimal places chosen per book, the fewest that hold every value it has seen
+//! exactly, so nothing is rounded: 65114.20 is 6511420 hundredths, and a later price with three
+//! places widens the whole book to thousandths first. Prices are further counted in the side's
+//! step, the largest count dividing every price it holds (the venue's tick, once two levels
+//! have been seen), so that a page of 64 steps covers 64 ticks.
 use crate::decimal::Level;
 use crate::decimal::{DEC_SCALE_DIGITS, Dec, POW10, powers_of};
 use crate::wire::frame::WireLevel;
@@ -247,35 +244,19 @@ fn widen<L: Countable>(
     for l in levels.iter().flat_map(|side| side.iter()) {
         wider = l.widened(wider).ok_or(OutOfRange)?;
     }
+    let px_by = 10u64.pow(wider.px_digits - units.px_digits);
+    let qty_by = 10u64.pow(wider.qty_digits - units.qty_digits);
     let [stored_bids, stored_asks] = counted;
-    let (b0, b1) = stored_bids.slots.as_mut_slices();
-    let (a0, a1) = stored_asks.slots.as_mut_slices();
-    rescale(&mut [b0, b1, a0, a1], *units, wider)?;
+    if !(stored_bids.rescales(px_by, qty_by) && stored_asks.rescales(px_by, qty_by)) {
+        return Err(OutOfRange);
+    }
+    stored_bids.rescale(px_by, qty_by);
+    stored_asks.rescale(px_by, qty_by);
     *units = wider;
     let [out_bids, out_asks] = out;
     let fit = count_into(levels[0], wider, out_bids) & count_into(levels[1], wider, out_asks);
     // Widened to every level's places, a level still out is one too large for them.
     if fit { Ok(()) } else { Err(OutOfRange) }
-}
-
-/// Multiplies every slot from `from` units into `to` units, or changes none when one would not
-/// fit.
-#[cold]
-fn rescale(slots: &mut [&mut [Slot]], from: Units, to: Units) -> Result<(), OutOfRange> {
-    let px_by = 10u64.pow(to.px_digits - from.px_digits);
-    let qty_by = 10u64.pow(to.qty_digits - from.qty_digits);
-    let fits = slots.iter().all(|run| {
-        run.iter()
-            .all(|s| s.px.checked_mul(px_by).is_some() && s.qty.checked_mul(qty_by).is_some())
-    });
-    if !fits {
-        return Err(OutOfRange);
-    }
-    for s in slots.iter_mut().flat_map(|run| run.iter_mut()) {
-        s.px *= px_by;
-        s.qty *= qty_by;
-    }
-    Ok(())
 }
 
 /// Applies a delta's bids and asks to their sides and keeps each within `depth`; returns how
@@ -286,324 +267,409 @@ pub(crate) fn apply_sides<L: InUnits>(
     [bid_levels, ask_levels]: [&[L]; 2],
     depth: usize,
 ) -> u64 {
-    bids.apply::<false, L>(bid_levels);
-    asks.apply::<true, L>(ask_levels);
+    bids.apply(bid_levels);
+    asks.apply(ask_levels);
     bids.truncate_worst(depth) + asks.truncate_worst(depth)
 }
 
-/// Most levels whose places are searched for together; a delta carries about ten.
-const SEARCH_BATCH_LEVELS_MAX: usize = 16;
+/// Neighbouring prices a page holds, in steps: one bit each of its `held` word. Small enough
+/// that a sparse book (one level a page) stays within 264 bytes a level.
+const PAGE_STEPS: u64 = 32;
 
-/// Holes a side keeps beyond a quarter of its levels before it closes them all.
-const HOLES_SLACK: usize = 16;
+/// [`PAGE_STEPS`] neighbouring prices of a side.
+#[derive(Debug, Clone)]
+struct Page {
+    /// Bit `i`: the price `i` steps into the page holds a level.
+    held: u32,
+    /// The sizes; a slot whose bit is clear holds nothing meaningful.
+    qty: [u64; PAGE_STEPS as usize],
+}
 
-/// One side of a book: its levels sorted in storage order (bids ascending, asks descending, so
-/// the best is last), in a `VecDeque` so that an insert moves whichever part of the side is
-/// shorter.
+const EMPTY_PAGE: Page = Page {
+    held: 0,
+    qty: [0; PAGE_STEPS as usize],
+};
+
+/// The price of one step of a side, and how to count a price in steps: the step is 2^`shift`
+/// times an odd number, and an exact quotient by an odd number is one multiply by its inverse
+/// modulo 2^64 (a division was about 25 cycles a level).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    step: u64,
+    shift: u32,
+    inverse: u64,
+    /// The largest quotient a multiple of the odd part gives: a larger product means "not a
+    /// multiple".
+    quotient_max: u64,
+}
+
+impl Step {
+    fn new(step: u64) -> Step {
+        let step = step.max(1);
+        let shift = step.trailing_zeros();
+        let odd = step >> shift;
+        // Correct to 3 bits for any odd number; Newton's iteration doubles them each round.
+        let mut inverse = odd;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        }
+        Step {
+            step,
+            shift,
+            inverse,
+            quotient_max: u64::MAX / odd,
+        }
+    }
+
+    /// `px` in steps, when it is a whole number of them.
+    #[inline(always)]
+    fn steps(self, px: u64) -> Option<u64> {
+        let q = (px >> self.shift).wrapping_mul(self.inverse);
+        (px & ((1u64 << self.shift) - 1) == 0 && q <= self.quotient_max).then_some(q)
+    }
+}
+
+/// No page has this number: prices in steps are below 2^64, their pages below 2^59.
+const NO_PAGE: u64 = u64::MAX;
+
+/// One side of a book: its levels in pages of [`PAGE_STEPS`] neighbouring prices, found by the
+/// price itself.
 ///
-/// A deleted level stays where it was as a hole (its price kept, its size zero), so the side
-/// stays sorted and nothing moves; a later insert of that price, or of a price between the
-/// hole's neighbours, fills it. On the orderbook.200 captures that leaves 802 moves where there
-/// were 3,590 (every insert and delete): 852 of 1,795 inserts bring back a price that had left.
-/// Each move went through `memmove`, whose dispatch on the length is a branch on the data, and
-/// with the branch predictors cold that made BTCUSDT's frames 10 to 12% slower (BENCHMARKS.md,
-/// "Session 4"). Holes are never at either end, so the best level is the last slot, and a side
-/// closes its holes when they pass a quarter of its levels (and [`HOLES_SLACK`]).
-#[derive(Debug, Clone, Default)]
+/// A sorted array of levels needed a binary search for every level of a delta and moved the
+/// levels behind every insert; on a spot frame whose ladder moves each delta that was about
+/// half the frame's time (BENCHMARKS.md, "Session 12"). Here a level's page is the one the
+/// last level used, or the one at its number's distance from the first page (a book's pages
+/// near the top are contiguous), or found by a binary search over the pages; within the page
+/// it is a bit and a store. Each page holds at least one level, so a side holds at most as
+/// many pages as levels, and the pages no longer used are kept for reuse.
+#[derive(Debug, Clone)]
 pub(crate) struct Side {
-    slots: VecDeque<Slot>,
-    /// Slots that are levels, not holes.
+    /// The best level is the lowest price on the asks, the highest on the bids.
+    ask: bool,
+    /// The pages holding a level, by number (price in steps / [`PAGE_STEPS`]) ascending, each
+    /// with its place in `pages`.
+    order: Vec<(u64, u32)>,
+    pages: Vec<Page>,
+    /// Places in `pages` that `order` does not name.
+    free: Vec<u32>,
+    step: Step,
+    /// Levels held.
     live: usize,
+    /// The page last found, by number and place.
+    hint: (u64, u32),
 }
-
-/// An iterator that knows how many items it will give: the side's levels without its holes.
-struct Counted<I> {
-    inner: I,
-    left: usize,
-}
-
-impl<I: Iterator> Iterator for Counted<I> {
-    type Item = I::Item;
-    fn next(&mut self) -> Option<I::Item> {
-        let next = self.inner.next();
-        self.left -= next.is_some() as usize;
-        next
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl<I: DoubleEndedIterator> DoubleEndedIterator for Counted<I> {
-    fn next_back(&mut self) -> Option<I::Item> {
-        let next = self.inner.next_back();
-        self.left -= next.is_some() as usize;
-        next
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 impl Side {
-    pub(crate) fn with_capacity(levels: usize) -> Side {
+    pub(crate) fn new(ask: bool) -> Side {
         Side {
-            slots: VecDeque::with_capacity(levels),
+            ask,
+            order: Vec::new(),
+            pages: Vec::new(),
+            free: Vec::new(),
+            step: Step::new(1),
             live: 0,
+            hint: (NO_PAGE, 0),
         }
     }
 
     /// The best level.
-    pub(crate) fn back(&self) -> Option<&Slot> {
-        self.slots.back()
+    pub(crate) fn best(&self) -> Option<Slot> {
+        let &(number, at) = if self.ask {
+            self.order.first()?
+        } else {
+            self.order.last()?
+        };
+        Some(self.slot(number, at, self.end_bit(at, self.ask)))
     }
 
-    /// The levels in storage order (worst first).
-    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Slot> + ExactSizeIterator {
-        Counted {
-            inner: self.slots.iter().filter(|s| s.qty != 0),
+    /// The lowest (`low`) or highest held bit of the page at `at`, which holds one.
+    #[inline(always)]
+    fn end_bit(&self, at: u32, low: bool) -> u32 {
+        let held = self.pages[at as usize].held;
+        if low {
+            held.trailing_zeros()
+        } else {
+            31 - held.leading_zeros()
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, number: u64, at: u32, bit: u32) -> Slot {
+        Slot {
+            px: (number * PAGE_STEPS + bit as u64) * self.step.step,
+            qty: self.pages[at as usize].qty[bit as usize],
+        }
+    }
+
+    /// The levels, best first.
+    pub(crate) fn best_first(&self) -> BestFirst<'_> {
+        BestFirst {
+            side: self,
+            pages_left: 0..self.order.len(),
+            page: (0, 0),
+            held: 0,
             left: self.live,
         }
     }
 
     /// Loads a snapshot side (any order, repeats allowed, the venue's last word for a price
     /// wins, zero sizes dropped); returns how many levels did not fit the depth.
-    pub(crate) fn fill<const ASK: bool>(&mut self, src: &[Slot], depth: usize) -> u64 {
-        let mut v: Vec<Slot> = std::mem::take(&mut self.slots).into();
-        v.clear();
-        v.extend_from_slice(src);
-        // Venue snapshots arrive best first, so the reversed slice is already in storage order
-        // and the stable sort below is a single linear pass; it still copes with any order.
-        v.reverse();
-        if ASK {
-            v.sort_by_key(|l| std::cmp::Reverse(l.px));
-        } else {
-            v.sort_by_key(|l| l.px);
+    pub(crate) fn fill(&mut self, src: &[Slot], depth: usize) -> u64 {
+        self.clear();
+        for s in src {
+            self.set(s.px, s.qty);
         }
-        // The reverse put the venue's later entry for a repeated price first, and the sort is
-        // stable, so keeping the first of each run keeps what the venue said last.
-        v.dedup_by(|next, kept| next.px == kept.px);
-        v.retain(|l| l.qty != 0);
-        self.live = v.len();
-        self.slots = v.into();
         self.truncate_worst(depth)
+    }
+
+    /// Drops every level; the next level sets the step afresh.
+    fn clear(&mut self) {
+        self.free.extend(self.order.iter().map(|&(_, at)| at));
+        self.order.clear();
+        self.live = 0;
+        self.hint = (NO_PAGE, 0);
+        self.step = Step::new(1);
+    }
+
+    /// Applies one side of a delta, in any order: each level is found by its price alone.
+    #[inline]
+    pub(crate) fn apply<L: InUnits>(&mut self, levels: &[L]) {
+        for l in levels {
+            let s = l.as_slot();
+            self.set(s.px, s.qty);
+        }
+    }
+
+    /// Sets the size at `px`; zero removes the level, if there is one ("If you receive an
+    /// amount that does not exist, insert it": a zero for a price we do not hold has nothing to
+    /// delete).
+    #[inline(always)]
+    fn set(&mut self, px: u64, qty: u64) {
+        if self.live == 0 {
+            // The first level of an empty side sets the step; the next price not a multiple of
+            // it brings it down to their common divisor.
+            self.step = Step::new(px);
+        }
+        self.put(px, qty);
+    }
+
+    /// [`Side::set`] in the side's step as it is.
+    #[inline(always)]
+    fn put(&mut self, px: u64, qty: u64) {
+        let steps = match self.step.steps(px) {
+            Some(steps) => steps,
+            None => self.restep(px),
+        };
+        let (number, bit) = (steps / PAGE_STEPS, (steps % PAGE_STEPS) as u32);
+        let at = match self.find(number) {
+            Ok(at) => at,
+            Err(_) if qty == 0 => return,
+            Err(place) => self.open(number, place),
+        };
+        let page = &mut self.pages[at as usize];
+        let mask = 1u32 << bit;
+        let was = page.held & mask != 0;
+        page.qty[bit as usize] = qty;
+        if qty != 0 {
+            page.held |= mask;
+            self.live += !was as usize;
+        } else {
+            page.held &= !mask;
+            self.live -= was as usize;
+            if page.held == 0 {
+                self.close(number);
+            }
+        }
+    }
+
+    /// The place in `pages` of page `number`, or where in `order` it would go.
+    #[inline(always)]
+    fn find(&mut self, number: u64) -> Result<u32, usize> {
+        if self.hint.0 == number {
+            return Ok(self.hint.1);
+        }
+        let first = self.order.first().map_or(NO_PAGE, |p| p.0);
+        let guess = number.wrapping_sub(first) as usize;
+        let found = match self.order.get(guess) {
+            Some(&(n, at)) if n == number => Ok(at),
+            _ => self
+                .order
+                .binary_search_by_key(&number, |p| p.0)
+                .map(|i| self.order[i].1),
+        };
+        if let Ok(at) = found {
+            self.hint = (number, at);
+        }
+        found
+    }
+
+    /// A new empty page `number` at `place` in `order`.
+    fn open(&mut self, number: u64, place: usize) -> u32 {
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.pages[at as usize].held = 0;
+                at
+            }
+            None => {
+                self.pages.push(EMPTY_PAGE);
+                (self.pages.len() - 1) as u32
+            }
+        };
+        self.order.insert(place, (number, at));
+        self.hint = (number, at);
+        at
+    }
+
+    /// Removes page `number`, which holds no level now.
+    fn close(&mut self, number: u64) {
+        if let Ok(i) = self.order.binary_search_by_key(&number, |p| p.0) {
+            self.free.push(self.order.remove(i).1);
+        }
+        if self.hint.0 == number {
+            self.hint = (NO_PAGE, 0);
+        }
+        if self.live == 0 {
+            self.clear();
+        }
+    }
+
+    /// A price that is not a whole number of steps: the step becomes the largest that divides
+    /// both, the levels held are counted in it again, and `px` in the new step is returned. Every change at least halves
+    /// the step, so a side restarts its pages at most 64 times between snapshots.
+    #[cold]
+    fn restep(&mut self, px: u64) -> u64 {
+        let held: Vec<Slot> = self.best_first().collect();
+        let step = Step::new(gcd(self.step.step, px));
+        self.clear();
+        self.step = step;
+        for s in held {
+            self.put(s.px, s.qty);
+        }
+        // A divisor of `px`: always a whole number of steps.
+        step.steps(px).unwrap_or(0)
     }
 
     /// Drops the worst levels beyond `depth`; returns how many.
     #[inline]
     pub(crate) fn truncate_worst(&mut self, depth: usize) -> u64 {
         let excess = self.live.saturating_sub(depth);
-        if excess > 0 {
-            self.drop_worst(excess);
+        let mut left = excess;
+        while left > 0 {
+            // The worst page: the highest on the asks, the lowest on the bids.
+            let Some(&(number, at)) = (if self.ask {
+                self.order.last()
+            } else {
+                self.order.first()
+            }) else {
+                break;
+            };
+            let count = self.pages[at as usize].held.count_ones() as usize;
+            if count <= left {
+                left -= count;
+                self.live -= count;
+                self.pages[at as usize].held = 0;
+                self.close(number);
+                continue;
+            }
+            let page = &mut self.pages[at as usize];
+            for _ in 0..left {
+                let bit = if self.ask {
+                    31 - page.held.leading_zeros()
+                } else {
+                    page.held.trailing_zeros()
+                };
+                page.held &= !(1u32 << bit);
+            }
+            self.live -= left;
+            left = 0;
         }
         excess as u64
     }
 
-    /// Drops the `excess` (at most the live count) worst levels and the holes among them.
-    fn drop_worst(&mut self, excess: usize) {
-        self.live -= excess;
-        if self.slots.len() == self.live + excess {
-            self.slots.drain(..excess);
+    /// Whether every price and size, and the step, still fit a `u64` multiplied by `px_by` and
+    /// `qty_by`.
+    pub(crate) fn rescales(&self, px_by: u64, qty_by: u64) -> bool {
+        let Some(&(number, at)) = self.order.last() else {
+            return true;
+        };
+        let highest = self.slot(number, at, self.end_bit(at, false)).px;
+        highest.checked_mul(px_by).is_some()
+            && self.step.step.checked_mul(px_by).is_some()
+            && self
+                .best_first()
+                .all(|s| s.qty.checked_mul(qty_by).is_some())
+    }
+
+    /// Multiplies every price and size; [`Side::rescales`] said they fit.
+    pub(crate) fn rescale(&mut self, px_by: u64, qty_by: u64) {
+        if self.live == 0 {
+            self.clear();
             return;
         }
-        let mut left = excess;
-        while left > 0 {
-            match self.slots.pop_front() {
-                Some(s) => left -= (s.qty != 0) as usize,
-                None => break,
+        // Every price is its steps times the step: multiplying the step multiplies them all.
+        self.step = Step::new(self.step.step * px_by);
+        for &(_, at) in &self.order {
+            let page = &mut self.pages[at as usize];
+            let mut held = page.held;
+            while held != 0 {
+                let bit = held.trailing_zeros() as usize;
+                page.qty[bit] *= qty_by;
+                held &= held - 1;
             }
         }
-        self.trim_holes();
-        // Fewer levels raise the share of the holes left between them.
-        self.bound_holes();
     }
+}
 
-    /// Closes the holes once they pass a quarter of the levels (and [`HOLES_SLACK`]).
-    #[inline]
-    fn bound_holes(&mut self) {
-        if self.slots.len() - self.live > self.live / 4 + HOLES_SLACK {
-            self.close_holes();
-        }
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
     }
+    a
+}
 
-    /// Drops the holes at both ends.
-    #[inline]
-    fn trim_holes(&mut self) {
-        while self.slots.back().is_some_and(|s| s.qty == 0) {
-            self.slots.pop_back();
-        }
-        while self.slots.front().is_some_and(|s| s.qty == 0) {
-            self.slots.pop_front();
-        }
-    }
+/// A side's levels, best first.
+pub(crate) struct BestFirst<'a> {
+    side: &'a Side,
+    /// Positions in `order` of the pages not yet started.
+    pages_left: std::ops::Range<usize>,
+    /// The page being read: its number and place.
+    page: (u64, u32),
+    /// Its levels not yet given.
+    held: u32,
+    left: usize,
+}
 
-    /// Applies one side of a delta. `ASK` says the side is stored descending (asks).
-    ///
-    /// Bybit lists a side best first with each price once; then the levels' places in storage
-    /// only move towards the worst end, so all of them can be searched for against the side as
-    /// it stands and applied in the order given: a change at one place never moves a place
-    /// still to come, and a hole filled just below a place brings the places still to come down
-    /// to it. Searching them together overlaps their memory loads; one binary search after
-    /// another waited on each load in turn and took over a quarter of a frame's time
-    /// (BENCHMARKS.md, "Closing the gap"). A side in any other order goes one level at a time.
+impl Iterator for BestFirst<'_> {
+    type Item = Slot;
+
     #[inline]
-    pub(crate) fn apply<const ASK: bool, L: InUnits>(&mut self, levels: &[L]) {
-        let best_first = levels.windows(2).all(|w| {
-            if ASK {
-                w[1].as_slot().px > w[0].as_slot().px
+    fn next(&mut self) -> Option<Slot> {
+        let side = self.side;
+        while self.held == 0 {
+            let next = if side.ask {
+                self.pages_left.next()
             } else {
-                w[1].as_slot().px < w[0].as_slot().px
-            }
-        });
-        let batch = if best_first {
-            SEARCH_BATCH_LEVELS_MAX
-        } else {
-            1
-        };
-        let mut holes_made = false;
-        for chunk in levels.chunks(batch) {
-            let mut at = [0usize; SEARCH_BATCH_LEVELS_MAX];
-            let at = &mut at[..chunk.len()];
-            lower_bounds::<ASK, L>(&mut self.slots, chunk, at);
-            let mut ceiling = usize::MAX;
-            for (l, &i) in chunk.iter().zip(at.iter()) {
-                match self.apply_at(i.min(ceiling), l.as_slot()) {
-                    Change::InPlace => {}
-                    Change::HoleMade => holes_made = true,
-                    Change::FilledBelow(place) => ceiling = place,
-                }
-            }
-        }
-        if holes_made {
-            self.trim_holes();
-            self.bound_holes();
-        }
-    }
-
-    /// Moves every level down over the holes below it, in one pass without a branch per slot
-    /// (`VecDeque::retain`, closing at an eighth of the levels, cost about 150 instructions a
-    /// BTCUSDT frame).
-    #[cold]
-    fn close_holes(&mut self) {
-        let all = self.slots.make_contiguous();
-        let mut kept = 0;
-        for i in 0..all.len() {
-            all[kept] = all[i];
-            kept += (all[i].qty != 0) as usize;
-        }
-        self.slots.truncate(kept);
-    }
-
-    /// Applies one level whose place is `i`.
-    #[inline]
-    fn apply_at(&mut self, i: usize, l: Slot) -> Change {
-        if let Some(s) = self.slots.get_mut(i).filter(|s| s.px == l.px) {
-            // An update, a delete (the level becomes a hole) or a hole filled again.
-            let (was, is) = (s.qty != 0, l.qty != 0);
-            s.qty = l.qty;
-            self.live = self.live + is as usize - was as usize;
-            return if was & !is {
-                Change::HoleMade
-            } else {
-                Change::InPlace
+                self.pages_left.next_back()
             };
+            self.page = side.order[next?];
+            self.held = side.pages[self.page.1 as usize].held;
         }
-        // "If you receive an amount that does not exist, insert it" - but a zero for a price we
-        // do not hold has nothing to delete.
-        if l.qty == 0 {
-            return Change::InPlace;
-        }
-        self.live += 1;
-        // A hole on either side of the place takes the level: the hole's price lies between the
-        // level's neighbours, so the side stays sorted.
-        if let Some(below) = i.checked_sub(1).and_then(|b| self.slots.get_mut(b))
-            && below.qty == 0
-        {
-            *below = l;
-            return Change::FilledBelow(i - 1);
-        }
-        match self.slots.get_mut(i) {
-            Some(above) if above.qty == 0 => *above = l,
-            // New levels most often come at either end (a new best, a level entering at the deep
-            // edge): `insert` there still went through its general copy and a `memmove` call,
-            // about a tenth of a spot frame whose ladder moves each delta.
-            None => self.slots.push_back(l),
-            Some(_) if i == 0 => self.slots.push_front(l),
-            Some(_) => self.slots.insert(i, l),
-        }
-        Change::InPlace
-    }
-}
-
-/// What applying one level did to the places of the levels still to come.
-enum Change {
-    /// Nothing a place still to come depends on.
-    InPlace,
-    /// A level became a hole: the ends and the count of holes need a look afterwards.
-    HoleMade,
-    /// The hole at this place took the level: places still to come may not pass it.
-    FilledBelow(usize),
-}
-
-/// Searches run side by side in [`lower_bounds`]: four bases fit in registers; a longer array
-/// of them lived on the stack, and every round waited on a store and a reload.
-const SEARCH_LANES: usize = 4;
-
-/// For each level, the first place in storage order not before it, searched in lock step: every
-/// search takes the same number of halvings, so each round issues one independent load per level.
-/// Branch-free so that the rounds do not wait on comparisons.
-#[inline]
-fn lower_bounds<const ASK: bool, L: InUnits>(
-    side: &mut VecDeque<Slot>,
-    keys: &[L],
-    out: &mut [usize],
-) {
-    // Rotates only when the deque has wrapped; the rounds then index one slice instead of
-    // choosing between two halves at every load (BENCHMARKS.md: 700 -> 658 ns a frame).
-    let all: &[Slot] = side.make_contiguous();
-    let n = all.len();
-    if n == 0 {
-        out.fill(0);
-        return;
-    }
-    let (mut keys, mut out) = (keys, out);
-    // Four at a time, then two, then one: a padded lane searched for nothing, and a side of a
-    // delta often has fewer than four levels.
-    while !keys.is_empty() {
-        let lanes = match keys.len() {
-            1 => search_lanes::<ASK, 1, L>(all, keys, out),
-            2 | 3 => search_lanes::<ASK, 2, L>(all, keys, out),
-            _ => search_lanes::<ASK, SEARCH_LANES, L>(all, keys, out),
+        let bit = if side.ask {
+            self.held.trailing_zeros()
+        } else {
+            31 - self.held.leading_zeros()
         };
-        keys = &keys[lanes..];
-        out = &mut out[lanes..];
+        self.held &= !(1u32 << bit);
+        self.left -= 1;
+        Some(side.slot(self.page.0, self.page.1, bit))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
-/// [`lower_bounds`] for the first `LANES` keys, searched in lock step; returns `LANES`.
-#[inline(always)]
-fn search_lanes<const ASK: bool, const LANES: usize, L: InUnits>(
-    all: &[Slot],
-    keys: &[L],
-    out: &mut [usize],
-) -> usize {
-    let before = |stored: u64, key: u64| if ASK { stored > key } else { stored < key };
-    let key: [u64; LANES] = std::array::from_fn(|j| keys[j].as_slot().px);
-    let mut base = [0usize; LANES];
-    let mut size = all.len();
-    while size > 1 {
-        let half = size / 2;
-        for j in 0..LANES {
-            let mid = base[j] + half;
-            // Without the hint the compiler branches on a comparison that is a coin toss.
-            base[j] = std::hint::select_unpredictable(before(all[mid].px, key[j]), mid, base[j]);
-        }
-        size -= half;
-    }
-    for j in 0..LANES {
-        out[j] = base[j] + before(all[base[j]].px, key[j]) as usize;
-    }
-    LANES
-}
+impl ExactSizeIterator for BestFirst<'_> {}
 
 #[cfg(test)]
 mod tests;

@@ -50,20 +50,35 @@ proptest::proptest! {
     }
 }
 
-/// The side's bookkeeping agrees with its slots: sorted, no hole at either end, the live
-/// count right, the holes within their bound.
-fn check_side<const ASK: bool>(side: &Side) {
-    let slots: Vec<Slot> = side.slots.iter().copied().collect();
-    assert!(slots.windows(2).all(|w| if ASK {
-        w[0].px > w[1].px
-    } else {
-        w[0].px < w[1].px
-    }));
-    assert!(slots.first().is_none_or(|s| s.qty != 0) && slots.last().is_none_or(|s| s.qty != 0));
-    let live = slots.iter().filter(|s| s.qty != 0).count();
-    assert_eq!(side.live, live);
-    assert_eq!(side.iter().len(), live);
-    assert!(slots.len() - live <= live / 4 + HOLES_SLACK);
+/// The side's bookkeeping agrees with its pages: sorted and distinct, none empty, none lost,
+/// the count of levels right, the hint naming a page in use.
+fn check_side(side: &Side) {
+    assert!(side.order.windows(2).all(|w| w[0].0 < w[1].0));
+    let held: usize = side
+        .order
+        .iter()
+        .map(|&(_, at)| {
+            let h = side.pages[at as usize].held;
+            assert_ne!(h, 0, "a page in use holds a level");
+            h.count_ones() as usize
+        })
+        .sum();
+    assert_eq!(side.live, held);
+    assert_eq!(side.best_first().len(), held);
+    assert!(side.order.len() <= side.live);
+    let mut places: Vec<u32> = side
+        .order
+        .iter()
+        .map(|p| p.1)
+        .chain(side.free.iter().copied())
+        .collect();
+    places.sort_unstable();
+    assert_eq!(
+        places,
+        (0..side.pages.len() as u32).collect::<Vec<_>>(),
+        "every page is in use or free, once"
+    );
+    assert!(side.hint.0 == NO_PAGE || side.order.contains(&side.hint));
 }
 
 fn slots(levels: &[(u64, u64)]) -> Vec<Slot> {
@@ -71,109 +86,124 @@ fn slots(levels: &[(u64, u64)]) -> Vec<Slot> {
 }
 
 fn contents(side: &Side) -> Vec<(u64, u64)> {
-    side.iter().map(|s| (s.px, s.qty)).collect()
+    side.best_first().map(|s| (s.px, s.qty)).collect()
 }
 
 #[test]
-fn a_deleted_level_leaves_a_hole_that_its_price_fills_again() {
-    let mut side = Side::default();
-    side.fill::<false>(&slots(&[(10, 1), (20, 2), (30, 3)]), 10);
-    side.apply::<false, Slot>(&slots(&[(20, 0)]));
-    assert_eq!(side.slots.len(), 3);
-    assert_eq!(contents(&side), [(10, 1), (30, 3)]);
-    side.apply::<false, Slot>(&slots(&[(20, 5)]));
-    assert_eq!(side.slots.len(), 3);
-    assert_eq!(contents(&side), [(10, 1), (20, 5), (30, 3)]);
-    check_side::<false>(&side);
-}
-
-#[test]
-fn trimming_to_depth_closes_the_holes_the_dropped_levels_leave_too_many_of() {
-    let mut side = Side::default();
-    let full: Vec<(u64, u64)> = (1..=200).map(|px| (px, 1)).collect();
-    side.fill::<false>(&slots(&full), 200);
-    // 40 holes among the best levels: within the bound for 160 levels.
-    let deletes: Vec<(u64, u64)> = (0..40).map(|k| (200 - 2 * k, 0)).collect();
-    side.apply::<false, Slot>(&slots(&deletes));
-    assert_eq!(side.live, 160);
-    check_side::<false>(&side);
-    // Keeping the best 60 drops only solid levels: 40 holes among 60 levels is too many.
-    assert_eq!(side.truncate_worst(60), 100);
-    assert_eq!(side.live, 60);
-    check_side::<false>(&side);
-}
-
-#[test]
-fn an_insert_between_a_holes_neighbours_takes_the_hole() {
-    let mut side = Side::default();
-    side.fill::<false>(&slots(&[(10, 1), (20, 2), (30, 3), (40, 4)]), 10);
-    side.apply::<false, Slot>(&slots(&[(20, 0)]));
-    // 25 sits just above the hole, 15 just below it; each takes it in turn.
-    side.apply::<false, Slot>(&slots(&[(25, 7)]));
-    assert_eq!(side.slots.len(), 4);
-    side.apply::<false, Slot>(&slots(&[(25, 0), (15, 8)]));
-    assert_eq!(side.slots.len(), 4);
-    assert_eq!(contents(&side), [(10, 1), (15, 8), (30, 3), (40, 4)]);
-    check_side::<false>(&side);
-}
-
-#[test]
-fn a_hole_filled_below_a_place_brings_later_places_down() {
-    // Best first, both searched for as "before 40": 37 fills the hole left by 35 just below
-    // that place, and 36 must then go below 37, not before 40.
-    let mut side = Side::default();
-    side.fill::<false>(&slots(&[(10, 1), (30, 1), (35, 1), (40, 1)]), 10);
-    side.apply::<false, Slot>(&slots(&[(35, 0)]));
-    side.apply::<false, Slot>(&slots(&[(37, 2), (36, 3)]));
+fn a_side_counts_prices_in_the_step_its_levels_share() {
+    let mut side = Side::new(false);
+    side.fill(
+        &slots(&[(6_511_420, 1), (6_511_410, 2), (6_511_400, 3)]),
+        10,
+    );
+    assert_eq!(side.step.step, 10);
+    // A price between the ticks brings the step down; nothing held changes.
+    side.apply(&slots(&[(6_511_415, 4)]));
+    assert_eq!(side.step.step, 5);
     assert_eq!(
         contents(&side),
-        [(10, 1), (30, 1), (36, 3), (37, 2), (40, 1)]
+        vec![
+            (6_511_420, 1),
+            (6_511_415, 4),
+            (6_511_410, 2),
+            (6_511_400, 3)
+        ]
     );
-    check_side::<false>(&side);
+    check_side(&side);
 }
 
 #[test]
-fn the_best_level_is_never_a_hole() {
-    let mut side = Side::default();
-    side.fill::<true>(&slots(&[(50, 1), (40, 2), (30, 3)]), 10);
-    side.apply::<true, Slot>(&slots(&[(30, 0), (40, 0)]));
-    assert_eq!(side.back(), Some(&Slot { px: 50, qty: 1 }));
-    assert_eq!(side.slots.len(), 1);
+fn levels_far_apart_take_pages_of_their_own_and_read_back_in_order() {
+    let mut side = Side::new(true);
+    let far = u64::MAX - 4;
+    side.fill(&slots(&[(far, 1), (5, 2), (1_000_005, 3)]), 10);
+    assert_eq!(side.order.len(), 3);
+    assert_eq!(side.best(), Some(Slot { px: 5, qty: 2 }));
+    assert_eq!(contents(&side), vec![(5, 2), (1_000_005, 3), (far, 1)]);
+    // Deleting a page's only level gives the page back for reuse.
+    side.apply(&slots(&[(1_000_005, 0)]));
+    assert_eq!((side.order.len(), side.free.len()), (2, 1));
+    side.apply(&slots(&[(20, 7)]));
+    assert_eq!(side.pages.len(), 3);
+    check_side(&side);
 }
 
-/// Deltas of one side: best first (searched together) or in any order (one at a time).
+#[test]
+fn trimming_to_depth_drops_the_worst_levels_of_either_side() {
+    let levels: Vec<(u64, u64)> = (1..=100).map(|i| (i * 3, i)).collect();
+    for ask in [false, true] {
+        let mut side = Side::new(ask);
+        assert_eq!(side.fill(&slots(&levels), 30), 70);
+        let kept = contents(&side);
+        assert_eq!(kept.len(), 30);
+        let want: Vec<(u64, u64)> = if ask {
+            levels[..30].to_vec()
+        } else {
+            levels[70..].iter().rev().copied().collect()
+        };
+        assert_eq!(kept, want, "ask {ask}");
+        check_side(&side);
+    }
+}
+
+#[test]
+fn a_rescale_that_would_not_fit_is_refused_before_anything_moves() {
+    let mut side = Side::new(false);
+    side.fill(&slots(&[(u64::MAX / 20, 1), (u64::MAX / 40, 2)]), 10);
+    assert!(!side.rescales(100, 1));
+    assert!(side.rescales(10, 1));
+    side.rescale(10, 1000);
+    assert_eq!(
+        contents(&side),
+        vec![((u64::MAX / 20) * 10, 1000), ((u64::MAX / 40) * 10, 2000)]
+    );
+    check_side(&side);
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_step_counts_exact_multiples_and_nothing_else(
+        step in proptest::prop_oneof![1u64..1000, proptest::prelude::any::<u64>()],
+        k in proptest::prelude::any::<u64>(),
+        off in 0u64..3,
+    ) {
+        let x = (k % (u64::MAX / step.max(1))).wrapping_mul(step.max(1)).wrapping_add(off);
+        let want = (x % step.max(1) == 0).then(|| x / step.max(1));
+        proptest::prop_assert_eq!(Step::new(step).steps(x), want);
+    }
+}
+
+/// Prices as books have them: mostly on a tick near one price, some anywhere, some at the top
+/// of the range.
+fn price() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0u64..400).prop_map(|k| 6_500_000 + k * 10),
+        1 => 0u64..10_000_000,
+        1 => (u64::MAX - 2_000)..=u64::MAX,
+    ]
+}
+
 fn side_delta() -> impl proptest::strategy::Strategy<Value = Vec<(u64, u64)>> {
     use proptest::prelude::*;
-    (
-        prop::collection::vec(
-            (0u64..400, prop_oneof![1 => Just(0u64), 2 => 1u64..9]),
-            0..80,
-        ),
-        any::<bool>(),
-    )
-        .prop_map(|(mut v, best_first)| {
-            if best_first {
-                v.sort_by_key(|l| std::cmp::Reverse(l.0));
-                v.dedup_by_key(|l| l.0);
-            }
-            v
-        })
+    prop::collection::vec((price(), prop_oneof![1 => Just(0u64), 2 => 1u64..9]), 0..80)
 }
 
-/// Applies a snapshot and deltas (each given best first for bids, that is highest first)
-/// to a side and to a sorted map, trimming both to `depth`, and compares them after each.
-fn side_against_model<const ASK: bool>(
+/// Applies a snapshot and deltas to a side and to a sorted map, trimming both to `depth`, and
+/// compares them after each.
+fn side_against_model(
+    ask: bool,
     depth: usize,
     snapshot: &[(u64, u64)],
     deltas: &[Vec<(u64, u64)>],
 ) -> Result<(), proptest::test_runner::TestCaseError> {
-    let mut side = Side::default();
+    let mut side = Side::new(ask);
     let mut model = std::collections::BTreeMap::new();
     let trim = |model: &mut std::collections::BTreeMap<u64, u64>| {
         let mut dropped = 0;
         while model.len() > depth {
             // The worst bid is the lowest, the worst ask the highest.
-            if ASK {
+            if ask {
                 model.pop_last()
             } else {
                 model.pop_first()
@@ -182,21 +212,16 @@ fn side_against_model<const ASK: bool>(
         }
         dropped
     };
-    side.fill::<ASK>(&slots(snapshot), depth);
+    let dropped_at_fill = side.fill(&slots(snapshot), depth);
     // The venue's last word for a price wins; zero sizes are not levels.
     for &(px, qty) in snapshot {
         model.insert(px, qty);
     }
     model.retain(|_, q| *q != 0);
-    trim(&mut model);
+    proptest::prop_assert_eq!(dropped_at_fill, trim(&mut model));
     for d in deltas {
-        let mut d = d.clone();
-        if ASK {
-            // Asks come best (lowest) first.
-            d.reverse();
-        }
-        side.apply::<ASK, Slot>(&slots(&d));
-        for &(px, qty) in &d {
+        side.apply(&slots(d));
+        for &(px, qty) in d {
             if qty == 0 {
                 model.remove(&px);
             } else {
@@ -205,13 +230,13 @@ fn side_against_model<const ASK: bool>(
         }
         let dropped = trim(&mut model);
         proptest::prop_assert_eq!(side.truncate_worst(depth), dropped);
-        check_side::<ASK>(&side);
+        check_side(&side);
         let mut want: Vec<(u64, u64)> = model.iter().map(|(p, q)| (*p, *q)).collect();
-        if ASK {
+        if !ask {
             want.reverse();
         }
         proptest::prop_assert_eq!(contents(&side), want.clone());
-        proptest::prop_assert_eq!(side.back().map(|s| (s.px, s.qty)), want.last().copied());
+        proptest::prop_assert_eq!(side.best().map(|s| (s.px, s.qty)), want.first().copied());
     }
     Ok(())
 }
@@ -219,19 +244,15 @@ fn side_against_model<const ASK: bool>(
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
 
-    /// Snapshots, deletes that leave holes, inserts that fill them or move levels, closing
-    /// the holes and trimming to a depth, on either side, against a sorted map.
+    /// Snapshots and deltas in any order, on a tick, off it and far apart, trimmed to a depth,
+    /// on either side, against a sorted map.
     #[test]
-    fn a_side_with_holes_matches_a_sorted_map(
+    fn a_side_matches_a_sorted_map(
         ask in proptest::prelude::any::<bool>(),
         depth in proptest::prop_oneof![1usize..20, 20usize..300],
-        snapshot in proptest::collection::vec((0u64..400, 0u64..9), 0..300),
+        snapshot in proptest::collection::vec((price(), 0u64..9), 0..300),
         deltas in proptest::collection::vec(side_delta(), 1..60),
     ) {
-        if ask {
-            side_against_model::<true>(depth, &snapshot, &deltas)?;
-        } else {
-            side_against_model::<false>(depth, &snapshot, &deltas)?;
-        }
+        side_against_model(ask, depth, &snapshot, &deltas)?;
     }
 }

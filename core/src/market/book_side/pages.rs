@@ -1,0 +1,405 @@
+//! A book side's levels in pages of neighbouring prices, found by the price itself.
+
+use crate::market::book_side::{InUnits, Slot};
+
+/// Neighbouring prices a page holds, in steps: one bit each of its `held` word. Small enough
+/// that a sparse book (one level a page) stays within 264 bytes a level.
+const PAGE_STEPS: u64 = 32;
+
+/// [`PAGE_STEPS`] neighbouring prices of a side.
+#[derive(Debug, Clone)]
+struct Page {
+    /// Bit `i`: the price `i` steps into the page holds a level.
+    held: u32,
+    /// The sizes; a slot whose bit is clear holds nothing meaningful.
+    qty: [u64; PAGE_STEPS as usize],
+}
+
+const EMPTY_PAGE: Page = Page {
+    held: 0,
+    qty: [0; PAGE_STEPS as usize],
+};
+
+/// The price of one step of a side, and how to count a price in steps: the step is 2^`shift`
+/// times an odd number, and an exact quotient by an odd number is one multiply by its inverse
+/// modulo 2^64 (a division was about 25 cycles a level).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    step: u64,
+    shift: u32,
+    inverse: u64,
+    /// The largest quotient a multiple of the odd part gives: a larger product means "not a
+    /// multiple".
+    quotient_max: u64,
+}
+
+impl Step {
+    fn new(step: u64) -> Step {
+        let step = step.max(1);
+        let shift = step.trailing_zeros();
+        let odd = step >> shift;
+        // Correct to 3 bits for any odd number; Newton's iteration doubles them each round.
+        let mut inverse = odd;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        }
+        Step {
+            step,
+            shift,
+            inverse,
+            quotient_max: u64::MAX / odd,
+        }
+    }
+
+    /// `px` in steps, when it is a whole number of them.
+    #[inline(always)]
+    fn steps(self, px: u64) -> Option<u64> {
+        let q = (px >> self.shift).wrapping_mul(self.inverse);
+        (px & ((1u64 << self.shift) - 1) == 0 && q <= self.quotient_max).then_some(q)
+    }
+}
+
+/// No page has this number: prices in steps are below 2^64, their pages below 2^59.
+const NO_PAGE: u64 = u64::MAX;
+
+/// One side of a book: its levels in pages of [`PAGE_STEPS`] neighbouring prices, found by the
+/// price itself.
+///
+/// A sorted array of levels needed a binary search for every level of a delta and moved the
+/// levels behind every insert; on a spot frame whose ladder moves each delta that was about
+/// half the frame's time (BENCHMARKS.md, "Session 12"). Here a level's page is the one the
+/// last level used, or the one at its number's distance from the first page (a book's pages
+/// near the top are contiguous), or found by a binary search over the pages; within the page
+/// it is a bit and a store. Each page holds at least one level, so a side holds at most as
+/// many pages as levels, and the pages no longer used are kept for reuse.
+#[derive(Debug, Clone)]
+pub(crate) struct Side {
+    /// The best level is the lowest price on the asks, the highest on the bids.
+    ask: bool,
+    /// The pages holding a level, by number (price in steps / [`PAGE_STEPS`]) ascending, each
+    /// with its place in `pages`.
+    order: Vec<(u64, u32)>,
+    pages: Vec<Page>,
+    /// Places in `pages` that `order` does not name.
+    free: Vec<u32>,
+    step: Step,
+    /// Levels held.
+    live: usize,
+    /// The page last found, by number and place.
+    hint: (u64, u32),
+}
+
+impl Side {
+    pub(crate) fn new(ask: bool) -> Side {
+        Side {
+            ask,
+            order: Vec::new(),
+            pages: Vec::new(),
+            free: Vec::new(),
+            step: Step::new(1),
+            live: 0,
+            hint: (NO_PAGE, 0),
+        }
+    }
+
+    /// The best level.
+    pub(crate) fn best(&self) -> Option<Slot> {
+        let &(number, at) = if self.ask {
+            self.order.first()?
+        } else {
+            self.order.last()?
+        };
+        Some(self.slot(number, at, self.end_bit(at, self.ask)))
+    }
+
+    /// The lowest (`low`) or highest held bit of the page at `at`, which holds one.
+    #[inline(always)]
+    fn end_bit(&self, at: u32, low: bool) -> u32 {
+        let held = self.pages[at as usize].held;
+        if low {
+            held.trailing_zeros()
+        } else {
+            31 - held.leading_zeros()
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, number: u64, at: u32, bit: u32) -> Slot {
+        Slot {
+            px: (number * PAGE_STEPS + bit as u64) * self.step.step,
+            qty: self.pages[at as usize].qty[bit as usize],
+        }
+    }
+
+    /// The levels, best first.
+    pub(crate) fn best_first(&self) -> BestFirst<'_> {
+        BestFirst {
+            side: self,
+            pages_left: 0..self.order.len(),
+            page: (0, 0),
+            held: 0,
+            left: self.live,
+        }
+    }
+
+    /// Loads a snapshot side (any order, repeats allowed, the venue's last word for a price
+    /// wins, zero sizes dropped); returns how many levels did not fit the depth.
+    pub(crate) fn fill(&mut self, src: &[Slot], depth: usize) -> u64 {
+        self.clear();
+        for s in src {
+            self.set(s.px, s.qty);
+        }
+        self.truncate_worst(depth)
+    }
+
+    /// Drops every level; the next level sets the step afresh.
+    fn clear(&mut self) {
+        self.free.extend(self.order.iter().map(|&(_, at)| at));
+        self.order.clear();
+        self.live = 0;
+        self.hint = (NO_PAGE, 0);
+        self.step = Step::new(1);
+    }
+
+    /// Applies one side of a delta, in any order: each level is found by its price alone.
+    #[inline]
+    pub(crate) fn apply<L: InUnits>(&mut self, levels: &[L]) {
+        for l in levels {
+            let s = l.as_slot();
+            self.set(s.px, s.qty);
+        }
+    }
+
+    /// Sets the size at `px`; zero removes the level, if there is one ("If you receive an
+    /// amount that does not exist, insert it": a zero for a price we do not hold has nothing to
+    /// delete).
+    #[inline(always)]
+    fn set(&mut self, px: u64, qty: u64) {
+        if self.live == 0 {
+            // The first level of an empty side sets the step; the next price not a multiple of
+            // it brings it down to their common divisor.
+            self.step = Step::new(px);
+        }
+        self.put(px, qty);
+    }
+
+    /// [`Side::set`] in the side's step as it is.
+    #[inline(always)]
+    fn put(&mut self, px: u64, qty: u64) {
+        let steps = match self.step.steps(px) {
+            Some(steps) => steps,
+            None => self.restep(px),
+        };
+        let (number, bit) = (steps / PAGE_STEPS, (steps % PAGE_STEPS) as u32);
+        let at = match self.find(number) {
+            Ok(at) => at,
+            Err(_) if qty == 0 => return,
+            Err(place) => self.open(number, place),
+        };
+        let page = &mut self.pages[at as usize];
+        let mask = 1u32 << bit;
+        let was = page.held & mask != 0;
+        page.qty[bit as usize] = qty;
+        if qty != 0 {
+            page.held |= mask;
+            self.live += !was as usize;
+        } else {
+            page.held &= !mask;
+            self.live -= was as usize;
+            if page.held == 0 {
+                self.close(number);
+            }
+        }
+    }
+
+    /// The place in `pages` of page `number`, or where in `order` it would go.
+    #[inline(always)]
+    fn find(&mut self, number: u64) -> Result<u32, usize> {
+        if self.hint.0 == number {
+            return Ok(self.hint.1);
+        }
+        let first = self.order.first().map_or(NO_PAGE, |p| p.0);
+        let guess = number.wrapping_sub(first) as usize;
+        let found = match self.order.get(guess) {
+            Some(&(n, at)) if n == number => Ok(at),
+            _ => self
+                .order
+                .binary_search_by_key(&number, |p| p.0)
+                .map(|i| self.order[i].1),
+        };
+        if let Ok(at) = found {
+            self.hint = (number, at);
+        }
+        found
+    }
+
+    /// A new empty page `number` at `place` in `order`.
+    fn open(&mut self, number: u64, place: usize) -> u32 {
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.pages[at as usize].held = 0;
+                at
+            }
+            None => {
+                self.pages.push(EMPTY_PAGE);
+                (self.pages.len() - 1) as u32
+            }
+        };
+        self.order.insert(place, (number, at));
+        self.hint = (number, at);
+        at
+    }
+
+    /// Removes page `number`, which holds no level now.
+    fn close(&mut self, number: u64) {
+        if let Ok(i) = self.order.binary_search_by_key(&number, |p| p.0) {
+            self.free.push(self.order.remove(i).1);
+        }
+        if self.hint.0 == number {
+            self.hint = (NO_PAGE, 0);
+        }
+        if self.live == 0 {
+            self.clear();
+        }
+    }
+
+    /// A price that is not a whole number of steps: the step becomes the largest that divides
+    /// both, the levels held are counted in it again, and `px` in the new step is returned. Every change at least halves
+    /// the step, so a side restarts its pages at most 64 times between snapshots.
+    #[cold]
+    fn restep(&mut self, px: u64) -> u64 {
+        let held: Vec<Slot> = self.best_first().collect();
+        let step = Step::new(gcd(self.step.step, px));
+        self.clear();
+        self.step = step;
+        for s in held {
+            self.put(s.px, s.qty);
+        }
+        // A divisor of `px`: always a whole number of steps.
+        step.steps(px).unwrap_or(0)
+    }
+
+    /// Drops the worst levels beyond `depth`; returns how many.
+    #[inline]
+    pub(crate) fn truncate_worst(&mut self, depth: usize) -> u64 {
+        let excess = self.live.saturating_sub(depth);
+        let mut left = excess;
+        while left > 0 {
+            // The worst page: the highest on the asks, the lowest on the bids.
+            let Some(&(number, at)) = (if self.ask {
+                self.order.last()
+            } else {
+                self.order.first()
+            }) else {
+                break;
+            };
+            let count = self.pages[at as usize].held.count_ones() as usize;
+            if count <= left {
+                left -= count;
+                self.live -= count;
+                self.pages[at as usize].held = 0;
+                self.close(number);
+                continue;
+            }
+            let page = &mut self.pages[at as usize];
+            for _ in 0..left {
+                let bit = if self.ask {
+                    31 - page.held.leading_zeros()
+                } else {
+                    page.held.trailing_zeros()
+                };
+                page.held &= !(1u32 << bit);
+            }
+            self.live -= left;
+            left = 0;
+        }
+        excess as u64
+    }
+
+    /// Whether every price and size, and the step, still fit a `u64` multiplied by `px_by` and
+    /// `qty_by`.
+    pub(crate) fn rescales(&self, px_by: u64, qty_by: u64) -> bool {
+        let Some(&(number, at)) = self.order.last() else {
+            return true;
+        };
+        let highest = self.slot(number, at, self.end_bit(at, false)).px;
+        highest.checked_mul(px_by).is_some()
+            && self.step.step.checked_mul(px_by).is_some()
+            && self
+                .best_first()
+                .all(|s| s.qty.checked_mul(qty_by).is_some())
+    }
+
+    /// Multiplies every price and size; [`Side::rescales`] said they fit.
+    pub(crate) fn rescale(&mut self, px_by: u64, qty_by: u64) {
+        if self.live == 0 {
+            self.clear();
+            return;
+        }
+        // Every price is its steps times the step: multiplying the step multiplies them all.
+        self.step = Step::new(self.step.step * px_by);
+        for &(_, at) in &self.order {
+            let page = &mut self.pages[at as usize];
+            let mut held = page.held;
+            while held != 0 {
+                let bit = held.trailing_zeros() as usize;
+                page.qty[bit] *= qty_by;
+                held &= held - 1;
+            }
+        }
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// A side's levels, best first.
+pub(crate) struct BestFirst<'a> {
+    side: &'a Side,
+    /// Positions in `order` of the pages not yet started.
+    pages_left: std::ops::Range<usize>,
+    /// The page being read: its number and place.
+    page: (u64, u32),
+    /// Its levels not yet given.
+    held: u32,
+    left: usize,
+}
+
+impl Iterator for BestFirst<'_> {
+    type Item = Slot;
+
+    #[inline]
+    fn next(&mut self) -> Option<Slot> {
+        let side = self.side;
+        while self.held == 0 {
+            let next = if side.ask {
+                self.pages_left.next()
+            } else {
+                self.pages_left.next_back()
+            };
+            self.page = side.order[next?];
+            self.held = side.pages[self.page.1 as usize].held;
+        }
+        let bit = if side.ask {
+            self.held.trailing_zeros()
+        } else {
+            31 - self.held.leading_zeros()
+        };
+        self.held &= !(1u32 << bit);
+        self.left -= 1;
+        Some(side.slot(self.page.0, self.page.1, bit))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for BestFirst<'_> {}
+
+#[cfg(test)]
+mod tests;

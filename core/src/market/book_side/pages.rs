@@ -1,5 +1,7 @@
 //! A book side's levels in pages of neighbouring prices, found by the price itself.
 
+use std::collections::VecDeque;
+
 use crate::market::book_side::{InUnits, Slot};
 
 /// Neighbouring prices a page holds, in steps: one bit each of its `held` word. Small enough
@@ -62,6 +64,9 @@ impl Step {
 /// No page has this number: prices in steps are below 2^64, their pages below 2^59.
 const NO_PAGE: u64 = u64::MAX;
 
+/// Hollow pages a side keeps beyond a quarter of its pages before it drops them all.
+const HOLLOW_SLACK: usize = 16;
+
 /// One side of a book: its levels in pages of [`PAGE_STEPS`] neighbouring prices, found by the
 /// price itself.
 ///
@@ -70,15 +75,21 @@ const NO_PAGE: u64 = u64::MAX;
 /// half the frame's time (BENCHMARKS.md, "Session 12"). Here a level's page is the one the
 /// last level used, or the one at its number's distance from the first page (a book's pages
 /// near the top are contiguous), or found by a binary search over the pages; within the page
-/// it is a bit and a store. Each page holds at least one level, so a side holds at most as
-/// many pages as levels, and the pages no longer used are kept for reuse.
+/// it is a bit and a store. A page that empties inside the side stays for the next level near
+/// it, as a sparse book's levels come and go (removing and reinserting its entry moved half
+/// the pages each time); the hollow pages leave once they pass a quarter of the pages. So a
+/// side holds at most about 4/3 as many pages as levels (plus [`HOLLOW_SLACK`]), and the
+/// pages no longer used are kept for reuse.
 #[derive(Debug, Clone)]
 pub(crate) struct Side {
     /// The best level is the lowest price on the asks, the highest on the bids.
     ask: bool,
-    /// The pages holding a level, by number (price in steps / [`PAGE_STEPS`]) ascending, each
-    /// with its place in `pages`.
-    order: Vec<(u64, u32)>,
+    /// The pages, by number (price in steps / [`PAGE_STEPS`]) ascending, each with its place in
+    /// `pages`. The pages at both ends hold a level; a page inside that empties stays (hollow)
+    /// until a level fills it again or the hollow ones pass a quarter of the pages.
+    order: VecDeque<(u64, u32)>,
+    /// Pages in `order` that hold no level.
+    hollow: usize,
     pages: Vec<Page>,
     /// Places in `pages` that `order` does not name.
     free: Vec<u32>,
@@ -87,27 +98,32 @@ pub(crate) struct Side {
     live: usize,
     /// The page last found, by number and place.
     hint: (u64, u32),
+    /// Where in `order` the last page found or opened was: a delta lists its levels in price
+    /// order, so in a sparse book the next level's page is usually beside it.
+    near: usize,
 }
 
 impl Side {
     pub(crate) fn new(ask: bool) -> Side {
         Side {
             ask,
-            order: Vec::new(),
+            order: VecDeque::new(),
+            hollow: 0,
             pages: Vec::new(),
             free: Vec::new(),
             step: Step::new(1),
             live: 0,
             hint: (NO_PAGE, 0),
+            near: 0,
         }
     }
 
     /// The best level.
     pub(crate) fn best(&self) -> Option<Slot> {
         let &(number, at) = if self.ask {
-            self.order.first()?
+            self.order.front()?
         } else {
-            self.order.last()?
+            self.order.back()?
         };
         Some(self.slot(number, at, self.end_bit(at, self.ask)))
     }
@@ -156,6 +172,7 @@ impl Side {
     fn clear(&mut self) {
         self.free.extend(self.order.iter().map(|&(_, at)| at));
         self.order.clear();
+        self.hollow = 0;
         self.live = 0;
         self.hint = (NO_PAGE, 0);
         self.step = Step::new(1);
@@ -199,15 +216,18 @@ impl Side {
         let page = &mut self.pages[at as usize];
         let mask = 1u32 << bit;
         let was = page.held & mask != 0;
+        let was_hollow = page.held == 0;
         page.qty[bit as usize] = qty;
         if qty != 0 {
             page.held |= mask;
             self.live += !was as usize;
+            self.hollow -= was_hollow as usize;
         } else {
             page.held &= !mask;
             self.live -= was as usize;
-            if page.held == 0 {
-                self.close(number);
+            if was && page.held == 0 {
+                self.hollow += 1;
+                self.emptied();
             }
         }
     }
@@ -218,19 +238,29 @@ impl Side {
         if self.hint.0 == number {
             return Ok(self.hint.1);
         }
-        let first = self.order.first().map_or(NO_PAGE, |p| p.0);
+        let first = self.order.front().map_or(NO_PAGE, |p| p.0);
         let guess = number.wrapping_sub(first) as usize;
-        let found = match self.order.get(guess) {
-            Some(&(n, at)) if n == number => Ok(at),
-            _ => self
-                .order
-                .binary_search_by_key(&number, |p| p.0)
-                .map(|i| self.order[i].1),
+        let near = self.near;
+        let found = [guess, near.wrapping_sub(1), near + 1, near]
+            .into_iter()
+            .find_map(|i| match self.order.get(i) {
+                Some(&(n, at)) if n == number => Some((i, at)),
+                _ => None,
+            });
+        let found = match found {
+            Some(found) => Ok(found),
+            None => match self.order.binary_search_by_key(&number, |p| p.0) {
+                Ok(i) => Ok((i, self.order[i].1)),
+                Err(i) => Err(i),
+            },
         };
-        if let Ok(at) = found {
-            self.hint = (number, at);
+        match found {
+            Ok((i, at)) => {
+                (self.hint, self.near) = ((number, at), i);
+                Ok(at)
+            }
+            Err(i) => Err(i),
         }
-        found
     }
 
     /// A new empty page `number` at `place` in `order`.
@@ -246,20 +276,68 @@ impl Side {
             }
         };
         self.order.insert(place, (number, at));
-        self.hint = (number, at);
+        // Hollow until the level that opened it is set, a moment later.
+        self.hollow += 1;
+        (self.hint, self.near) = ((number, at), place);
         at
     }
 
-    /// Removes page `number`, which holds no level now.
-    fn close(&mut self, number: u64) {
-        if let Ok(i) = self.order.binary_search_by_key(&number, |p| p.0) {
-            self.free.push(self.order.remove(i).1);
-        }
-        if self.hint.0 == number {
-            self.hint = (NO_PAGE, 0);
-        }
+    /// A page has just emptied: the hollow pages at either end leave, and all of them once they
+    /// pass a quarter of the pages (and [`HOLLOW_SLACK`]).
+    fn emptied(&mut self) {
         if self.live == 0 {
             self.clear();
+            return;
+        }
+        self.trim_ends();
+        if self.hollow > self.order.len() / 4 + HOLLOW_SLACK {
+            self.compact();
+        }
+    }
+
+    /// Drops the hollow pages at both ends, so that each end holds the side's best or worst
+    /// level.
+    fn trim_ends(&mut self) {
+        while let Some(&(_, at)) = self
+            .order
+            .back()
+            .filter(|p| self.pages[p.1 as usize].held == 0)
+        {
+            self.order.pop_back();
+            self.drop_page(at);
+        }
+        while let Some(&(_, at)) = self
+            .order
+            .front()
+            .filter(|p| self.pages[p.1 as usize].held == 0)
+        {
+            self.order.pop_front();
+            self.drop_page(at);
+        }
+    }
+
+    /// Every hollow page leaves, in one pass.
+    #[cold]
+    fn compact(&mut self) {
+        let pages = &self.pages;
+        let free = &mut self.free;
+        self.order.retain(|&(_, at)| {
+            let keep = pages[at as usize].held != 0;
+            if !keep {
+                free.push(at);
+            }
+            keep
+        });
+        self.hollow = 0;
+        self.hint = (NO_PAGE, 0);
+    }
+
+    /// The hollow page at `at` has left `order`.
+    fn drop_page(&mut self, at: u32) {
+        self.free.push(at);
+        self.hollow -= 1;
+        if self.hint.1 == at {
+            self.hint = (NO_PAGE, 0);
         }
     }
 
@@ -286,10 +364,10 @@ impl Side {
         let mut left = excess;
         while left > 0 {
             // The worst page: the highest on the asks, the lowest on the bids.
-            let Some(&(number, at)) = (if self.ask {
-                self.order.last()
+            let Some(&(_, at)) = (if self.ask {
+                self.order.back()
             } else {
-                self.order.first()
+                self.order.front()
             }) else {
                 break;
             };
@@ -298,7 +376,8 @@ impl Side {
                 left -= count;
                 self.live -= count;
                 self.pages[at as usize].held = 0;
-                self.close(number);
+                self.hollow += 1;
+                self.emptied();
                 continue;
             }
             let page = &mut self.pages[at as usize];
@@ -319,7 +398,7 @@ impl Side {
     /// Whether every price and size, and the step, still fit a `u64` multiplied by `px_by` and
     /// `qty_by`.
     pub(crate) fn rescales(&self, px_by: u64, qty_by: u64) -> bool {
-        let Some(&(number, at)) = self.order.last() else {
+        let Some(&(number, at)) = self.order.back() else {
             return true;
         };
         let highest = self.slot(number, at, self.end_bit(at, false)).px;

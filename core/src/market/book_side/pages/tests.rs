@@ -1,21 +1,22 @@
 use super::*;
 
-/// The side's bookkeeping agrees with its pages: sorted and distinct, none empty, none lost,
-/// the count of levels right, the hint naming a page in use.
+/// The side's bookkeeping agrees with its pages: sorted and distinct, the ends holding a level,
+/// the hollow ones counted and within their bound, none lost, the count of levels right, the
+/// hint naming a page in use.
 fn check_side(side: &Side) {
-    assert!(side.order.windows(2).all(|w| w[0].0 < w[1].0));
-    let held: usize = side
+    let numbers: Vec<u64> = side.order.iter().map(|p| p.0).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+    let helds: Vec<u32> = side
         .order
         .iter()
-        .map(|&(_, at)| {
-            let h = side.pages[at as usize].held;
-            assert_ne!(h, 0, "a page in use holds a level");
-            h.count_ones() as usize
-        })
-        .sum();
+        .map(|&(_, at)| side.pages[at as usize].held)
+        .collect();
+    assert!(helds.first().is_none_or(|h| *h != 0) && helds.last().is_none_or(|h| *h != 0));
+    let held: usize = helds.iter().map(|h| h.count_ones() as usize).sum();
     assert_eq!(side.live, held);
+    assert_eq!(side.hollow, helds.iter().filter(|h| **h == 0).count());
+    assert!(side.hollow <= side.order.len() / 4 + HOLLOW_SLACK);
     assert_eq!(side.best_first().len(), held);
-    assert!(side.order.len() <= side.live);
     let mut places: Vec<u32> = side
         .order
         .iter()
@@ -70,11 +71,34 @@ fn levels_far_apart_take_pages_of_their_own_and_read_back_in_order() {
     assert_eq!(side.order.len(), 3);
     assert_eq!(side.best(), Some(Slot { px: 5, qty: 2 }));
     assert_eq!(contents(&side), vec![(5, 2), (1_000_005, 3), (far, 1)]);
-    // Deleting a page's only level gives the page back for reuse.
+    // A page emptied inside the side stays for the next level near it.
     side.apply(&slots(&[(1_000_005, 0)]));
+    assert_eq!((side.order.len(), side.hollow, side.free.len()), (3, 1, 0));
+    check_side(&side);
+    side.apply(&slots(&[(1_000_010, 7), (20, 7)]));
+    assert_eq!((side.order.len(), side.hollow, side.pages.len()), (3, 0, 3));
+    // An end page that empties leaves at once: the ends always hold the best and worst levels.
+    side.apply(&slots(&[(far, 0)]));
     assert_eq!((side.order.len(), side.free.len()), (2, 1));
-    side.apply(&slots(&[(20, 7)]));
-    assert_eq!(side.pages.len(), 3);
+    assert_eq!(contents(&side), vec![(5, 2), (20, 7), (1_000_010, 7)]);
+    check_side(&side);
+}
+
+#[test]
+fn hollow_pages_leave_once_they_pass_a_quarter_of_the_pages() {
+    let mut side = Side::new(false);
+    // 200 levels, each alone in its page.
+    let levels: Vec<(u64, u64)> = (0..200).map(|i| (i * 1_000, 1)).collect();
+    side.fill(&slots(&levels), 500);
+    assert_eq!(side.order.len(), 200);
+    let inner: Vec<(u64, u64)> = (1..80).map(|i| (i * 1_000, 0)).collect();
+    side.apply(&slots(&inner[..60]));
+    assert_eq!((side.order.len(), side.hollow), (200, 60));
+    check_side(&side);
+    // The 67th passes 200 / 4 + 16: all 67 leave; the 12 after it stay hollow.
+    side.apply(&slots(&inner[60..]));
+    assert_eq!((side.order.len(), side.hollow), (133, 12));
+    assert_eq!(side.best_first().len(), 121);
     check_side(&side);
 }
 

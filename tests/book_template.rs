@@ -237,3 +237,31 @@ fn levels_within_a_word_of_the_frame_end_decode_as_the_scanner_does() {
         }
     }
 }
+
+proptest! {
+    /// Numbers of any width from one to twenty characters, the point anywhere (a spot price past
+    /// 99,999.99, a size to eight places): the template takes every frame whose prices are
+    /// positive, and whatever path a frame takes it decodes as the scanner does.
+    #[test]
+    fn levels_of_any_width_take_the_template_and_decode_as_the_scanner_does(
+        levels in prop::collection::vec(
+            ("[0-9]{1,10}(\\.[0-9]{1,9})?", "[0-9]{1,10}(\\.[0-9]{1,9})?"),
+            1..30,
+        ),
+    ) {
+        let side: Vec<String> = levels.iter().map(|(p, q)| format!(r#"["{p}","{q}"]"#)).collect();
+        let side = side.join(",");
+        let line = format!(
+            r#"{{"topic":"orderbook.200.BTCUSDT","type":"delta","ts":1,"data":{{"s":"BTCUSDT","b":[{side}],"a":[{side}],"u":7,"seq":8}},"cts":9}}"#
+        );
+        let mut d = Decoder::default();
+        prop_assert_eq!(shown(d.decode_bytes(line.as_bytes())), general(line.as_bytes()));
+        let readable = levels
+            .iter()
+            .all(|(p, _)| keel_core::Dec::parse(p).is_ok_and(|p| !p.is_zero()));
+        if readable {
+            let taken = d.decode_template(line.as_bytes());
+            prop_assert!(taken.is_some(), "{}", line);
+        }
+    }
+}

@@ -98,9 +98,6 @@ pub(crate) struct Side {
     live: usize,
     /// The page last found, by number and place.
     hint: (u64, u32),
-    /// Where in `order` the last page found or opened was: a delta lists its levels in price
-    /// order, so in a sparse book the next level's page is usually beside it.
-    near: usize,
 }
 
 impl Side {
@@ -114,7 +111,6 @@ impl Side {
             step: Step::new(1),
             live: 0,
             hint: (NO_PAGE, 0),
-            near: 0,
         }
     }
 
@@ -240,27 +236,17 @@ impl Side {
         }
         let first = self.order.front().map_or(NO_PAGE, |p| p.0);
         let guess = number.wrapping_sub(first) as usize;
-        let near = self.near;
-        let found = [guess, near.wrapping_sub(1), near + 1, near]
-            .into_iter()
-            .find_map(|i| match self.order.get(i) {
-                Some(&(n, at)) if n == number => Some((i, at)),
-                _ => None,
-            });
-        let found = match found {
-            Some(found) => Ok(found),
-            None => match self.order.binary_search_by_key(&number, |p| p.0) {
-                Ok(i) => Ok((i, self.order[i].1)),
-                Err(i) => Err(i),
-            },
+        let found = match self.order.get(guess) {
+            Some(&(n, at)) if n == number => Ok(at),
+            _ => self
+                .order
+                .binary_search_by_key(&number, |p| p.0)
+                .map(|i| self.order[i].1),
         };
-        match found {
-            Ok((i, at)) => {
-                (self.hint, self.near) = ((number, at), i);
-                Ok(at)
-            }
-            Err(i) => Err(i),
+        if let Ok(at) = found {
+            self.hint = (number, at);
         }
+        found
     }
 
     /// A new empty page `number` at `place` in `order`.
@@ -278,7 +264,7 @@ impl Side {
         self.order.insert(place, (number, at));
         // Hollow until the level that opened it is set, a moment later.
         self.hollow += 1;
-        (self.hint, self.near) = ((number, at), place);
+        self.hint = (number, at);
         at
     }
 

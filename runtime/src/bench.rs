@@ -29,30 +29,17 @@ fn best(v: Vec<f64>) -> f64 {
     v.into_iter().fold(f64::INFINITY, f64::min)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Times `f` over every line, `reps` times; the median ns per frame. Each repetition starts
-/// from fresh state, built outside the timed region.
-fn time<S>(
-    lines: &[Vec<u8>],
-    reps: usize,
-    mut fresh: impl FnMut() -> S,
-    mut f: impl FnMut(&mut S, &[u8]),
-) -> f64 {
-    let mut samples = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let mut state = fresh();
-        let t = Instant::now();
-        for l in lines {
-            f(&mut state, l);
-        }
-        samples.push(t.elapsed().as_nanos() as f64 / lines.len() as f64);
-        std::hint::black_box(&state);
+/// One pass of `f` over every line from fresh state (built outside the timed region); ns per
+/// frame.
+fn time<S>(lines: &[Vec<u8>], fresh: impl FnOnce() -> S, mut f: impl FnMut(&mut S, &[u8])) -> f64 {
+    let mut state = fresh();
+    let t = Instant::now();
+    for l in lines {
+        f(&mut state, l);
     }
-    median(samples)
+    let ns = t.elapsed().as_nanos() as f64 / lines.len() as f64;
+    std::hint::black_box(&state);
+    ns
 }
 
 pub fn codec(files: &[PathBuf], reps: usize) -> std::io::Result<CodecReport> {
@@ -66,20 +53,19 @@ pub fn codec(files: &[PathBuf], reps: usize) -> std::io::Result<CodecReport> {
     for _ in 0..reps {
         k.push(time(
             &lines,
-            1,
             || Market::new(MarketConfig::default()),
             |m, l| {
                 let _ = m.handle_frame_bytes(Time::ZERO, l);
                 while m.poll_event().is_some() {}
             },
         ));
-        t.push(time(&lines, 1, Typical::default, |s, l| {
+        t.push(time(&lines, Typical::default, |s, l| {
             s.handle(l);
         }));
-        r.push(time(&lines, 1, Resort::default, |s, l| {
+        r.push(time(&lines, Resort::default, |s, l| {
             s.handle(l);
         }));
-        fl.push(time(&lines, 1, || 0usize, |n, l| *n += floor(l)));
+        fl.push(time(&lines, || 0usize, |n, l| *n += floor(l)));
     }
     // The best repetition of each: on a shared machine a neighbour only ever adds time, and the
     // floor, a tenth of keel's time, moved 2x between medians of runs minutes apart.

@@ -2,8 +2,8 @@
 //!
 //! Each side holds its levels in pages of neighbouring prices found by the price itself
 //! ([`crate::market::book_side::Side`]): applying a level is arithmetic and a store, with no
-//! search and nothing moved, wherever in the book it lands, and nothing is ever re-sorted per
-//! delta. Levels are stored as integer counts of the book's units and read back as exact
+//! search over levels and nothing moved, wherever in the book it lands, and nothing is ever
+//! re-sorted per delta. Levels are stored as integer counts of the book's units and read back as exact
 //! decimals.
 
 use crate::decimal::Dec;

@@ -1,12 +1,12 @@
 //! How an order book stores a side: each price as a count of the book's units, each level in a
-//! page of 64 neighbouring prices found by the price itself, so applying a level is arithmetic
+//! page of 32 neighbouring prices found by the price itself, so applying a level is arithmetic
 //! and one store, not a search.
 //!
 //! The units are decimal places chosen per book, the fewest that hold every value it has seen
 //! exactly, so nothing is rounded: 65114.20 is 6511420 hundredths, and a later price with three
 //! places widens the whole book to thousandths first. Prices are further counted in the side's
 //! step, the largest count dividing every price it holds (the venue's tick, once two levels
-//! have been seen), so that a page of 64 steps covers 64 ticks.
+//! have been seen), so that a page of 32 steps covers 32 ticks.
 use crate::decimal::Level;
 use crate::decimal::{DEC_SCALE_DIGITS, Dec, POW10, powers_of};
 use crate::wire::frame::WireLevel;

@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use crate::market::book_side::{InUnits, Slot};
 
 /// Neighbouring prices a page holds, in steps: one bit each of its `held` word. Small enough
-/// that a sparse book (one level a page) stays within 264 bytes a level.
+/// that a sparse book (one level a page, a page 264 bytes) stays within about 350 bytes a level
+/// with its hollow pages.
 const PAGE_STEPS: u64 = 32;
 
 /// [`PAGE_STEPS`] neighbouring prices of a side.
@@ -116,23 +117,24 @@ impl Side {
 
     /// The best level.
     pub(crate) fn best(&self) -> Option<Slot> {
-        let &(number, at) = if self.ask {
-            self.order.front()?
-        } else {
-            self.order.back()?
-        };
-        Some(self.slot(number, at, self.end_bit(at, self.ask)))
+        self.end_level(!self.ask)
     }
 
-    /// The lowest (`low`) or highest held bit of the page at `at`, which holds one.
+    /// The page at the high or the low end of `order`.
     #[inline(always)]
-    fn end_bit(&self, at: u32, low: bool) -> u32 {
-        let held = self.pages[at as usize].held;
-        if low {
-            held.trailing_zeros()
+    fn end(&self, high: bool) -> Option<(u64, u32)> {
+        if high {
+            self.order.back().copied()
         } else {
-            31 - held.leading_zeros()
+            self.order.front().copied()
         }
+    }
+
+    /// The highest or the lowest level (the ends of `order` hold one).
+    #[inline(always)]
+    fn end_level(&self, high: bool) -> Option<Slot> {
+        let (number, at) = self.end(high)?;
+        Some(self.slot(number, at, end_bit(self.pages[at as usize].held, high)))
     }
 
     #[inline(always)]
@@ -234,7 +236,7 @@ impl Side {
         if self.hint.0 == number {
             return Ok(self.hint.1);
         }
-        let first = self.order.front().map_or(NO_PAGE, |p| p.0);
+        let first = self.end(false).map_or(NO_PAGE, |p| p.0);
         let guess = number.wrapping_sub(first) as usize;
         let found = match self.order.get(guess) {
             Some(&(n, at)) if n == number => Ok(at),
@@ -284,21 +286,18 @@ impl Side {
     /// Drops the hollow pages at both ends, so that each end holds the side's best or worst
     /// level.
     fn trim_ends(&mut self) {
-        while let Some(&(_, at)) = self
-            .order
-            .back()
-            .filter(|p| self.pages[p.1 as usize].held == 0)
-        {
-            self.order.pop_back();
-            self.drop_page(at);
-        }
-        while let Some(&(_, at)) = self
-            .order
-            .front()
-            .filter(|p| self.pages[p.1 as usize].held == 0)
-        {
-            self.order.pop_front();
-            self.drop_page(at);
+        for high in [true, false] {
+            while let Some((_, at)) = self.end(high) {
+                if self.pages[at as usize].held != 0 {
+                    break;
+                }
+                if high {
+                    self.order.pop_back();
+                } else {
+                    self.order.pop_front();
+                }
+                self.drop_page(at);
+            }
         }
     }
 
@@ -350,11 +349,7 @@ impl Side {
         let mut left = excess;
         while left > 0 {
             // The worst page: the highest on the asks, the lowest on the bids.
-            let Some(&(_, at)) = (if self.ask {
-                self.order.back()
-            } else {
-                self.order.front()
-            }) else {
+            let Some((_, at)) = self.end(self.ask) else {
                 break;
             };
             let count = self.pages[at as usize].held.count_ones() as usize;
@@ -368,12 +363,7 @@ impl Side {
             }
             let page = &mut self.pages[at as usize];
             for _ in 0..left {
-                let bit = if self.ask {
-                    31 - page.held.leading_zeros()
-                } else {
-                    page.held.trailing_zeros()
-                };
-                page.held &= !(1u32 << bit);
+                page.held &= !(1u32 << end_bit(page.held, self.ask));
             }
             self.live -= left;
             left = 0;
@@ -384,10 +374,9 @@ impl Side {
     /// Whether every price and size, and the step, still fit a `u64` multiplied by `px_by` and
     /// `qty_by`.
     pub(crate) fn rescales(&self, px_by: u64, qty_by: u64) -> bool {
-        let Some(&(number, at)) = self.order.back() else {
+        let Some(highest) = self.end_level(true).map(|s| s.px) else {
             return true;
         };
-        let highest = self.slot(number, at, self.end_bit(at, false)).px;
         highest.checked_mul(px_by).is_some()
             && self.step.step.checked_mul(px_by).is_some()
             && self
@@ -412,6 +401,16 @@ impl Side {
                 held &= held - 1;
             }
         }
+    }
+}
+
+/// The highest or the lowest set bit of `held`, which has one.
+#[inline(always)]
+fn end_bit(held: u32, high: bool) -> u32 {
+    if high {
+        31 - held.leading_zeros()
+    } else {
+        held.trailing_zeros()
     }
 }
 
@@ -449,11 +448,7 @@ impl Iterator for BestFirst<'_> {
             self.page = side.order[next?];
             self.held = side.pages[self.page.1 as usize].held;
         }
-        let bit = if side.ask {
-            self.held.trailing_zeros()
-        } else {
-            31 - self.held.leading_zeros()
-        };
+        let bit = end_bit(self.held, !side.ask);
         self.held &= !(1u32 << bit);
         self.left -= 1;
         Some(side.slot(self.page.0, self.page.1, bit))

@@ -488,7 +488,6 @@ impl Broker {
     }
 }
 
-/// `qty` rounded down to the venue's lot step (1e-6 when it is not known).
 /// Whether an order of `qty` on `side` only reduces a position of `held` (negative: short).
 fn reduces_only(held: Dec, side: SignalSide, qty: Dec) -> bool {
     match side {
@@ -513,6 +512,7 @@ fn limit_on_tick(price: Dec, side: SignalSide, tick: Option<Dec>) -> Option<Dec>
     (on > 0).then(|| Dec::from_raw(on))
 }
 
+/// `qty` rounded down to the venue's lot step (1e-6 when it is not known).
 fn round_down(qty: Dec, qty_step: Option<Dec>) -> Dec {
     let step = qty_step
         .filter(|q| *q > Dec::ZERO)

@@ -14,6 +14,7 @@ use crate::wire::frame::{
 };
 
 use crate::wire::json::{JStr, JsonError, Scanner};
+use crate::wire::memo::NumberMemo;
 use crate::wire::template::{BookHead, BookTopics};
 use crate::wire::topic::{Channel, Topic};
 
@@ -24,6 +25,7 @@ pub struct Decoder {
     bids: Vec<WireLevel>,
     asks: Vec<WireLevel>,
     book_topics: BookTopics,
+    numbers: NumberMemo,
     candles: Vec<KlineData>,
     trades: Vec<TradeData>,
     ticker: Vec<TickerUpdate>,
@@ -132,6 +134,7 @@ impl Decoder {
             bids: Vec::new(),
             asks: Vec::new(),
             book_topics: BookTopics::default(),
+            numbers: NumberMemo::default(),
             candles: Vec::new(),
             trades: Vec::new(),
             ticker: Vec::new(),
@@ -196,7 +199,13 @@ impl Decoder {
     /// The order-book template over `bytes`, into this decoder's buffers.
     #[inline]
     fn template(&mut self, bytes: &[u8]) -> Option<BookHead> {
-        crate::wire::template::book(bytes, &mut self.bids, &mut self.asks, &mut self.book_topics)
+        crate::wire::template::book(
+            bytes,
+            &mut self.bids,
+            &mut self.asks,
+            &mut self.book_topics,
+            &mut self.numbers,
+        )
     }
 
     pub fn decode<'a>(&'a mut self, text: &'a str) -> R<Frame<'a>> {

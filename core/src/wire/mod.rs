@@ -6,6 +6,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod json;
+mod memo;
 pub mod private;
 pub mod rest;
 pub mod sign;

@@ -148,7 +148,7 @@ fn json_uint_long(b: &[u8], start: usize) -> Option<(u64, usize)> {
 /// from the refusals: whether a size has a point ("0" against "0.002") changes from level to level
 /// and a branch on it was mispredicted about one level in five.
 #[inline(always)]
-fn decimal_word(w: u64, len: usize) -> Option<(u64, u32)> {
+pub(crate) fn decimal_word(w: u64, len: usize) -> Option<(u64, u32)> {
     let dots = first_eq(w, b'.') & low_bytes(len);
     let has_dot = (dots != 0) as usize;
     // Without a point, `at` is past the digits and the squeeze below keeps them all.
@@ -193,7 +193,61 @@ pub(crate) fn quoted_decimal_word(
     None
 }
 
-/// Longer texts, signs and refusals: [`quoted_decimal_word`] for any text.
+/// Texts [`quoted_decimal_word`] does not read: up to 15 characters as two words (a spot price
+/// past 99,999.99, a size to eight places, a small coin's price), and anything else through
+/// [`quoted_decimal_slow`].
+///
+/// Out of line: inlined into the level reader, even unreached, it cost the short numbers'
+/// path 3-6% (BENCHMARKS.md, "Session 12"); called, it is about a fifth of the byte loop's time.
+#[inline(never)]
+pub(crate) fn quoted_decimal_long(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
+    quoted_decimal_two_words(&|at| word_at(b, at), start).or_else(|| quoted_decimal_slow(b, start))
+}
+
+/// The decimal in the JSON string whose text starts at `start`, for texts of 9 to 15 characters
+/// (whose closing quote the second word holds), read through `word(at)` as
+/// [`quoted_decimal_word`] reads shorter ones.
+#[inline(always)]
+pub(crate) fn quoted_decimal_two_words(
+    word: &impl Fn(usize) -> u64,
+    start: usize,
+) -> Option<((u64, u32), usize)> {
+    let (head, tail) = (word(start), word(start + 8));
+    if first_eq(head, b'"') != 0 {
+        return None;
+    }
+    let quotes = first_eq(tail, b'"');
+    if quotes == 0 {
+        return None;
+    }
+    let len = 8 + (quotes.trailing_zeros() / 8) as usize;
+    // The point, if any, in either word; a second one fails the digit checks below.
+    let dots =
+        first_eq(head, b'.') as u128 | ((first_eq(tail, b'.') & low_bytes(len - 8)) as u128) << 64;
+    let at = if dots == 0 {
+        len
+    } else {
+        (dots.trailing_zeros() / 8) as usize
+    };
+    if at == 0 || at + 1 == len {
+        return None;
+    }
+    // At most 15 digits: the value fits a `u64` with room to spare.
+    let digits = len - (dots != 0) as usize;
+    // The digits before the point from the text, those after it from the text one byte on.
+    let squeeze = |from: usize| {
+        let keep = low_bytes(at.saturating_sub(from).min(8));
+        (word(start + from) & keep) | (word(start + from + 1) & !keep)
+    };
+    let high = digits_value(squeeze(0), digits.min(8))?;
+    let value = match digits - digits.min(8) {
+        0 => high,
+        rest => high * POW10[rest] + digits_value(squeeze(8), rest)?,
+    };
+    Some(((value, (digits - at) as u32), start + len))
+}
+
+/// Signs, 16 characters or more, and refusals: [`quoted_decimal_word`] for any text.
 #[cold]
 pub(crate) fn quoted_decimal_slow(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
     let end = start + b.get(start..)?.iter().position(|c| *c == b'"')?;
@@ -258,7 +312,7 @@ mod tests {
 
     /// The template's two readers together, as a level's reader calls them.
     fn quoted_decimal(b: &[u8], start: usize) -> Option<((u64, u32), usize)> {
-        quoted_decimal_word(&|at| word_at(b, at), start).or_else(|| quoted_decimal_slow(b, start))
+        quoted_decimal_word(&|at| word_at(b, at), start).or_else(|| quoted_decimal_long(b, start))
     }
 
     /// What the order-book template must read: the decimal up to the first quote, when it is
@@ -274,7 +328,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn quoted_decimal_agrees_with_the_scanner_and_dec_parse(
-            text in "[-0-9.:/ a\\\\]{0,12}|[0-9]{1,3}\\.[0-9]{1,3}0{1,3}",
+            text in "[-0-9.:/ a\\\\]{0,12}|[0-9]{1,3}\\.[0-9]{1,3}0{1,3}|[0-9.]{8,20}",
             rest in "[0-9.\"\\]]{0,9}",
         ) {
             for doc in [format!("{text}\"{rest}"), format!("{text}{rest}")] {

@@ -17,7 +17,8 @@
 //! produce the same frame; `tests/book_template.rs` checks that on real and mutated frames.
 
 use crate::wire::frame::{LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
-use crate::wire::swar::{first_eq, json_uint, quoted_decimal_slow, quoted_decimal_word, word_at};
+use crate::wire::memo::NumberMemo;
+use crate::wire::swar::{first_eq, json_uint, quoted_decimal_long, quoted_decimal_word, word_at};
 use crate::wire::topic::{Channel, Topic};
 
 struct Cursor<'a> {
@@ -77,7 +78,7 @@ impl<'a> Cursor<'a> {
     /// with a running bitmap cost a mispredicted branch whenever a level straddled a word
     /// (BENCHMARKS.md, "Closing the gap").
     #[inline]
-    fn levels(&mut self, out: &mut Vec<WireLevel>) -> Option<()> {
+    fn levels(&mut self, out: &mut Vec<WireLevel>, memo: &mut NumberMemo) -> Option<()> {
         out.clear();
         self.lit(b"[")?;
         if self.lit(b"]").is_some() {
@@ -101,15 +102,12 @@ impl<'a> Cursor<'a> {
                 .get(pos..)
                 .and_then(<[u8]>::first_chunk::<LEVEL_WINDOW_BYTES>)
             {
-                Some(window) => level(|at| window_word(window, at), |_| None),
+                Some(bytes) => level(&mut Window { bytes, memo }),
                 None => None,
             };
             let (l, next) = match read {
                 Some(read) => read,
-                None => level(
-                    |at| word_at(b, pos + at),
-                    |at| quoted_decimal_slow(b, pos + at).map(|(d, end)| (d, end - pos)),
-                )?,
+                None => level(&mut Frame { b, pos })?,
             };
             out.push(l);
             match next {
@@ -123,18 +121,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Bytes of a frame read at once for one level: with two numbers of eight characters, the last
-/// word read (the punctuation after the size) starts 19 bytes in and ends at 27.
-const LEVEL_WINDOW_BYTES: usize = 32;
+/// Bytes of a frame read at once for one level: two numbers of up to 15 characters and their
+/// punctuation (the last word read, after the size, starts at most 33 bytes in).
+const LEVEL_WINDOW_BYTES: usize = 48;
 
 /// The word at `at` in a level's window.
 #[inline(always)]
 fn window_word(window: &[u8; LEVEL_WINDOW_BYTES], at: usize) -> u64 {
-    // A level read from a window asks for words at most 19 bytes in (two numbers of eight
-    // characters and their punctuation); the bound lets the compiler drop the checks.
-    debug_assert!(at <= LEVEL_WINDOW_BYTES - 8);
+    // A level read from a window asks for words at most 33 bytes in; the bound lets the
+    // compiler drop the checks.
+    debug_assert!(at <= 33);
     let at = at.min(LEVEL_WINDOW_BYTES - 8);
-    u64::from_le_bytes(*window[at..].first_chunk::<8>().expect("at is at most 24"))
+    u64::from_le_bytes(*window[at..].first_chunk::<8>().expect("at is at most 40"))
 }
 
 /// What follows a level: the next level `skip` bytes on from where this one began, or the end
@@ -144,25 +142,72 @@ enum Next {
     End(usize),
 }
 
-/// One level `px","qty"]` and the punctuation after it, read through `word(at)`, the eight
-/// bytes at `at` from the level's first byte. `slow(at)` reads a number a word cannot hold (over
-/// eight characters, or signed), with its end counted from the same first byte, or gives `None`.
+/// Where a level's bytes are read from, counted from its first byte.
+trait LevelBytes {
+    /// The eight bytes at `at`.
+    fn word(&self, at: usize) -> u64;
+    /// The number whose text starts at `at`, and the place of its closing quote.
+    fn number(&mut self, at: usize) -> Option<((u64, u32), usize)>;
+}
+
+/// A window of the frame, and the numbers read before: the path nearly every level takes.
+struct Window<'a> {
+    bytes: &'a [u8; LEVEL_WINDOW_BYTES],
+    memo: &'a mut NumberMemo,
+}
+
+impl LevelBytes for Window<'_> {
+    #[inline(always)]
+    fn word(&self, at: usize) -> u64 {
+        window_word(self.bytes, at)
+    }
+
+    /// Texts of up to 15 characters; `None` for longer ones and refusals, which [`Frame`] then
+    /// reads or refuses.
+    #[inline(always)]
+    fn number(&mut self, at: usize) -> Option<((u64, u32), usize)> {
+        let bytes = self.bytes;
+        self.memo.decimal(&|at| window_word(bytes, at), at)
+    }
+}
+
+/// The frame itself, each word checked against its end: the last levels of a frame, and any
+/// level the window refused.
+struct Frame<'a> {
+    b: &'a [u8],
+    /// The level's first byte.
+    pos: usize,
+}
+
+impl LevelBytes for Frame<'_> {
+    #[inline(always)]
+    fn word(&self, at: usize) -> u64 {
+        word_at(self.b, self.pos + at)
+    }
+
+    /// Any text: signs, up to 19 digits, and the refusals.
+    #[inline(always)]
+    fn number(&mut self, at: usize) -> Option<((u64, u32), usize)> {
+        quoted_decimal_word(&|at| self.word(at), at).or_else(|| {
+            quoted_decimal_long(self.b, self.pos + at).map(|(d, end)| (d, end - self.pos))
+        })
+    }
+}
+
+/// One level `px","qty"]` and the punctuation after it.
 #[inline(always)]
-fn level(
-    word: impl Fn(usize) -> u64,
-    slow: impl Fn(usize) -> Option<((u64, u32), usize)>,
-) -> Option<(WireLevel, Next)> {
-    let ((px, px_places), px_end) = quoted_decimal_word(&word, 0).or_else(|| slow(0))?;
-    if word(px_end) & 0xFF_FFFF != BETWEEN_NUMBERS {
+fn level(bytes: &mut impl LevelBytes) -> Option<(WireLevel, Next)> {
+    let ((px, px_places), px_end) = bytes.number(0)?;
+    if bytes.word(px_end) & 0xFF_FFFF != BETWEEN_NUMBERS {
         return None;
     }
     let qty_at = px_end + 3;
-    let ((qty, qty_places), end) = quoted_decimal_word(&word, qty_at).or_else(|| slow(qty_at))?;
+    let ((qty, qty_places), end) = bytes.number(qty_at)?;
     if px == 0 {
         return None;
     }
     let l = WireLevel::from_counts(px, px_places, qty, qty_places);
-    let tail = word(end);
+    let tail = bytes.word(end);
     if tail & 0xFF_FFFF_FFFF == LEVEL_THEN_NEXT {
         return Some((l, Next::Level(end + 5)));
     }
@@ -305,6 +350,7 @@ pub(crate) fn book(
     bids: &mut Vec<WireLevel>,
     asks: &mut Vec<WireLevel>,
     topics: &mut BookTopics,
+    memo: &mut NumberMemo,
 ) -> Option<BookHead> {
     let mut c = Cursor { b, pos: 0 };
     c.lit(b"{\"topic\":\"")?;
@@ -330,7 +376,7 @@ pub(crate) fn book(
             ts = Some(c.uint()?);
         } else if data.is_none() && c.peek_is(&topic.data_head) {
             c.pos += topic.data_head.len();
-            data = Some(data_fields(&mut c, bids, asks)?);
+            data = Some(data_fields(&mut c, bids, asks, memo)?);
         } else if cts.is_none() && c.lit(b",\"cts\":").is_some() {
             cts = Some(c.uint()?);
         } else {
@@ -358,10 +404,11 @@ fn data_fields(
     c: &mut Cursor<'_>,
     bids: &mut Vec<WireLevel>,
     asks: &mut Vec<WireLevel>,
+    memo: &mut NumberMemo,
 ) -> Option<(u64, Option<u64>)> {
-    c.levels(bids)?;
+    c.levels(bids, memo)?;
     c.lit(b",\"a\":")?;
-    c.levels(asks)?;
+    c.levels(asks, memo)?;
     c.lit(b",\"u\":")?;
     let u = c.uint()?;
     let seq = match c.lit(b",\"seq\":") {

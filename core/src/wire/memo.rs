@@ -19,13 +19,11 @@ const LONG_SLOTS: usize = 1 << 12;
 /// which costs the next reading of the other text and loses nothing.
 #[derive(Clone)]
 pub(crate) struct NumberMemo<const SLOTS: usize = MEMO_SLOTS> {
-    /// The text's word through its closing quote (the eight bytes of an eight-character text,
-    /// whose quote follows), and its count with its places in the top byte. A key of zero is a
-    /// free slot: every text has a digit.
-    ///
-    /// Arrays, not slices: an index masked to the length needs no bounds check.
+    /// Texts of up to eight characters. Arrays, not slices: an index masked to the length
+    /// needs no bounds check.
     slots: Box<[Short; SLOTS]>,
-    /// Longer texts: their two words through the closing quote, and the same value.
+    /// Texts of 9 to 15 characters: their two words through the closing quote, and the count
+    /// with the places in the top byte. A key of zeros is a free slot: every text has a digit.
     long: Box<[([u64; 2], u64); LONG_SLOTS]>,
 }
 
@@ -64,21 +62,26 @@ impl<const SLOTS: usize> std::fmt::Debug for NumberMemo<SLOTS> {
     }
 }
 
-/// The count of a slot's value; the places are above it.
+/// The count in a long slot's value; the places are in the top byte.
 const COUNT_BITS: u64 = (1 << 56) - 1;
 
 /// A text of up to eight characters and what it reads as: at most eight digits, so the count
 /// fits 32 bits, and the slot 16 bytes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Short {
+    /// The text's word through its closing quote (the eight bytes of an eight-character text,
+    /// whose quote follows). Zero is a free slot: every text has a digit.
     key: u64,
     count: u32,
     places: u32,
 }
 
 impl<const SLOTS: usize> NumberMemo<SLOTS> {
-    /// [`crate::wire::swar::quoted_decimal_word`] through the memo: the same answer for every
-    /// text, `None` for the texts it gives `None` (longer than eight characters among them).
+    /// The number whose JSON text starts at `start`, read through `word(at)` (the eight bytes at
+    /// `at`), as `((count, places), end)` with `end` the place of its closing quote: what
+    /// [`crate::wire::swar::quoted_decimal_word`] gives for every text, and for texts of 9 to 15
+    /// characters what [`quoted_decimal_two_words`] gives; `None` for the rest. `word` must
+    /// reach 17 bytes past `start`.
     #[inline(always)]
     pub(crate) fn decimal(
         &mut self,
@@ -107,8 +110,8 @@ impl<const SLOTS: usize> NumberMemo<SLOTS> {
     }
 
     /// A text of nine characters or more, whose first word `head` is known to hold no quote:
-    /// up to 15 characters through the memo, `None` for longer ones. `word` must reach 17 bytes
-    /// past `start`. Out of line, as [`read_and_keep`] is.
+    /// up to 15 characters through the memo, `None` for longer ones. Out of line, as
+    /// [`read_and_keep`] is.
     #[inline(never)]
     fn long(
         &mut self,

@@ -5,6 +5,9 @@
 //! sizes), so the decoder keeps the texts it has read: looking one up is a hash of the word that
 //! holds it, a load and a compare, where reading it checks and converts every byte. On spot
 //! frames that was 22% of all instructions and 15-17% of the time (BENCHMARKS.md, "Session 13").
+//!
+//! It holds results of a pure function of the bytes, never state: what it holds changes no
+//! answer, only how soon it comes, so the texts of a frame refused later may stay in it.
 
 use crate::wire::swar::{decimal_word, first_eq, quoted_decimal_two_words};
 

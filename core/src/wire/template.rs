@@ -18,7 +18,10 @@
 
 use crate::wire::frame::{LEVELS_PER_SIDE_MAX, UpdateKind, WireLevel};
 use crate::wire::memo::NumberMemo;
-use crate::wire::swar::{first_eq, json_uint, quoted_decimal_long, quoted_decimal_word, word_at};
+use crate::wire::swar::{
+    first_eq, json_uint, quoted_decimal_long, quoted_decimal_two_words, quoted_decimal_word,
+    word_at,
+};
 use crate::wire::topic::{Channel, Topic};
 
 struct Cursor<'a> {
@@ -146,11 +149,13 @@ enum Next {
 trait LevelBytes {
     /// The eight bytes at `at`.
     fn word(&self, at: usize) -> u64;
-    /// The number whose text starts at `at`, and the place of its closing quote.
-    fn number(&mut self, at: usize) -> Option<((u64, u32), usize)>;
+    /// The price, whose text starts the level, and the place of its closing quote.
+    fn price(&mut self) -> Option<((u64, u32), usize)>;
+    /// The size, whose text starts at `at`, and the place of its closing quote.
+    fn size(&self, at: usize) -> Option<((u64, u32), usize)>;
 }
 
-/// A window of the frame, and the numbers read before: the path nearly every level takes.
+/// A window of the frame, and the prices read before: the path nearly every level takes.
 struct Window<'a> {
     bytes: &'a [u8; LEVEL_WINDOW_BYTES],
     memo: &'a mut NumberMemo,
@@ -162,13 +167,27 @@ impl LevelBytes for Window<'_> {
         window_word(self.bytes, at)
     }
 
-    /// Texts of up to 15 characters; `None` for longer ones and refusals, which [`Frame`] then
-    /// reads or refuses.
+    /// Texts of up to 15 characters through the memo; `None` for longer ones and refusals,
+    /// which [`Frame`] then reads or refuses.
     #[inline(always)]
-    fn number(&mut self, at: usize) -> Option<((u64, u32), usize)> {
+    fn price(&mut self) -> Option<((u64, u32), usize)> {
         let bytes = self.bytes;
-        self.memo.decimal(&|at| window_word(bytes, at), at)
+        self.memo.decimal(&|at| window_word(bytes, at), 0)
     }
+
+    /// Texts of up to 15 characters, read as they come (see [`NumberMemo`] for why sizes are not
+    /// kept).
+    #[inline(always)]
+    fn size(&self, at: usize) -> Option<((u64, u32), usize)> {
+        let bytes = self.bytes;
+        quoted_decimal_word(&|at| window_word(bytes, at), at).or_else(|| window_long(bytes, at))
+    }
+}
+
+/// A size of 9 to 15 characters in a window. Out of line: the level reader stays small.
+#[inline(never)]
+fn window_long(bytes: &[u8; LEVEL_WINDOW_BYTES], at: usize) -> Option<((u64, u32), usize)> {
+    quoted_decimal_two_words(&|at| window_word(bytes, at), at)
 }
 
 /// The frame itself, each word checked against its end: the last levels of a frame, and any
@@ -185,9 +204,14 @@ impl LevelBytes for Frame<'_> {
         word_at(self.b, self.pos + at)
     }
 
+    #[inline(always)]
+    fn price(&mut self) -> Option<((u64, u32), usize)> {
+        self.size(0)
+    }
+
     /// Any text: signs, up to 19 digits, and the refusals.
     #[inline(always)]
-    fn number(&mut self, at: usize) -> Option<((u64, u32), usize)> {
+    fn size(&self, at: usize) -> Option<((u64, u32), usize)> {
         quoted_decimal_word(&|at| self.word(at), at).or_else(|| {
             quoted_decimal_long(self.b, self.pos + at).map(|(d, end)| (d, end - self.pos))
         })
@@ -197,12 +221,12 @@ impl LevelBytes for Frame<'_> {
 /// One level `px","qty"]` and the punctuation after it.
 #[inline(always)]
 fn level(bytes: &mut impl LevelBytes) -> Option<(WireLevel, Next)> {
-    let ((px, px_places), px_end) = bytes.number(0)?;
+    let ((px, px_places), px_end) = bytes.price()?;
     if bytes.word(px_end) & 0xFF_FFFF != BETWEEN_NUMBERS {
         return None;
     }
     let qty_at = px_end + 3;
-    let ((qty, qty_places), end) = bytes.number(qty_at)?;
+    let ((qty, qty_places), end) = bytes.size(qty_at)?;
     if px == 0 {
         return None;
     }

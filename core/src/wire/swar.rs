@@ -151,22 +151,22 @@ fn json_uint_long(b: &[u8], start: usize) -> Option<(u64, usize)> {
 pub(crate) fn decimal_word(w: u64, len: usize) -> Option<(u64, u32)> {
     let dots = first_eq(w, b'.') & low_bytes(len);
     let has_dot = (dots != 0) as usize;
-    // Without a point, `at` is past the digits and the squeeze below keeps them all.
-    let at = if dots == 0 {
-        len
-    } else {
-        (dots.trailing_zeros() / 8) as usize
-    };
-    // A point needs a digit on each side (no digit at all is `at == 0` too); a second point
-    // fails the digit check below.
-    if at == 0 || at + 1 == len {
-        return None;
-    }
+    let at = point_at((dots != 0).then(|| dots.trailing_zeros()), len)?;
     let keep = low_bytes(at);
     let squeezed = (w & keep) | ((w >> 8) & !keep);
     let digits = len - has_dot;
     let mantissa = digits_value(squeezed, digits)?;
     Some((mantissa, (digits - at) as u32))
+}
+
+/// Where the point is in a text of `len` bytes whose first point is at bit `first_point` of a
+/// mask of its bytes: `len` without one (the squeeze then keeps every digit). `None` when the
+/// point lacks a digit on either side (no digit at all is `at == 0` too); a second point fails
+/// the digit checks that follow.
+#[inline(always)]
+fn point_at(first_point: Option<u32>, len: usize) -> Option<usize> {
+    let at = first_point.map_or(len, |bit| (bit / 8) as usize);
+    (at != 0 && at + 1 != len).then_some(at)
 }
 
 /// The decimal in the JSON string whose text starts at `start` as `((count, places), end)`, `end`
@@ -224,14 +224,7 @@ pub(crate) fn quoted_decimal_two_words(
     // The point, if any, in either word; a second one fails the digit checks below.
     let dots =
         first_eq(head, b'.') as u128 | ((first_eq(tail, b'.') & low_bytes(len - 8)) as u128) << 64;
-    let at = if dots == 0 {
-        len
-    } else {
-        (dots.trailing_zeros() / 8) as usize
-    };
-    if at == 0 || at + 1 == len {
-        return None;
-    }
+    let at = point_at((dots != 0).then(|| dots.trailing_zeros()), len)?;
     // At most 15 digits: the value fits a `u64` with room to spare.
     let digits = len - (dots != 0) as usize;
     // The digits before the point from the text, those after it from the text one byte on.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::wire::frame::Control;
+use crate::wire::frame::TickerField;
 use crate::wire::topic::Interval;
 
 fn d(s: &str) -> Dec {

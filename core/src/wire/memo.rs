@@ -102,10 +102,12 @@ impl<const SLOTS: usize> NumberMemo<SLOTS> {
             // The bits through the lowest set one: through the first quote's byte.
             let through = quotes ^ quotes.wrapping_sub(1);
             (w & through, (quotes.trailing_zeros() / 8) as usize)
-        } else if word(start + 8) & 0xFF == b'"' as u64 {
-            (w, 8)
         } else {
-            return self.long(word, start, w);
+            let next = word(start + 8);
+            if next & 0xFF != b'"' as u64 {
+                return self.long(word, start, w, next);
+            }
+            (w, 8)
         };
         let slot = &mut self.slots[slot_of(key, SLOTS)];
         if slot.key == key {
@@ -114,17 +116,17 @@ impl<const SLOTS: usize> NumberMemo<SLOTS> {
         read_and_keep(w, len, key, slot).map(|d| (d, start + len))
     }
 
-    /// A text of nine characters or more, whose first word `head` is known to hold no quote:
-    /// up to 15 characters through the memo, `None` for longer ones. Out of line, as
-    /// [`read_and_keep`] is.
+    /// A text of nine characters or more, whose first word `head` is known to hold no quote and
+    /// whose second is `tail`: up to 15 characters through the memo, `None` for longer ones. Out
+    /// of line, as [`read_and_keep`] is.
     #[inline(never)]
     fn long(
         &mut self,
         word: &impl Fn(usize) -> u64,
         start: usize,
         head: u64,
+        tail: u64,
     ) -> Option<((u64, u32), usize)> {
-        let tail = word(start + 8);
         let quotes = first_eq(tail, b'"');
         if quotes == 0 {
             return None;

@@ -12,19 +12,7 @@ use crate::wire::json::Scanner;
 
 impl Decoder {
     pub(super) fn kline_data<'a>(&mut self, sc: &mut Scanner<'a>) -> R<Parsed<'a>> {
-        self.candles.clear();
-        sc.begin_array().map_err(typed("data"))?;
-        let mut first = true;
-        while sc.next_elem(&mut first).map_err(json)? {
-            if self.candles.len() == CANDLES_PER_FRAME_MAX {
-                return Err(DecodeError::TooMany {
-                    field: "data",
-                    max: CANDLES_PER_FRAME_MAX,
-                });
-            }
-            let c = candle(sc)?;
-            self.candles.push(c);
-        }
+        data_array(sc, &mut self.candles, CANDLES_PER_FRAME_MAX, candle)?;
         if self.candles.is_empty() {
             return Err(DecodeError::MissingField("data"));
         }
@@ -95,21 +83,29 @@ impl Decoder {
     }
 
     pub(super) fn trade_data<'a>(&mut self, sc: &mut Scanner<'a>) -> R<Parsed<'a>> {
-        self.trades.clear();
-        sc.begin_array().map_err(typed("data"))?;
-        let mut first = true;
-        while sc.next_elem(&mut first).map_err(json)? {
-            if self.trades.len() == TRADES_PER_FRAME_MAX {
-                return Err(DecodeError::TooMany {
-                    field: "data",
-                    max: TRADES_PER_FRAME_MAX,
-                });
-            }
-            let t = trade(sc)?;
-            self.trades.push(t);
-        }
+        data_array(sc, &mut self.trades, TRADES_PER_FRAME_MAX, trade)?;
         Ok(Parsed::Trade)
     }
+}
+
+/// A `data` array read into `out` (cleared first), each element by `read`; more than `max`
+/// elements is refused.
+fn data_array<T>(
+    sc: &mut Scanner<'_>,
+    out: &mut Vec<T>,
+    max: usize,
+    read: impl Fn(&mut Scanner<'_>) -> R<T>,
+) -> R<()> {
+    out.clear();
+    sc.begin_array().map_err(typed("data"))?;
+    let mut first = true;
+    while sc.next_elem(&mut first).map_err(json)? {
+        if out.len() == max {
+            return Err(DecodeError::TooMany { field: "data", max });
+        }
+        out.push(read(sc)?);
+    }
+    Ok(())
 }
 
 fn candle(sc: &mut Scanner<'_>) -> R<KlineData> {

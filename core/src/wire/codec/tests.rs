@@ -1,6 +1,6 @@
 use super::*;
 use crate::wire::frame::Control;
-use crate::wire::frame::TickerField;
+use crate::wire::frame::{CANDLES_PER_FRAME_MAX, TRADES_PER_FRAME_MAX, TickerField};
 use crate::wire::topic::Interval;
 
 fn d(s: &str) -> Dec {
@@ -127,4 +127,45 @@ fn bad_frames_get_typed_errors() {
     for (text, want) in cases {
         assert_eq!(dec.decode(text).unwrap_err(), want, "{text}");
     }
+}
+
+#[test]
+fn kline_and_trade_arrays_past_their_bound_are_refused_and_at_it_decode() {
+    let candle = r#"{"start":1786310760000,"end":1786310819999,"interval":"1","open":"0.07055","close":"0.07053","high":"0.07055","low":"0.07052","volume":"690173","turnover":"48679.57044","confirm":true,"timestamp":1786310820696}"#;
+    let trade = r#"{"T":1786310819680,"s":"BTCUSDT","S":"Sell","v":"0.004","p":"65114.20","L":"MinusTick","i":"a","BT":false}"#;
+    let kline = |n: usize| {
+        format!(
+            r#"{{"topic":"kline.1.DOGEUSDT","data":[{}],"ts":1,"type":"snapshot"}}"#,
+            vec![candle; n].join(",")
+        )
+    };
+    let trades = |n: usize| {
+        format!(
+            r#"{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{}]}}"#,
+            vec![trade; n].join(",")
+        )
+    };
+    let mut dec = Decoder::default();
+    assert!(matches!(
+        dec.decode(&kline(CANDLES_PER_FRAME_MAX)),
+        Ok(Frame::Kline(k)) if k.candles.len() == CANDLES_PER_FRAME_MAX
+    ));
+    assert!(matches!(
+        dec.decode(&trades(TRADES_PER_FRAME_MAX)),
+        Ok(Frame::Trade(t)) if t.trades.len() == TRADES_PER_FRAME_MAX
+    ));
+    assert_eq!(
+        dec.decode(&kline(CANDLES_PER_FRAME_MAX + 1)).unwrap_err(),
+        DecodeError::TooMany {
+            field: "data",
+            max: CANDLES_PER_FRAME_MAX
+        }
+    );
+    assert_eq!(
+        dec.decode(&trades(TRADES_PER_FRAME_MAX + 1)).unwrap_err(),
+        DecodeError::TooMany {
+            field: "data",
+            max: TRADES_PER_FRAME_MAX
+        }
+    );
 }

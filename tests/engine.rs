@@ -245,10 +245,37 @@ fn links_share_one_connection_budget() {
     c.trades = false;
     c.preflight = false;
     let mut w = Wire::new(c);
-    assert!(w.engine.links().len() >= 2);
+    let links = w.engine.links().len();
+    assert!(links >= 2);
     w.advance(Duration::from_secs(3));
     let times: Vec<u64> = w.connects.iter().map(|(t, _)| t.as_millis()).collect();
-    assert_eq!(times[..2], [0, 1000], "one connect a second across links");
+    assert_eq!(
+        times,
+        vec![0; links],
+        "first connects are not reconnects: all at once"
+    );
+    // Every link lost at once: the reconnects come one a second across links.
+    let lost_at = w.now;
+    let open: Vec<(LinkId, u64)> = w.open.iter().map(|(l, c)| (*l, *c)).collect();
+    for (link, conn) in open {
+        w.input(Input::WsClosed {
+            link,
+            conn,
+            reason: "venue restarted".into(),
+        });
+    }
+    w.advance(Duration::from_secs(5));
+    let again: Vec<u64> = w
+        .connects
+        .iter()
+        .filter(|(t, _)| *t > lost_at)
+        .map(|(t, _)| t.as_millis())
+        .collect();
+    assert_eq!(again.len(), links, "{again:?}");
+    assert!(
+        again.windows(2).all(|p| p[1] - p[0] >= 1000) && again[0] - times[0] >= 1000,
+        "one reconnect a second across links: {again:?}"
+    );
 }
 
 #[test]

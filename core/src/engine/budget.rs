@@ -1,6 +1,11 @@
 //! One connection budget per venue, shared by all its links: at most one connect per
 //! `connect_interval_ms` and `window_connects_max` per `window_ms` (Bybit: "Do not build over
 //! 500 connections in 5 minutes").
+//!
+//! The spacing is there so that an outage does not turn into a storm of reconnects; a link's
+//! first connect is not a reconnect, so it is held to the window alone. Spacing those too kept a
+//! bot with a private stream blind to its fills, and refusing every order, for a second after
+//! each start (a second more for each further link).
 
 use std::time::Duration;
 
@@ -54,6 +59,12 @@ impl ConnectBudget {
     pub fn try_take(&mut self, now: Time) -> bool {
         self.0.try_take(now)
     }
+
+    /// Takes a link's first connect if the window allows it now: not spaced from the others,
+    /// though the next reconnect is spaced from it.
+    pub fn try_take_first(&mut self, now: Time) -> bool {
+        self.0.try_take_unspaced(now)
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +78,30 @@ mod tests {
         assert!(!b.try_take(Time::from_millis(999)));
         assert_eq!(b.earliest(Time::from_millis(999)), Time::from_millis(1000));
         assert!(b.try_take(Time::from_millis(1000)));
+    }
+
+    #[test]
+    fn first_connects_go_at_once_and_the_next_reconnect_is_spaced_from_the_last() {
+        let mut b = ConnectBudget::new(BudgetConfig::default());
+        let t0 = Time::from_millis(5);
+        assert!((0..4).all(|_| b.try_take_first(t0)));
+        assert!(!b.try_take(Time::from_millis(1004)));
+        assert_eq!(b.earliest(t0), Time::from_millis(1005));
+        assert!(b.try_take(Time::from_millis(1005)));
+        assert_eq!((b.taken_total(), b.deferred_total()), (5, 1));
+    }
+
+    #[test]
+    fn first_connects_are_held_to_the_window() {
+        let cfg = BudgetConfig {
+            window_connects_max: 3,
+            ..BudgetConfig::default()
+        };
+        let mut b = ConnectBudget::new(cfg);
+        let took = (0..5).filter(|_| b.try_take_first(Time::ZERO)).count();
+        assert_eq!(took, 3);
+        assert!(!b.try_take_first(Time::from_millis(299_999)));
+        assert!(b.try_take_first(Time::from_millis(300_000)));
     }
 
     #[test]

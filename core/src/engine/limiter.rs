@@ -64,22 +64,38 @@ impl WindowLimiter {
 
     /// When the next take may happen.
     pub fn earliest(&self, now: Time) -> Time {
-        let mut t = now;
-        if let Some(last) = self.taken.back() {
-            t = t.max(*last + self.spacing);
+        let t = self.earliest_in_window(now);
+        match self.taken.back() {
+            Some(last) => t.max(*last + self.spacing),
+            None => t,
         }
-        if self.taken.len() >= self.limit {
+    }
+
+    /// When the window's limit allows the next take, spacing aside.
+    fn earliest_in_window(&self, now: Time) -> Time {
+        match self.taken.len().checked_sub(self.limit) {
             // The oldest of the last `limit` takes must have left the window.
-            let oldest = self.taken[self.taken.len() - self.limit];
-            t = t.max(oldest + self.window);
+            Some(i) => now.max(self.taken[i] + self.window),
+            None => now,
         }
-        t
     }
 
     // ----- apply -----
 
     /// Takes one if the limits allow it at `now`; a refusal is counted and changes nothing else.
     pub fn try_take(&mut self, now: Time) -> bool {
+        self.forget_before(now);
+        self.take_if(now, self.earliest(now))
+    }
+
+    /// As [`WindowLimiter::try_take`], held to the window's limit but not to the spacing (the
+    /// take still counts, and the next spaced take waits for it).
+    pub fn try_take_unspaced(&mut self, now: Time) -> bool {
+        self.forget_before(now);
+        self.take_if(now, self.earliest_in_window(now))
+    }
+
+    fn forget_before(&mut self, now: Time) {
         while self
             .taken
             .front()
@@ -87,7 +103,10 @@ impl WindowLimiter {
         {
             self.taken.pop_front();
         }
-        if self.earliest(now) > now {
+    }
+
+    fn take_if(&mut self, now: Time, earliest: Time) -> bool {
+        if earliest > now {
             self.deferred_total += 1;
             return false;
         }

@@ -436,7 +436,12 @@ impl Link {
     pub fn handle_timeout(&mut self, now: Time, budget: &mut ConnectBudget, rng: &mut Rng) {
         match self.state {
             LinkState::Waiting { until } if now >= until => {
-                if budget.try_take(now) {
+                let granted = if self.counters.connect_attempts == 0 {
+                    budget.try_take_first(now)
+                } else {
+                    budget.try_take(now)
+                };
+                if granted {
                     self.conn += 1;
                     self.counters.connect_attempts += 1;
                     self.state = LinkState::Connecting {

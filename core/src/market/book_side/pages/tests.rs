@@ -85,6 +85,25 @@ fn levels_far_apart_take_pages_of_their_own_and_read_back_in_order() {
 }
 
 #[test]
+fn a_page_is_found_from_any_last_place_as_a_binary_search_finds_it() {
+    let mut side = Side::new(true);
+    // 40 pages, each 3 page numbers from the next (a page is 32 steps of 1).
+    let levels: Vec<(u64, u64)> = (0..40).map(|i| (i * 96 + 5, 1)).collect();
+    side.fill(&slots(&levels), 100);
+    assert_eq!(side.order.len(), 40);
+    for near in 0..45 {
+        for number in 0..125 {
+            side.near = near;
+            assert_eq!(
+                side.search_near(number),
+                side.order.binary_search_by_key(&number, |p| p.0),
+                "page {number} from place {near}"
+            );
+        }
+    }
+}
+
+#[test]
 fn hollow_pages_leave_once_they_pass_a_quarter_of_the_pages() {
     let mut side = Side::new(false);
     // 200 levels, each alone in its page.
@@ -215,8 +234,37 @@ fn side_against_model(
     Ok(())
 }
 
+/// A sparse side's prices: about 37 steps apart, a page each.
+fn sparse_price() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    (0u64..3_000).prop_map(|k| 1_000_000 + k * 37 + k % 7)
+}
+
+fn sparse_delta() -> impl proptest::strategy::Strategy<Value = Vec<(u64, u64)>> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        (sparse_price(), prop_oneof![1 => Just(0u64), 2 => 1u64..9]),
+        0..80,
+    )
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+    /// Sparse sides fed as the venue sends a delta, its levels in price order best first, where
+    /// each level's page is looked for near the last one's.
+    #[test]
+    fn a_sparse_side_fed_in_price_order_matches_a_sorted_map(
+        ask in proptest::prelude::any::<bool>(),
+        depth in proptest::prop_oneof![1usize..20, 20usize..300],
+        snapshot in proptest::collection::vec((sparse_price(), 0u64..9), 0..300),
+        mut deltas in proptest::collection::vec(sparse_delta(), 1..60),
+    ) {
+        for d in &mut deltas {
+            d.sort_by_key(|l| if ask { l.0 } else { u64::MAX - l.0 });
+        }
+        side_against_model(ask, depth, &snapshot, &deltas)?;
+    }
 
     /// Snapshots and deltas in any order, on a tick, off it and far apart, trimmed to a depth,
     /// on either side, against a sorted map.

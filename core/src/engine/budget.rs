@@ -55,6 +55,11 @@ impl ConnectBudget {
         self.0.earliest(now)
     }
 
+    /// The earliest time a link's first connect may start.
+    pub fn earliest_first(&self, now: Time) -> Time {
+        self.0.earliest_unspaced(now)
+    }
+
     /// Takes one connect if the budget allows it now.
     pub fn try_take(&mut self, now: Time) -> bool {
         self.0.try_take(now)
@@ -102,6 +107,14 @@ mod tests {
         assert_eq!(took, 3);
         assert!(!b.try_take_first(Time::from_millis(299_999)));
         assert!(b.try_take_first(Time::from_millis(300_000)));
+        assert!(b.try_take_first(Time::from_millis(300_000)));
+        // Two places free again at 600 s, the third at 600.5 s; a reconnect would also wait a
+        // second from the last take.
+        assert!(b.try_take_first(Time::from_millis(300_500)));
+        let at = Time::from_millis(600_000);
+        assert!(b.try_take_first(at) && b.try_take_first(at));
+        assert_eq!(b.earliest_first(at), Time::from_millis(600_500));
+        assert_eq!(b.earliest(at), Time::from_millis(601_000));
     }
 
     #[test]

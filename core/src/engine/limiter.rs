@@ -64,7 +64,7 @@ impl WindowLimiter {
 
     /// When the next take may happen.
     pub fn earliest(&self, now: Time) -> Time {
-        let t = self.earliest_in_window(now);
+        let t = self.earliest_unspaced(now);
         match self.taken.back() {
             Some(last) => t.max(*last + self.spacing),
             None => t,
@@ -72,7 +72,7 @@ impl WindowLimiter {
     }
 
     /// When the window's limit allows the next take, spacing aside.
-    fn earliest_in_window(&self, now: Time) -> Time {
+    pub fn earliest_unspaced(&self, now: Time) -> Time {
         match self.taken.len().checked_sub(self.limit) {
             // The oldest of the last `limit` takes must have left the window.
             Some(i) => now.max(self.taken[i] + self.window),
@@ -92,7 +92,7 @@ impl WindowLimiter {
     /// take still counts, and the next spaced take waits for it).
     pub fn try_take_unspaced(&mut self, now: Time) -> bool {
         self.forget_before(now);
-        self.take_if(now, self.earliest_in_window(now))
+        self.take_if(now, self.earliest_unspaced(now))
     }
 
     fn forget_before(&mut self, now: Time) {

@@ -436,7 +436,8 @@ impl Link {
     pub fn handle_timeout(&mut self, now: Time, budget: &mut ConnectBudget, rng: &mut Rng) {
         match self.state {
             LinkState::Waiting { until } if now >= until => {
-                let granted = if self.counters.connect_attempts == 0 {
+                let first = self.counters.connect_attempts == 0;
+                let granted = if first {
                     budget.try_take_first(now)
                 } else {
                     budget.try_take(now)
@@ -453,7 +454,11 @@ impl Link {
                     });
                 } else {
                     self.state = LinkState::Waiting {
-                        until: budget.earliest(now),
+                        until: if first {
+                            budget.earliest_first(now)
+                        } else {
+                            budget.earliest(now)
+                        },
                     };
                 }
             }

@@ -83,12 +83,11 @@ const HOLLOW_SLACK: usize = 16;
 /// half the frame's time (BENCHMARKS.md, "Session 12"). Here a level's page is the one the
 /// last level used, or the one at its number's distance from the first page (a book's pages
 /// near the top are contiguous), or looked for near the last one found, then by a binary
-/// search over the pages; within the page
-/// it is a bit and a store. A page that empties inside the side stays for the next level near
-/// it, as a sparse book's levels come and go (removing and reinserting its entry moved half
-/// the pages each time); the hollow pages leave once they pass a quarter of the pages. So a
-/// side holds at most about 4/3 as many pages as levels (plus [`HOLLOW_SLACK`]), and the
-/// pages no longer used are kept for reuse.
+/// search over the pages; within the page it is a bit and a store. A page that empties inside
+/// the side stays for the next level near it, as a sparse book's levels come and go (removing
+/// and reinserting its entry moved half the pages each time); the hollow pages leave once they
+/// pass a quarter of the pages. So a side holds at most about 4/3 as many pages as levels (plus
+/// [`HOLLOW_SLACK`]), and the pages no longer used are kept for reuse.
 #[derive(Debug, Clone)]
 pub(crate) struct Side {
     /// The best level is the lowest price on the asks, the highest on the bids.

